@@ -1,0 +1,261 @@
+/**
+ * A Connection is one multicast group + UDP port: its socket, its publishers, the receivers for
+ * every remote sender heard on it, its timers and its subscriptions.
+ *
+ * Open one with `Distributor.connection(config)` (scoped), or provide it as a Layer with
+ * `Connection.layer(config)`.
+ *
+ * @since 0.1.0
+ */
+import * as Context from "effect/Context"
+import type * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import type * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
+import type * as Stream from "effect/Stream"
+import type { ConnectionConfigInput } from "./Distributor.js"
+import * as Distributor from "./Distributor.js"
+import type { ConnectionConfig } from "./DistributorConfig.js"
+import type {
+  ConnectionClosed,
+  InvalidConfig,
+  InvalidTopic,
+  IrrecoverableLoss,
+  PayloadCodecError,
+  SubscriberOverflow,
+  TransportError,
+  UpdateTooLarge
+} from "./DistributorError.js"
+import type { RemoteSessionStats, SessionEvent, SessionInfo } from "./internal/protocol/engine.js"
+import type { SocketStats } from "./Transport.js"
+
+/**
+ * A sending session: its random 64-bit id, sender index, host and application.
+ *
+ * @since 0.1.0
+ */
+export type Source = SessionInfo
+
+/**
+ * One update received on a subscription.
+ *
+ * @since 0.1.0
+ */
+export interface Update {
+  readonly topic: string
+  /** The payload bytes. Owned by the receiver: safe to keep. */
+  readonly payload: Uint8Array
+  readonly source: Source
+  /** Sequence number of the segment that completed this update. */
+  readonly sequence: number
+}
+
+/**
+ * One update of a typed subscription: the payload decoded with the subscription's schema.
+ *
+ * @since 0.1.0
+ */
+export interface TypedUpdate<A> {
+  readonly topic: string
+  readonly value: A
+  readonly source: Source
+  readonly sequence: number
+}
+
+/**
+ * What a subscription with `onLoss: "notify"` receives instead of failing.
+ *
+ * @since 0.1.0
+ */
+export type LossNotice = IrrecoverableLoss | SubscriberOverflow
+
+/**
+ * @since 0.1.0
+ */
+export interface SubscribeOptions {
+  /**
+   * Updates buffered for this subscriber before it counts as overflowing. Defaults to the
+   * connection's `subscriberBufferSize`.
+   */
+  readonly bufferSize?: number
+  /**
+   * `"fail"` (default): irrecoverable loss and buffer overflow fail the stream with a typed error.
+   * `"notify"`: the stream stays alive and carries them as values (`LossNotice`).
+   */
+  readonly onLoss?: "fail" | "notify"
+}
+
+/**
+ * @since 0.1.0
+ */
+export interface TypedSubscribeOptions<A, I> extends SubscribeOptions {
+  /** Decodes each payload: UTF-8 JSON, then this schema. */
+  readonly schema: Schema.Schema<A, I>
+}
+
+/**
+ * Errors of `publish`.
+ *
+ * @since 0.1.0
+ */
+export type PublishError = InvalidTopic | UpdateTooLarge | ConnectionClosed
+
+/**
+ * A publishing session on a connection. Closed (held-back updates flushed, goodbye sent) when the
+ * scope it was opened in closes.
+ *
+ * @since 0.1.0
+ */
+export interface Publisher {
+  readonly source: Source
+  /**
+   * Publish one update. Suspends while the connection's bandwidth limit says so (back-pressure);
+   * never buffers without bound. An idle publisher's update leaves at once; under load updates are
+   * packed into datagrams for at most the holdback delay.
+   */
+  readonly publish: (topic: string, payload: Uint8Array | string) => Effect.Effect<void, PublishError>
+  /**
+   * Publish many updates in one go: they leave packed in as few datagrams as fit them (natural
+   * batching, no timer involved).
+   */
+  readonly publishAll: (
+    updates: Iterable<readonly [topic: string, payload: Uint8Array | string]>
+  ) => Effect.Effect<void, PublishError>
+  /** Send what is held back now. */
+  readonly flush: Effect.Effect<void>
+  /** A publisher of values encoded with `schema` as UTF-8 JSON. */
+  readonly typed: <A, I>(schema: Schema.Schema<A, I>) => TypedPublisher<A>
+}
+
+/**
+ * @since 0.1.0
+ */
+export interface TypedPublisher<A> {
+  readonly publish: (topic: string, value: A) => Effect.Effect<void, PublishError | PayloadCodecError>
+}
+
+/**
+ * Session events and losses seen on a connection.
+ *
+ * @since 0.1.0
+ */
+export type ConnectionEvent =
+  | SessionEvent
+  | { readonly _tag: "Loss"; readonly loss: IrrecoverableLoss }
+  | { readonly _tag: "SubscriberOverflow"; readonly overflow: SubscriberOverflow }
+
+/**
+ * A plain snapshot of a connection's statistics.
+ *
+ * @since 0.1.0
+ */
+export interface ConnectionStats {
+  readonly connection: string
+  readonly openedAt: number
+  readonly datagramsOut: number
+  readonly bytesOut: number
+  readonly updatesOut: number
+  readonly datagramsIn: number
+  readonly bytesIn: number
+  readonly updatesIn: number
+  readonly decodeErrors: number
+  readonly naksSent: number
+  readonly naksReceived: number
+  readonly retransmissionsSent: number
+  readonly retransmissionsReceived: number
+  readonly lostPacketsSent: number
+  readonly duplicates: number
+  readonly lossEvents: number
+  readonly lostSegments: number
+  readonly subscriberOverflows: number
+  readonly invalidTopicsDropped: number
+  readonly engineFaults: number
+  readonly socket: SocketStats
+  /** Host-wide UDP receive-buffer drops since the connection opened (Linux `/proc/net/snmp`), when readable. */
+  readonly kernelReceiveBufferErrors: number | undefined
+  readonly publishers: ReadonlyArray<{
+    readonly source: Source
+    readonly highestSeq: number
+    readonly cachedSegments: number
+    readonly cachedBytes: number
+  }>
+  readonly subscriptions: ReadonlyArray<{
+    readonly pattern: string
+    readonly buffered: number
+    readonly delivered: number
+  }>
+  readonly remoteSessions: ReadonlyArray<RemoteSessionStats>
+  /** NAK packets received for this connection's publishers, per requesting host. */
+  readonly nakRequesters: ReadonlyArray<{ readonly host: string; readonly naks: number }>
+  /** The last (up to 100) irrecoverable losses, oldest first. */
+  readonly recentLosses: ReadonlyArray<LossRecord>
+}
+
+/**
+ * An irrecoverable loss and when it was reported (epoch ms).
+ *
+ * @since 0.1.0
+ */
+export interface LossRecord {
+  readonly at: number
+  readonly loss: IrrecoverableLoss
+}
+
+/**
+ * @since 0.1.0
+ */
+export interface SubscribeFn {
+  <A, I>(
+    pattern: string,
+    options: TypedSubscribeOptions<A, I> & { readonly onLoss: "notify" }
+  ): Stream.Stream<TypedUpdate<A> | LossNotice, InvalidTopic | PayloadCodecError>
+  <A, I>(
+    pattern: string,
+    options: TypedSubscribeOptions<A, I>
+  ): Stream.Stream<TypedUpdate<A>, InvalidTopic | PayloadCodecError | IrrecoverableLoss | SubscriberOverflow>
+  (
+    pattern: string,
+    options: SubscribeOptions & { readonly onLoss: "notify" }
+  ): Stream.Stream<Update | LossNotice, InvalidTopic>
+  (
+    pattern: string,
+    options?: SubscribeOptions
+  ): Stream.Stream<Update, InvalidTopic | IrrecoverableLoss | SubscriberOverflow>
+}
+
+/**
+ * @since 0.1.0
+ */
+export interface ConnectionService {
+  /** `group:port`. */
+  readonly key: string
+  readonly config: ConnectionConfig
+  /** Open a publishing session, closed with the scope. */
+  readonly publisher: Effect.Effect<Publisher, ConnectionClosed, Scope.Scope>
+  /**
+   * Subscribe to a topic pattern. Ending or interrupting the stream unsubscribes. Irrecoverable
+   * loss on the connection fails every subscription (or reaches it as a value with
+   * `onLoss: "notify"`): a lost segment may have carried any topic.
+   */
+  readonly subscribe: SubscribeFn
+  /** Session events (joined, restarted, closed, gone) and losses. */
+  readonly events: Stream.Stream<ConnectionEvent>
+  readonly stats: Effect.Effect<ConnectionStats>
+}
+
+/**
+ * @since 0.1.0
+ * @category tags
+ */
+export class Connection extends Context.Tag("effect-distributor/Connection")<Connection, ConnectionService>() {}
+
+/**
+ * Provide a `Connection` opened through the `Distributor` in context, closed with the layer.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (
+  config: ConnectionConfigInput
+): Layer.Layer<Connection, TransportError | InvalidConfig, Distributor.Distributor> =>
+  Layer.scoped(Connection, Distributor.connection(config))

@@ -1,0 +1,632 @@
+/**
+ * Configuration of a `Distributor` (one per process) and of its `Connection`s (one multicast
+ * group + UDP port each), as `Schema.Class`es with documented defaults.
+ *
+ * Every field has a default, so `new ConnectionConfig({ group, port })` and decoding partial input
+ * (JSON, environment variables) both fill in the rest. Durations are plain numbers in milliseconds
+ * with names ending in `Ms`; sizes are in bytes. Validation lives in the schemas only: the JSON and
+ * environment readers decode through them, so every source applies the same rules.
+ *
+ * Environment variables: prefix + the field name in SCREAMING_SNAKE_CASE, nested fields joined with
+ * `_` — e.g. `DISTRIBUTOR_APPLICATION`, `DISTRIBUTOR_CONSOLE_PORT`, `DISTRIBUTOR_NAK_BACKOFF_MS`.
+ * A missing variable means the default. See docs/CONFIGURATION.md for the full table.
+ *
+ * @since 0.1.0
+ */
+import { hostname } from "node:os"
+import * as Config from "effect/Config"
+import * as ConfigError from "effect/ConfigError"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Option from "effect/Option"
+import * as ParseResult from "effect/ParseResult"
+import * as Schema from "effect/Schema"
+import { InvalidConfig } from "./DistributorError.js"
+import type { EngineConfig } from "./internal/protocol/engine.js"
+
+const KiB = 1024
+const MiB = 1024 * KiB
+const GiB = 1024 * MiB
+/** Largest value a socket buffer option accepts (a C `int`). */
+const MAX_SOCKET_BUFFER = 2 ** 31 - 1
+/** Host and application travel in every packet with a u8 byte-length prefix. */
+const MAX_NAME_BYTES = 255
+const HOUR_MS = 3_600_000
+const DAY_MS = 24 * HOUR_MS
+
+// ---------------------------------------------------------------------------------------------
+// Building blocks
+// ---------------------------------------------------------------------------------------------
+
+/** An integer in `[min, max]`; rejects NaN, ±Infinity and fractions. */
+const IntBetween = (min: number, max: number) => Schema.Int.pipe(Schema.between(min, max))
+
+const controlCharIndex = (s: string): number => {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i)
+    if (c < 0x20 || (c >= 0x7f && c <= 0x9f)) return i
+  }
+  return -1
+}
+
+const utf8Length = (s: string): number => Buffer.byteLength(s, "utf8")
+
+/** A name carried in every packet (host or application). */
+const Name = (what: string, maxChars: number) =>
+  Schema.String.pipe(
+    Schema.filter((s) => {
+      if (s.length === 0) return `${what} must not be empty`
+      if (s.length > maxChars) return `${what} must be at most ${maxChars} characters, got ${s.length}`
+      if (utf8Length(s) > MAX_NAME_BYTES) {
+        return `${what} must be at most ${MAX_NAME_BYTES} bytes in UTF-8, got ${utf8Length(s)}`
+      }
+      const i = controlCharIndex(s)
+      if (i >= 0) return `${what} must not contain control characters (found U+${hex4(s.charCodeAt(i))} at index ${i})`
+      return true
+    })
+  )
+
+const hex4 = (n: number): string => n.toString(16).toUpperCase().padStart(4, "0")
+
+/**
+ * Strict dotted-quad parse: four decimal octets 0..255, no leading zeros (which some resolvers
+ * read as octal), no whitespace.
+ */
+const parseDottedQuad = (s: string): ReadonlyArray<number> | undefined => {
+  const parts = s.split(".")
+  if (parts.length !== 4) return undefined
+  const octets: Array<number> = []
+  for (const part of parts) {
+    if (!/^(0|[1-9]\d{0,2})$/.test(part)) return undefined
+    const n = Number(part)
+    if (n > 255) return undefined
+    octets.push(n)
+  }
+  return octets
+}
+
+const isMulticast = (octets: ReadonlyArray<number>): boolean => octets[0] >= 224 && octets[0] <= 239
+
+/** An IPv4 multicast group address (224.0.0.0/4). */
+const MulticastGroup = Schema.String.pipe(
+  Schema.filter((s) => {
+    if (s.includes(":")) {
+      return (
+        `IPv6 is not supported: ${JSON.stringify(s)} is an IPv6 address; use an IPv4 multicast group ` +
+        "in 224.0.0.0/4, e.g. 239.192.0.1"
+      )
+    }
+    const octets = parseDottedQuad(s)
+    if (octets === undefined) {
+      return `Expected an IPv4 multicast address (dotted quad in 224.0.0.0/4, e.g. 239.192.0.1), got ${JSON.stringify(s)}`
+    }
+    if (!isMulticast(octets)) {
+      return `${s} is not a multicast address: the group must be in 224.0.0.0/4 (224.0.0.0 to 239.255.255.255)`
+    }
+    return true
+  })
+)
+
+/** The IPv4 address of a local interface, or 0.0.0.0 for the OS default. */
+const InterfaceAddress = Schema.String.pipe(
+  Schema.filter((s) => {
+    if (s.includes(":")) return `IPv6 is not supported: ${JSON.stringify(s)} is not an IPv4 interface address`
+    const octets = parseDottedQuad(s)
+    if (octets === undefined) {
+      return `Expected the IPv4 address of a local interface as a dotted quad (or 0.0.0.0 for the OS default), got ${JSON.stringify(s)}`
+    }
+    if (isMulticast(octets)) return `${s} is a multicast address; the interface must be a local unicast IPv4 address`
+    if (s === "255.255.255.255") return "255.255.255.255 is the broadcast address, not an interface address"
+    return true
+  })
+)
+
+/** A bind address for the HTTP console: a host name or IP literal, without whitespace. */
+const BindHost = Schema.String.pipe(
+  Schema.filter((s) => {
+    if (s.length === 0) return "console host must not be empty"
+    if (s.length > 253) return `console host must be at most 253 characters, got ${s.length}`
+    if (/\s/.test(s) || controlCharIndex(s) >= 0) {
+      return `console host must not contain whitespace or control characters, got ${JSON.stringify(s)}`
+    }
+    return true
+  })
+)
+
+// ---------------------------------------------------------------------------------------------
+// WebConsoleConfig
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * The HTTP web console (HTML page, JSON and Prometheus text).
+ *
+ * @since 0.1.0
+ */
+export class WebConsoleConfig extends Schema.Class<WebConsoleConfig>("WebConsoleConfig")({
+  /** Whether the Distributor starts the web console. Default: `true`. */
+  enabled: Schema.optionalWith(Schema.Boolean, { default: () => true, exact: true }),
+  /**
+   * Address the console binds to (host name or IP literal). Default: `"127.0.0.1"` (local only;
+   * use `"0.0.0.0"` to expose it on every interface).
+   */
+  host: Schema.optionalWith(BindHost, { default: () => "127.0.0.1", exact: true }),
+  /** TCP port of the console, 0..65535; 0 picks a free port. Default: `8888`. */
+  port: Schema.optionalWith(IntBetween(0, 65535), { default: () => 8888, exact: true })
+}) {}
+
+// ---------------------------------------------------------------------------------------------
+// DistributorConfig
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * Process-level configuration of a Distributor.
+ *
+ * @since 0.1.0
+ */
+export class DistributorConfig extends Schema.Class<DistributorConfig>("DistributorConfig")({
+  /**
+   * Application name reported to peers in every packet (with `host` it identifies a sender).
+   * 1..64 characters, no control characters. Default: `"effect-distributor"`.
+   */
+  application: Schema.optionalWith(Name("application", 64), { default: () => "effect-distributor", exact: true }),
+  /**
+   * Host name reported to peers in every packet. 1..255 UTF-8 bytes, no control characters.
+   * Default: `os.hostname()`, read when the config is built.
+   */
+  host: Schema.optionalWith(Name("host", MAX_NAME_BYTES), { default: () => hostname(), exact: true }),
+  /** The web console. Default: enabled on 127.0.0.1:8888. */
+  console: Schema.optionalWith(WebConsoleConfig, { default: () => new WebConsoleConfig(), exact: true })
+}) {}
+
+// ---------------------------------------------------------------------------------------------
+// ConnectionConfig
+// ---------------------------------------------------------------------------------------------
+
+const connectionFields = {
+  /**
+   * IPv4 multicast group (224.0.0.0/4). IPv6 is not supported. Default: `"239.192.0.1"`, from the
+   * administratively scoped range 239.0.0.0/8 (RFC 2365) meant for private use.
+   */
+  group: Schema.optionalWith(MulticastGroup, { default: () => "239.192.0.1", exact: true }),
+  /** UDP port, 1..65535. Default: `5197`. */
+  port: Schema.optionalWith(IntBetween(1, 65535), { default: () => 5197, exact: true }),
+  /**
+   * IPv4 address of the local interface to send and receive multicast on. Default: `"0.0.0.0"`,
+   * meaning the OS chooses (its default multicast route).
+   */
+  interface: Schema.optionalWith(InterfaceAddress, { default: () => "0.0.0.0", exact: true }),
+  /** Multicast time-to-live (router hops), 0..255; 1 keeps traffic on the local subnet. Default: `1`. */
+  ttl: Schema.optionalWith(IntBetween(0, 255), { default: () => 1, exact: true }),
+  /**
+   * Multicast loopback: whether datagrams sent by this host are also delivered to sockets on this
+   * host (needed for peers on the same machine). Default: `true`.
+   */
+  loopback: Schema.optionalWith(Schema.Boolean, { default: () => true, exact: true }),
+  /**
+   * Socket receive buffer, bytes (1 KiB .. 2^31-1). Large, because the OS default (~200 KB) drops
+   * datagrams at 1–10 k/s. Default: 4 MiB. The OS may cap it (Linux: `net.core.rmem_max`).
+   */
+  recvBufferSize: Schema.optionalWith(IntBetween(KiB, MAX_SOCKET_BUFFER), { default: () => 4 * MiB, exact: true }),
+  /** Socket send buffer, bytes (1 KiB .. 2^31-1). Default: 1 MiB. */
+  sendBufferSize: Schema.optionalWith(IntBetween(KiB, MAX_SOCKET_BUFFER), { default: () => MiB, exact: true }),
+  /**
+   * Largest datagram the engine builds, bytes, protocol header included; 512..65000. Default:
+   * `1400`, which fits a 1500-byte Ethernet MTU after the IP (20) and UDP (8) headers with room for
+   * tunnels/VLAN tags, so datagrams are never IP-fragmented (a lost fragment loses the datagram).
+   */
+  segmentSize: Schema.optionalWith(IntBetween(512, 65000), { default: () => 1400, exact: true }),
+  /**
+   * Largest update payload `publish` accepts, bytes (1 .. 1 GiB); bigger updates fail with
+   * `UpdateTooLarge`. Larger-than-segment updates are fragmented. Default: 64 MiB.
+   */
+  maxUpdateSize: Schema.optionalWith(IntBetween(1, GiB), { default: () => 64 * MiB, exact: true }),
+  /**
+   * Longest a partly filled datagram is held back to pack more updates under load, ms (0..1000);
+   * 0 disables holdback. Default: `2`.
+   */
+  holdbackDelayMs: Schema.optionalWith(IntBetween(0, 1000), { default: () => 2, exact: true }),
+  /**
+   * Publish rate, updates/s (0..10^8), above which holdback engages; below it every publish is
+   * sent at once. Default: `1000`.
+   */
+  holdbackThreshold: Schema.optionalWith(IntBetween(0, 100_000_000), { default: () => 1000, exact: true }),
+  /**
+   * Longest gap between heartbeats of an idle sender, ms (1 .. 1 h). Heartbeats carry the highest
+   * sequence sent, so receivers notice a lost tail. Default: `1000`.
+   */
+  heartbeatIntervalMs: Schema.optionalWith(IntBetween(1, HOUR_MS), { default: () => 1000, exact: true }),
+  /**
+   * A remote sender silent this long is considered gone, ms (1 .. 1 day); must exceed
+   * `heartbeatIntervalMs`. Default: `10000`.
+   */
+  senderTimeoutMs: Schema.optionalWith(IntBetween(1, DAY_MS), { default: () => 10_000, exact: true }),
+  /**
+   * Upper bound of the random back-off before a receiver's first NAK for a gap, ms (0..60000); lets
+   * one receiver's NAK suppress the others'. Default: `10`.
+   */
+  nakBackoffMs: Schema.optionalWith(IntBetween(0, 60_000), { default: () => 10, exact: true }),
+  /** Interval between NAK retries for a gap still missing, ms (1..60000). Default: `100`. */
+  nakRetryIntervalMs: Schema.optionalWith(IntBetween(1, 60_000), { default: () => 100, exact: true }),
+  /** NAK retries (0..1000) before a gap is declared lost (`RetriesExhausted`). Default: `10`. */
+  nakMaxRetries: Schema.optionalWith(IntBetween(0, 1000), { default: () => 10, exact: true }),
+  /**
+   * A sender retransmits a given sequence at most once within this window, ms (0..60000), so
+   * duplicate NAKs from many receivers cause one retransmission. Default: `10`.
+   */
+  retransmitHoldoffMs: Schema.optionalWith(IntBetween(0, 60_000), { default: () => 10, exact: true }),
+  /** Retransmission cache size bound, bytes (1 .. 2^53-1). Default: 16 MiB. */
+  cacheMaxBytes: Schema.optionalWith(IntBetween(1, Number.MAX_SAFE_INTEGER), { default: () => 16 * MiB, exact: true }),
+  /** Retransmission cache age bound, ms (1 .. 1 day): older segments are dropped. Default: `60000`. */
+  cacheMaxAgeMs: Schema.optionalWith(IntBetween(1, DAY_MS), { default: () => 60_000, exact: true }),
+  /** Most bytes/s a sender puts on the wire (token bucket), 0..10^11; 0 = unlimited. Default: `0`. */
+  maxBandwidth: Schema.optionalWith(IntBetween(0, 100_000_000_000), { default: () => 0, exact: true }),
+  /**
+   * Out-of-order segments (1..2^24) a receiver holds per remote session before declaring an overrun
+   * (`ReceiverOverrun`). Default: `16384`.
+   */
+  reorderBufferSegments: Schema.optionalWith(IntBetween(1, 16_777_216), { default: () => 16_384, exact: true }),
+  /**
+   * Updates buffered per subscriber (1..2^24) before it overflows (`SubscriberOverflow`); a slow
+   * subscriber never stalls the others. Default: `65536`.
+   */
+  subscriberBufferSize: Schema.optionalWith(IntBetween(1, 16_777_216), { default: () => 65_536, exact: true })
+}
+
+/** Rules between fields. Each field alone is already valid when this runs. */
+const connectionConsistency = (c: Schema.Struct.Type<typeof connectionFields>) =>
+  c.senderTimeoutMs > c.heartbeatIntervalMs
+    ? true
+    : {
+        path: ["senderTimeoutMs"],
+        message:
+          `senderTimeoutMs (${c.senderTimeoutMs}) must exceed heartbeatIntervalMs (${c.heartbeatIntervalMs}), ` +
+          "or idle senders would be timed out between heartbeats"
+      }
+
+/**
+ * One connection: a multicast group + UDP port, its socket options and protocol timings.
+ *
+ * @since 0.1.0
+ */
+export class ConnectionConfig extends Schema.Class<ConnectionConfig>("ConnectionConfig")(
+  Schema.Struct(connectionFields).pipe(Schema.filter(connectionConsistency))
+) {
+  /** `group:port`, the connection's identity within a Distributor. */
+  get key(): string {
+    return `${this.group}:${this.port}`
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Decoding unknown input and JSON
+// ---------------------------------------------------------------------------------------------
+
+type Issue = ParseResult.ArrayFormatterIssue
+type RenderPath = (path: ReadonlyArray<PropertyKey>) => string
+
+const dotted: RenderPath = (path) => path.map(String).join(".")
+
+const toInvalidConfig = (
+  reason: InvalidConfig["reason"],
+  issues: ReadonlyArray<Issue>,
+  render: RenderPath
+): InvalidConfig => {
+  const first = issues[0]
+  const detail =
+    issues.length <= 1
+      ? (first?.message ?? "invalid value")
+      : issues.map((issue) => `${render(issue.path) || "<root>"}: ${issue.message}`).join("; ")
+  return new InvalidConfig({ reason, path: first ? render(first.path) : "", detail })
+}
+
+/**
+ * A decoder that tells a bad field (`Decode`) from fields that are each valid but contradict one
+ * another (`Inconsistent`): the latter pass the plain field struct and fail only the class.
+ */
+const makeDecoder = <A, I>(
+  fieldsOnly: Schema.Schema<any, any, never>,
+  schema: Schema.Schema<A, I>
+): ((u: unknown, render: RenderPath) => Either.Either<A, InvalidConfig>) => {
+  const decodeFields = Schema.decodeUnknownEither(fieldsOnly, { errors: "all" })
+  const decodeFull = Schema.decodeUnknownEither(schema, { errors: "all" })
+  return (u, render) => {
+    const result = decodeFull(u)
+    if (Either.isRight(result)) return Either.right(result.right)
+    const reason = Either.isRight(decodeFields(u)) ? "Inconsistent" : "Decode"
+    return Either.left(toInvalidConfig(reason, ParseResult.ArrayFormatter.formatErrorSync(result.left), render))
+  }
+}
+
+const decodeDistributor = makeDecoder(Schema.Struct(DistributorConfig.fields), DistributorConfig)
+const decodeConnection = makeDecoder(Schema.Struct(ConnectionConfig.fields), ConnectionConfig)
+
+/**
+ * Decodes a `DistributorConfig` from unknown input (e.g. parsed JSON); missing fields get their
+ * defaults. Fails with `InvalidConfig` whose `path` names the first bad field (e.g. `console.port`).
+ *
+ * @since 0.1.0
+ */
+export const decodeDistributorConfig = (u: unknown): Effect.Effect<DistributorConfig, InvalidConfig> =>
+  decodeDistributor(u, dotted)
+
+/**
+ * Decodes a `ConnectionConfig` from unknown input; missing fields get their defaults. Fails with
+ * `InvalidConfig` whose `path` names the first bad field (e.g. `group`); `reason` is `Inconsistent`
+ * when every field is valid alone but a cross-field rule fails.
+ *
+ * @since 0.1.0
+ */
+export const decodeConnectionConfig = (u: unknown): Effect.Effect<ConnectionConfig, InvalidConfig> =>
+  decodeConnection(u, dotted)
+
+const parseJsonText = Schema.decodeUnknownEither(Schema.parseJson())
+
+const fromJsonText = <A>(
+  text: string,
+  decode: (u: unknown, render: RenderPath) => Either.Either<A, InvalidConfig>
+): Effect.Effect<A, InvalidConfig> =>
+  Either.match(parseJsonText(text), {
+    onLeft: (error) =>
+      Effect.fail(
+        new InvalidConfig({
+          reason: "Decode",
+          path: "",
+          detail: `malformed JSON: ${ParseResult.ArrayFormatter.formatErrorSync(error)[0]?.message ?? "parse error"}`
+        })
+      ),
+    onRight: (u) => decode(u, dotted)
+  })
+
+/**
+ * Decodes a `DistributorConfig` from JSON text. Malformed JSON fails with `InvalidConfig`
+ * (reason `Decode`, path `""`).
+ *
+ * @since 0.1.0
+ */
+export const distributorConfigFromJson = (text: string): Effect.Effect<DistributorConfig, InvalidConfig> =>
+  fromJsonText(text, decodeDistributor)
+
+/**
+ * Decodes a `ConnectionConfig` from JSON text. Malformed JSON fails with `InvalidConfig`
+ * (reason `Decode`, path `""`).
+ *
+ * @since 0.1.0
+ */
+export const connectionConfigFromJson = (text: string): Effect.Effect<ConnectionConfig, InvalidConfig> =>
+  fromJsonText(text, decodeConnection)
+
+// ---------------------------------------------------------------------------------------------
+// Environment variables (Effect Config)
+// ---------------------------------------------------------------------------------------------
+
+type Kind = "string" | "integer" | "boolean"
+type EnvSpec = { readonly [field: string]: Kind | EnvSpec }
+
+/** The default prefix of every environment variable. */
+const DEFAULT_PREFIX = "DISTRIBUTOR_"
+
+const screamingSnake = (field: string): string => field.replace(/([a-z0-9])([A-Z])/g, "$1_$2").toUpperCase()
+
+const normalizePrefix = (prefix: string): string => (prefix === "" || prefix.endsWith("_") ? prefix : `${prefix}_`)
+
+/**
+ * The environment variable of a config field: prefix + SCREAMING_SNAKE_CASE of the field, nested
+ * fields joined with `_`. A prefix without a trailing `_` gets one.
+ *
+ * @example
+ * envVarName("DISTRIBUTOR_", ["console", "port"]) // "DISTRIBUTOR_CONSOLE_PORT"
+ * envVarName("MARKET", ["nakBackoffMs"]) // "MARKET_NAK_BACKOFF_MS"
+ *
+ * @since 0.1.0
+ */
+export const envVarName = (prefix: string, path: ReadonlyArray<string>): string =>
+  normalizePrefix(prefix) + path.map(screamingSnake).join("_")
+
+/** Strict: `Config.integer` would read "" as 0 and "0x10" as 16. */
+const INTEGER_TEXT = /^[+-]?\d+$/
+
+const readVariable = (name: string, kind: Kind): Config.Config<Option.Option<unknown>> => {
+  switch (kind) {
+    case "string":
+      return Config.option(Config.string(name))
+    case "boolean":
+      return Config.option(Config.boolean(name))
+    case "integer":
+      return Config.option(
+        Config.string(name).pipe(
+          Config.mapOrFail((text) => {
+            const trimmed = text.trim()
+            return INTEGER_TEXT.test(trimmed)
+              ? Either.right(Number(trimmed))
+              : Either.left(ConfigError.InvalidData([], `Expected an integer, got ${JSON.stringify(text)}`))
+          })
+        )
+      )
+  }
+}
+
+/**
+ * Reads every variable of `spec` that is set into a (nested) plain object; unset variables are
+ * left out so the schema fills their defaults. Only syntax (integer, boolean) is checked here.
+ */
+const readRaw = (
+  prefix: string,
+  spec: EnvSpec,
+  path: ReadonlyArray<string> = []
+): Config.Config<Record<string, unknown>> => {
+  const entries: Record<string, Config.Config<Option.Option<unknown>>> = {}
+  for (const [field, kind] of Object.entries(spec)) {
+    const fieldPath = [...path, field]
+    entries[field] =
+      typeof kind === "string"
+        ? readVariable(envVarName(prefix, fieldPath), kind)
+        : readRaw(prefix, kind, fieldPath).pipe(
+            Config.map((nested) => (Object.keys(nested).length === 0 ? Option.none() : Option.some(nested)))
+          )
+  }
+  return Config.all(entries).pipe(
+    Config.map((values) => {
+      const out: Record<string, unknown> = {}
+      for (const [field, value] of Object.entries(values)) {
+        if (Option.isSome(value)) out[field] = value.value
+      }
+      return out
+    })
+  )
+}
+
+const distributorEnvSpec = {
+  application: "string",
+  host: "string",
+  console: { enabled: "boolean", host: "string", port: "integer" }
+} as const satisfies { readonly [K in keyof typeof DistributorConfig.fields]: Kind | EnvSpec }
+
+const connectionEnvSpec = {
+  group: "string",
+  port: "integer",
+  interface: "string",
+  ttl: "integer",
+  loopback: "boolean",
+  recvBufferSize: "integer",
+  sendBufferSize: "integer",
+  segmentSize: "integer",
+  maxUpdateSize: "integer",
+  holdbackDelayMs: "integer",
+  holdbackThreshold: "integer",
+  heartbeatIntervalMs: "integer",
+  senderTimeoutMs: "integer",
+  nakBackoffMs: "integer",
+  nakRetryIntervalMs: "integer",
+  nakMaxRetries: "integer",
+  retransmitHoldoffMs: "integer",
+  cacheMaxBytes: "integer",
+  cacheMaxAgeMs: "integer",
+  maxBandwidth: "integer",
+  reorderBufferSegments: "integer",
+  subscriberBufferSize: "integer"
+} as const satisfies { readonly [K in keyof typeof ConnectionConfig.fields]: Kind }
+
+/** Renders a schema path (`["console", "port"]`) as the variable it came from. */
+const envRender =
+  (prefix: string): RenderPath =>
+  (path) =>
+    path.length === 0 ? "" : envVarName(prefix, path.map(String))
+
+/** The Config variant: schema failures become `ConfigError.InvalidData` at the variable's name. */
+const toConfig = <A>(
+  raw: Config.Config<Record<string, unknown>>,
+  decode: (u: unknown, render: RenderPath) => Either.Either<A, InvalidConfig>,
+  prefix: string
+): Config.Config<A> =>
+  raw.pipe(
+    Config.mapOrFail((u) =>
+      Either.mapLeft(decode(u, envRender(prefix)), (error) =>
+        ConfigError.InvalidData(error.path === "" ? [] : [error.path], error.detail)
+      )
+    )
+  )
+
+const configErrorLeaves = (error: ConfigError.ConfigError): Array<{ path: string; message: string }> => {
+  switch (error._op) {
+    case "And":
+    case "Or":
+      return [...configErrorLeaves(error.left), ...configErrorLeaves(error.right)]
+    default:
+      return [{ path: error.path.join("_"), message: error.message }]
+  }
+}
+
+const configErrorToInvalid = (error: ConfigError.ConfigError): InvalidConfig => {
+  const leaves = configErrorLeaves(error)
+  const first = leaves[0]
+  return new InvalidConfig({
+    reason: "Decode",
+    path: first?.path ?? "",
+    detail:
+      leaves.length <= 1
+        ? (first?.message ?? String(error))
+        : leaves.map((leaf) => `${leaf.path || "<root>"}: ${leaf.message}`).join("; ")
+  })
+}
+
+/** The Effect variant: syntax errors and schema failures both become `InvalidConfig`. */
+const load = <A>(
+  raw: Config.Config<Record<string, unknown>>,
+  decode: (u: unknown, render: RenderPath) => Either.Either<A, InvalidConfig>,
+  prefix: string
+): Effect.Effect<A, InvalidConfig> =>
+  Effect.flatMap(Effect.mapError(raw, configErrorToInvalid), (u) => decode(u, envRender(prefix)))
+
+/**
+ * `DistributorConfig` from environment variables (through the current `ConfigProvider`):
+ * `DISTRIBUTOR_APPLICATION`, `DISTRIBUTOR_HOST`, `DISTRIBUTOR_CONSOLE_ENABLED`,
+ * `DISTRIBUTOR_CONSOLE_HOST`, `DISTRIBUTOR_CONSOLE_PORT`. Unset variables mean defaults; a bad
+ * value fails with a `ConfigError` naming the variable.
+ *
+ * @since 0.1.0
+ */
+export const distributorConfig: Config.Config<DistributorConfig> = toConfig(
+  readRaw(DEFAULT_PREFIX, distributorEnvSpec),
+  decodeDistributor,
+  DEFAULT_PREFIX
+)
+
+/**
+ * `ConnectionConfig` from environment variables named `prefix` + SCREAMING_SNAKE_CASE of each
+ * field (default prefix `DISTRIBUTOR_`: `DISTRIBUTOR_GROUP`, `DISTRIBUTOR_PORT`,
+ * `DISTRIBUTOR_NAK_BACKOFF_MS`, …). Use another prefix per connection when a process has several.
+ * Unset variables mean defaults; a bad value fails with a `ConfigError` naming the variable.
+ *
+ * @since 0.1.0
+ */
+export const connectionConfig = (prefix: string = DEFAULT_PREFIX): Config.Config<ConnectionConfig> =>
+  toConfig(readRaw(prefix, connectionEnvSpec), decodeConnection, prefix)
+
+/**
+ * Like `distributorConfig`, failing with `InvalidConfig` whose `path` is the variable name.
+ *
+ * @since 0.1.0
+ */
+export const loadDistributorConfig: Effect.Effect<DistributorConfig, InvalidConfig> = load(
+  readRaw(DEFAULT_PREFIX, distributorEnvSpec),
+  decodeDistributor,
+  DEFAULT_PREFIX
+)
+
+/**
+ * Like `connectionConfig(prefix)`, failing with `InvalidConfig` whose `path` is the variable name
+ * (reason `Inconsistent` for a cross-field rule such as senderTimeoutMs > heartbeatIntervalMs).
+ *
+ * @since 0.1.0
+ */
+export const loadConnectionConfig = (prefix: string = DEFAULT_PREFIX): Effect.Effect<ConnectionConfig, InvalidConfig> =>
+  load(readRaw(prefix, connectionEnvSpec), decodeConnection, prefix)
+
+// ---------------------------------------------------------------------------------------------
+// Engine
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * What the protocol engine of one connection needs: the connection's settings plus the identity
+ * (host, application) of the distributor.
+ *
+ * @since 0.1.0
+ */
+export const toEngineConfig = (distributor: DistributorConfig, connection: ConnectionConfig): EngineConfig => ({
+  host: distributor.host,
+  application: distributor.application,
+  segmentSize: connection.segmentSize,
+  maxUpdateSize: connection.maxUpdateSize,
+  holdbackDelayMs: connection.holdbackDelayMs,
+  holdbackThreshold: connection.holdbackThreshold,
+  heartbeatIntervalMs: connection.heartbeatIntervalMs,
+  senderTimeoutMs: connection.senderTimeoutMs,
+  nakBackoffMs: connection.nakBackoffMs,
+  nakRetryIntervalMs: connection.nakRetryIntervalMs,
+  nakMaxRetries: connection.nakMaxRetries,
+  retransmitHoldoffMs: connection.retransmitHoldoffMs,
+  cacheMaxBytes: connection.cacheMaxBytes,
+  cacheMaxAgeMs: connection.cacheMaxAgeMs,
+  maxBandwidth: connection.maxBandwidth,
+  reorderBufferSegments: connection.reorderBufferSegments
+})

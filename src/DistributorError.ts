@@ -1,0 +1,200 @@
+/**
+ * The typed error family of effect-distributor. Every error is a `Schema.TaggedError` with a
+ * `reason` (a small closed set of literals) and a human-readable `message`, so callers can
+ * `Effect.catchTag` on the error and switch on the reason.
+ *
+ * @since 0.1.0
+ */
+import * as Schema from "effect/Schema"
+
+/** @since 0.1.0 */
+/**
+ * A topic or pattern that does not follow the topic rules (see `Topic`).
+ *
+ * @since 0.1.0
+ */
+export class InvalidTopic extends Schema.TaggedError<InvalidTopic>()("InvalidTopic", {
+  topic: Schema.String,
+  reason: Schema.Literal(
+    "Empty",
+    "NoLeadingSlash",
+    "EmptyLevel",
+    "WildcardInTopic",
+    "EllipsisNotLast",
+    "InvalidWildcard",
+    "ControlCharacter",
+    "TooLong",
+    "TooManyLevels"
+  ),
+  detail: Schema.String
+}) {
+  override get message(): string {
+    return `Invalid topic ${JSON.stringify(this.topic)} (${this.reason}): ${this.detail}`
+  }
+}
+
+/**
+ * A configuration value that does not decode. `path` names the field.
+ *
+ * @since 0.1.0
+ */
+export class InvalidConfig extends Schema.TaggedError<InvalidConfig>()("InvalidConfig", {
+  reason: Schema.Literal("Decode", "Inconsistent"),
+  path: Schema.String,
+  detail: Schema.String
+}) {
+  override get message(): string {
+    return `Invalid configuration at ${this.path || "<root>"} (${this.reason}): ${this.detail}`
+  }
+}
+
+/**
+ * A failure of the datagram transport: binding, joining the group, sending, or socket options.
+ *
+ * @since 0.1.0
+ */
+export class TransportError extends Schema.TaggedError<TransportError>()("TransportError", {
+  reason: Schema.Literal("Bind", "Membership", "Send", "SocketOption", "Closed"),
+  address: Schema.String,
+  detail: Schema.String,
+  cause: Schema.optional(Schema.Defect)
+}) {
+  override get message(): string {
+    return `Transport error at ${this.address} (${this.reason}): ${this.detail}`
+  }
+}
+
+/**
+ * An update larger than the configured maximum update size.
+ *
+ * @since 0.1.0
+ */
+export class UpdateTooLarge extends Schema.TaggedError<UpdateTooLarge>()("UpdateTooLarge", {
+  reason: Schema.Literal("ExceedsMaxUpdateSize"),
+  topic: Schema.String,
+  size: Schema.Number,
+  maxSize: Schema.Number
+}) {
+  override get message(): string {
+    return `Update on ${this.topic} is ${this.size} bytes, above the maximum of ${this.maxSize}`
+  }
+}
+
+/**
+ * An operation on a connection (or publisher) that has been closed.
+ *
+ * @since 0.1.0
+ */
+export class ConnectionClosed extends Schema.TaggedError<ConnectionClosed>()("ConnectionClosed", {
+  reason: Schema.Literal("ConnectionClosed", "PublisherClosed"),
+  connection: Schema.String
+}) {
+  override get message(): string {
+    return `${this.reason === "PublisherClosed" ? "Publisher" : "Connection"} ${this.connection} is closed`
+  }
+}
+
+/**
+ * Why a range of updates could not be recovered.
+ *
+ * @since 0.1.0
+ */
+export const LossReason = Schema.Literal(
+  /** The sender answered that the range is no longer in its retransmission cache. */
+  "NotInSenderCache",
+  /** NAKs were retried up to the configured limit without an answer. */
+  "RetriesExhausted",
+  /** The sender went silent past the sender timeout, or said goodbye, with the range still missing. */
+  "SenderGone",
+  /** A large update's fragments did not all arrive; the partial update was discarded. */
+  "ReassemblyFailed",
+  /** The receiver's reorder buffer overflowed (hostile or far-future sequence numbers). */
+  "ReceiverOverrun"
+)
+/** @since 0.1.0 */
+export type LossReason = typeof LossReason.Type
+
+/**
+ * Updates that were published but can never be delivered. Fails a subscription's stream by
+ * default; with `onLoss: "notify"` it is delivered as a value instead.
+ *
+ * @since 0.1.0
+ */
+export class IrrecoverableLoss extends Schema.TaggedError<IrrecoverableLoss>()("IrrecoverableLoss", {
+  reason: LossReason,
+  /** The connection, as `group:port`. */
+  connection: Schema.String,
+  /** Remote session id, as 16 hex digits. */
+  sessionId: Schema.String,
+  host: Schema.String,
+  application: Schema.String,
+  /** First and last lost sequence number (segments, inclusive). */
+  firstSeq: Schema.Number,
+  lastSeq: Schema.Number
+}) {
+  override get message(): string {
+    return `Irrecoverable loss of segments ${this.firstSeq}..${this.lastSeq} from ${this.application}@${this.host} ` +
+      `(session ${this.sessionId}) on ${this.connection}: ${this.reason}`
+  }
+}
+
+/**
+ * A subscriber that did not keep up: its bounded buffer overflowed.
+ *
+ * @since 0.1.0
+ */
+export class SubscriberOverflow extends Schema.TaggedError<SubscriberOverflow>()("SubscriberOverflow", {
+  reason: Schema.Literal("BufferFull"),
+  pattern: Schema.String,
+  capacity: Schema.Number,
+  dropped: Schema.Number
+}) {
+  override get message(): string {
+    return `Subscriber ${this.pattern} overflowed its buffer of ${this.capacity} updates; ${this.dropped} dropped`
+  }
+}
+
+/**
+ * A typed publisher or subscription could not encode or decode a payload with its schema.
+ *
+ * @since 0.1.0
+ */
+export class PayloadCodecError extends Schema.TaggedError<PayloadCodecError>()("PayloadCodecError", {
+  reason: Schema.Literal("InvalidJson", "DecodeFailed", "EncodeFailed"),
+  topic: Schema.String,
+  detail: Schema.String
+}) {
+  override get message(): string {
+    return `Payload on ${this.topic}: ${this.reason}: ${this.detail}`
+  }
+}
+
+/**
+ * The web console could not start: its TCP port is taken (`PortInUse`), or the address could not
+ * be bound (`Bind`: unknown host, address not local, permission denied).
+ *
+ * @since 0.1.0
+ */
+export class WebConsoleError extends Schema.TaggedError<WebConsoleError>()("WebConsoleError", {
+  reason: Schema.Literal("PortInUse", "Bind"),
+  /** `host:port` the console tried to listen on. */
+  address: Schema.String,
+  detail: Schema.String,
+  cause: Schema.optional(Schema.Defect)
+}) {
+  override get message(): string {
+    return `Web console at ${this.address} (${this.reason}): ${this.detail}`
+  }
+}
+
+/** @since 0.1.0 */
+export type DistributorError =
+  | InvalidTopic
+  | InvalidConfig
+  | TransportError
+  | UpdateTooLarge
+  | ConnectionClosed
+  | IrrecoverableLoss
+  | SubscriberOverflow
+  | PayloadCodecError
+  | WebConsoleError

@@ -1,0 +1,546 @@
+/**
+ * The Effect shell around one protocol `Endpoint`: it owns the socket, runs the receive loop and
+ * the timer fiber in the connection's scope, and fans delivered updates out to subscribers.
+ *
+ * Hot path: the engine is driven synchronously, a chunk of datagrams at a time; deliveries are
+ * collected during the drive and handed to each subscriber's mailbox in one `unsafeOfferAll`. No
+ * Effect is built per update.
+ */
+import * as Chunk from "effect/Chunk"
+import * as Clock from "effect/Clock"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Exit from "effect/Exit"
+import * as Mailbox from "effect/Mailbox"
+import * as Option from "effect/Option"
+import * as PubSub from "effect/PubSub"
+import * as Schema from "effect/Schema"
+import * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
+import type * as Connection from "../Connection.js"
+import type { ConnectionConfig, DistributorConfig } from "../DistributorConfig.js"
+import { toEngineConfig } from "../DistributorConfig.js"
+import {
+  ConnectionClosed,
+  type InvalidTopic,
+  IrrecoverableLoss,
+  PayloadCodecError,
+  SubscriberOverflow,
+  type TransportError,
+  UpdateTooLarge
+} from "../DistributorError.js"
+import * as Topic from "../Topic.js"
+import { Transport } from "../Transport.js"
+import { Endpoint, type LocalSender } from "./protocol/endpoint.js"
+import type { EngineSink, LossReport, ReceivedUpdate, SessionEvent } from "./protocol/engine.js"
+import { metricsFor, readKernelRcvbufErrors } from "./stats.js"
+
+type Item = ReceivedUpdate | IrrecoverableLoss | SubscriberOverflow
+
+interface Subscriber {
+  readonly pattern: string
+  readonly mailbox: Mailbox.Mailbox<Item, IrrecoverableLoss | SubscriberOverflow>
+  readonly capacity: number
+  readonly notify: boolean
+  key: Topic.SubscriptionKey | undefined
+  batch: Array<Item>
+  delivered: number
+  dropped: number
+  /** Set once the subscriber failed (overflow / loss) or ended: nothing more is offered. */
+  done: boolean
+}
+
+/** Losses kept for the statistics snapshot (the web console shows them). */
+const RECENT_LOSSES = 100
+
+const textEncoder = new TextEncoder()
+const textDecoder = new TextDecoder()
+
+const lossError = (key: string, loss: LossReport): IrrecoverableLoss =>
+  new IrrecoverableLoss({
+    reason: loss.reason,
+    connection: key,
+    sessionId: loss.source.sessionIdHex,
+    host: loss.source.host,
+    application: loss.source.application,
+    firstSeq: loss.firstSeq,
+    lastSeq: loss.lastSeq
+  })
+
+export interface MakeOptions {
+  readonly distributor: DistributorConfig
+  readonly config: ConnectionConfig
+  /** Random source of the engine (NAK back-off, session ids); `Math.random` by default. */
+  readonly random?: () => number
+}
+
+export const make = (
+  options: MakeOptions
+): Effect.Effect<Connection.ConnectionService, TransportError, Transport | Scope.Scope> =>
+  Effect.gen(function* () {
+    const { config } = options
+    const transport = yield* Transport
+    const scope = yield* Effect.scope
+    const clock = yield* Effect.clock
+    const now = () => clock.unsafeCurrentTimeMillis()
+    const key = `${config.group}:${config.port}`
+
+    const socket = yield* transport.open({
+      group: config.group,
+      port: config.port,
+      interface: config.interface,
+      ttl: config.ttl,
+      loopback: config.loopback,
+      recvBufferSize: config.recvBufferSize,
+      sendBufferSize: config.sendBufferSize
+    })
+
+    const openedAt = now()
+    const kernelDropsAtOpen = readKernelRcvbufErrors()
+    const matcher = Topic.make<Subscriber>()
+    const subscribers = new Set<Subscriber>()
+    const events = yield* Effect.acquireRelease(PubSub.sliding<Connection.ConnectionEvent>(4096), PubSub.shutdown)
+    const counters = { subscriberOverflows: 0, invalidTopicsDropped: 0, engineFaults: 0 }
+    let closed = false
+
+    // Outputs of one synchronous drive of the engine, dispatched right after it.
+    let pendingUpdates: Array<ReceivedUpdate> = []
+    let pendingLosses: Array<LossReport> = []
+    let pendingEvents: Array<SessionEvent> = []
+    const sink: EngineSink = {
+      send: socket.send,
+      deliver: (update) => {
+        pendingUpdates.push(update)
+      },
+      loss: (loss) => {
+        pendingLosses.push(loss)
+      },
+      event: (event) => {
+        pendingEvents.push(event)
+      }
+    }
+    const endpoint = new Endpoint({
+      config: toEngineConfig(options.distributor, config),
+      sink,
+      random: options.random ?? Math.random,
+      now: openedAt
+    })
+
+    // ---- subscriber fan-out ------------------------------------------------------------------
+
+    const touched: Array<Subscriber> = []
+    const validTopics = new Set<string>()
+
+    const finish = (sub: Subscriber, exit: Exit.Exit<void, IrrecoverableLoss | SubscriberOverflow>) => {
+      sub.done = true
+      sub.batch = []
+      if (sub.key) matcher.remove(sub.key)
+      sub.key = undefined
+      subscribers.delete(sub)
+      sub.mailbox.unsafeDone(exit)
+    }
+
+    const overflow = (sub: Subscriber, dropped: number) => {
+      counters.subscriberOverflows++
+      const error = new SubscriberOverflow({
+        reason: "BufferFull",
+        pattern: sub.pattern,
+        capacity: sub.capacity,
+        dropped
+      })
+      events.unsafeOffer({ _tag: "SubscriberOverflow", overflow: error })
+      return error
+    }
+
+    const flushSubscriber = (sub: Subscriber) => {
+      const batch = sub.batch
+      sub.batch = []
+      if (sub.done || batch.length === 0) return
+      const size = Option.getOrElse(sub.mailbox.unsafeSize(), () => 0)
+      const room = sub.capacity - size
+      if (batch.length <= room) {
+        sub.mailbox.unsafeOfferAll(batch)
+        sub.delivered += batch.length
+        return
+      }
+      // The subscriber did not keep up: never drop silently.
+      const dropped = batch.length - Math.max(room, 0)
+      sub.dropped += dropped
+      const error = overflow(sub, dropped)
+      if (sub.notify) {
+        if (room > 0) sub.mailbox.unsafeOfferAll(batch.slice(0, room))
+        sub.delivered += Math.max(room, 0)
+        // The notice itself may exceed the capacity by one: it must get through.
+        sub.mailbox.unsafeOffer(error)
+      } else {
+        finish(sub, Exit.fail(error))
+      }
+    }
+
+    const isValidTopic = (topic: string) => {
+      if (validTopics.has(topic)) return true
+      if (Topic.validateTopic(topic) !== undefined) return false
+      if (validTopics.size >= 65_536) validTopics.clear()
+      validTopics.add(topic)
+      return true
+    }
+
+    const dispatchUpdates = (updates: Array<ReceivedUpdate>) => {
+      for (let i = 0; i < updates.length; i++) {
+        const update = updates[i]
+        const subs = matcher.match(update.topic)
+        if (subs.length === 0) continue
+        if (!isValidTopic(update.topic)) {
+          counters.invalidTopicsDropped++
+          continue
+        }
+        for (let j = 0; j < subs.length; j++) {
+          const sub = subs[j]
+          if (sub.batch.length === 0) touched.push(sub)
+          sub.batch.push(update)
+        }
+      }
+      for (let i = 0; i < touched.length; i++) flushSubscriber(touched[i])
+      touched.length = 0
+    }
+
+    const recentLosses: Array<Connection.LossRecord> = []
+    const dispatchLosses = (losses: Array<LossReport>) => {
+      const at = now()
+      for (const report of losses) {
+        const error = lossError(key, report)
+        if (recentLosses.length >= RECENT_LOSSES) recentLosses.shift()
+        recentLosses.push({ at, loss: error })
+        events.unsafeOffer({ _tag: "Loss", loss: error })
+        for (const sub of Array.from(subscribers)) {
+          if (sub.done) continue
+          if (sub.notify) sub.mailbox.unsafeOffer(error)
+          else finish(sub, Exit.fail(error))
+        }
+      }
+    }
+
+    // Timer fiber bookkeeping: the deadline it sleeps towards, and the latch that wakes it early.
+    const wake = yield* Effect.makeLatch(false)
+    let timerTarget = Number.POSITIVE_INFINITY
+
+    /** Hand the outputs of the last engine call to subscribers and event listeners. */
+    const dispatch = () => {
+      if (pendingUpdates.length > 0) {
+        const updates = pendingUpdates
+        pendingUpdates = []
+        dispatchUpdates(updates)
+      }
+      if (pendingLosses.length > 0) {
+        const losses = pendingLosses
+        pendingLosses = []
+        dispatchLosses(losses)
+      }
+      if (pendingEvents.length > 0) {
+        const evs = pendingEvents
+        pendingEvents = []
+        for (const event of evs) events.unsafeOffer(event)
+      }
+      if (endpoint.nextDeadline() < timerTarget) wake.unsafeOpen()
+    }
+
+    // ---- background fibers -------------------------------------------------------------------
+
+    const receiveLoop = socket.incoming.pipe(
+      Stream.runForEachChunk((chunk) =>
+        Effect.sync(() => {
+          const t = now()
+          let i = 0
+          const n = chunk.length
+          // The engine never throws by contract; if it ever did, count it and go on with the next
+          // datagram rather than kill the socket loop.
+          while (i < n) {
+            try {
+              for (; i < n; i++) {
+                const d = Chunk.unsafeGet(chunk, i)
+                endpoint.onDatagram(d.data, d.address, t)
+              }
+            } catch (err) {
+              counters.engineFaults++
+              i++
+              Effect.runSync(Effect.logError("protocol engine fault on received datagram", err))
+            }
+          }
+          dispatch()
+        })
+      )
+    )
+
+    const timerTick = Effect.suspend(() => {
+      const t = now()
+      const deadline = endpoint.nextDeadline()
+      if (deadline <= t) {
+        timerTarget = Number.POSITIVE_INFINITY
+        try {
+          endpoint.onTimer(t)
+        } catch (err) {
+          counters.engineFaults++
+          return Effect.logError("protocol engine fault on timer", err)
+        }
+        dispatch()
+        return Effect.void
+      }
+      timerTarget = deadline
+      wake.unsafeClose()
+      return deadline === Number.POSITIVE_INFINITY
+        ? wake.await
+        : Effect.raceFirst(Clock.sleep(deadline - t), wake.await)
+    })
+
+    yield* Effect.forkIn(receiveLoop, scope)
+    yield* Effect.forkIn(Effect.forever(timerTick), scope)
+
+    // ---- metrics -----------------------------------------------------------------------------
+
+    const metrics = metricsFor(key)
+    const syncMetrics = Effect.suspend(() => metrics.update(endpoint.stats))
+    yield* Effect.forkIn(Effect.forever(Effect.zipRight(Effect.sleep("1 second"), syncMetrics)), scope)
+
+    // ---- close -------------------------------------------------------------------------------
+
+    // Runs before the fibers above are interrupted and before the socket closes (finalizers run
+    // in reverse order): flush held-back updates, say goodbye, end every subscription.
+    yield* Scope.addFinalizer(
+      scope,
+      Effect.suspend(() => {
+        closed = true
+        try {
+          endpoint.close(now())
+        } catch (err) {
+          counters.engineFaults++
+          return Effect.logError("protocol engine fault on close", err)
+        }
+        dispatch()
+        for (const sub of Array.from(subscribers)) finish(sub, Exit.void)
+        return syncMetrics
+      })
+    )
+
+    // ---- publishers --------------------------------------------------------------------------
+
+    const connectionClosed = new ConnectionClosed({ reason: "ConnectionClosed", connection: key })
+
+    const makePublisher = (sender: LocalSender) => {
+      let open = true
+      const publisherClosed = new ConnectionClosed({ reason: "PublisherClosed", connection: key })
+
+      /** Synchronous part of a publish; returns an error, a delay to wait, or undefined when done. */
+      const publishOne = (topic: string, payload: Uint8Array | string, t: number) => {
+        if (closed) return connectionClosed
+        if (!open) return publisherClosed
+        if (!validTopics.has(topic)) {
+          const invalid = Topic.validateTopic(topic)
+          if (invalid) return invalid
+        }
+        const bytes = typeof payload === "string" ? textEncoder.encode(payload) : payload
+        const result = endpoint.publish(sender, topic, bytes, t)
+        if (result === "ok") return undefined
+        if (result === "too-large") {
+          return new UpdateTooLarge({
+            reason: "ExceedsMaxUpdateSize",
+            topic,
+            size: bytes.length,
+            maxSize: config.maxUpdateSize
+          })
+        }
+        return publisherClosed
+      }
+
+      const publish = (topic: string, payload: Uint8Array | string): Effect.Effect<void, Connection.PublishError> =>
+        Effect.suspend(() => {
+          const t = now()
+          const delay = open && !closed ? endpoint.publishDelay(sender, t) : 0
+          if (delay > 0) return Effect.zipRight(Clock.sleep(delay), publish(topic, payload))
+          const error = publishOne(topic, payload, t)
+          if (error !== undefined) return Effect.fail(error)
+          endpoint.endBatch(sender, t)
+          dispatch()
+          return Effect.void
+        })
+
+      const publishAll = (
+        updates: Iterable<readonly [string, Uint8Array | string]>
+      ): Effect.Effect<void, Connection.PublishError> => {
+        const iterator = updates[Symbol.iterator]()
+        const loop: Effect.Effect<void, Connection.PublishError> = Effect.suspend(() => {
+          let t = now()
+          for (;;) {
+            const delay = endpoint.publishDelay(sender, t)
+            if (delay > 0) {
+              endpoint.endBatch(sender, t)
+              dispatch()
+              return Effect.zipRight(Clock.sleep(delay), loop)
+            }
+            const next = iterator.next()
+            if (next.done) break
+            const error = publishOne(next.value[0], next.value[1], t)
+            if (error !== undefined) {
+              endpoint.endBatch(sender, t)
+              dispatch()
+              return Effect.fail(error)
+            }
+            t = now()
+          }
+          endpoint.endBatch(sender, t)
+          dispatch()
+          return Effect.void
+        })
+        return loop
+      }
+
+      const flush = Effect.sync(() => {
+        if (!open || closed) return
+        endpoint.flush(sender, now())
+        dispatch()
+      })
+
+      const typed = <A, I>(schema: Schema.Schema<A, I>): Connection.TypedPublisher<A> => {
+        const encode = Schema.encodeEither(schema)
+        return {
+          publish: (topic, value) =>
+            Effect.suspend((): Effect.Effect<void, Connection.PublishError | PayloadCodecError> => {
+              const encoded = encode(value)
+              if (Either.isLeft(encoded)) {
+                return Effect.fail(
+                  new PayloadCodecError({ reason: "EncodeFailed", topic, detail: encoded.left.message })
+                )
+              }
+              return publish(topic, JSON.stringify(encoded.right))
+            })
+        }
+      }
+
+      const close = () => {
+        if (!open) return
+        open = false
+        if (closed) return
+        endpoint.closeSender(sender, now())
+        dispatch()
+      }
+      const publisher: Connection.Publisher = { source: sender.session, publish, publishAll, flush, typed }
+      return { publisher, close }
+    }
+
+    const publisher: Connection.ConnectionService["publisher"] = Effect.map(
+      Effect.acquireRelease(
+        Effect.suspend(() => {
+          if (closed) return Effect.fail(connectionClosed)
+          const sender = endpoint.openSender(now())
+          dispatch()
+          return Effect.succeed(makePublisher(sender))
+        }),
+        (p) => Effect.sync(p.close)
+      ),
+      (p) => p.publisher
+    )
+
+    // ---- subscriptions -----------------------------------------------------------------------
+
+    const subscribeRaw = (
+      pattern: string,
+      options: Connection.SubscribeOptions | undefined
+    ): Stream.Stream<Item, InvalidTopic | IrrecoverableLoss | SubscriberOverflow> =>
+      Stream.unwrapScoped(
+        Effect.gen(function* () {
+          const parsed = Topic.parsePattern(pattern)
+          if (Either.isLeft(parsed)) return yield* Effect.fail(parsed.left)
+          if (closed) return Stream.empty
+          const capacity = Math.max(1, options?.bufferSize ?? config.subscriberBufferSize)
+          const mailbox = yield* Mailbox.make<Item, IrrecoverableLoss | SubscriberOverflow>()
+          const sub: Subscriber = {
+            pattern,
+            mailbox,
+            capacity,
+            notify: options?.onLoss === "notify",
+            key: undefined,
+            batch: [],
+            delivered: 0,
+            dropped: 0,
+            done: false
+          }
+          yield* Effect.acquireRelease(
+            Effect.sync(() => {
+              sub.key = matcher.add(parsed.right, sub)
+              subscribers.add(sub)
+            }),
+            () =>
+              Effect.sync(() => {
+                if (!sub.done) finish(sub, Exit.void)
+              })
+          )
+          return Mailbox.toStream(mailbox)
+        })
+      )
+
+    const subscribe = ((
+      pattern: string,
+      options?: Connection.SubscribeOptions & { schema?: Schema.Schema<any, any> }
+    ) => {
+      const raw = subscribeRaw(pattern, options)
+      const schema = options?.schema
+      if (schema === undefined) return raw
+      const decode = Schema.decodeUnknownEither(schema)
+      return Stream.mapChunksEffect(raw, (chunk) => {
+        const out: Array<unknown> = []
+        for (const item of chunk) {
+          if (!("payload" in item)) {
+            out.push(item)
+            continue
+          }
+          let json: unknown
+          try {
+            json = JSON.parse(textDecoder.decode(item.payload))
+          } catch (err) {
+            return Effect.fail(new PayloadCodecError({ reason: "InvalidJson", topic: item.topic, detail: String(err) }))
+          }
+          const decoded = decode(json)
+          if (Either.isLeft(decoded)) {
+            return Effect.fail(
+              new PayloadCodecError({ reason: "DecodeFailed", topic: item.topic, detail: decoded.left.message })
+            )
+          }
+          out.push({ topic: item.topic, value: decoded.right, source: item.source, sequence: item.sequence })
+        }
+        return Effect.succeed(Chunk.unsafeFromArray(out))
+      })
+    }) as Connection.SubscribeFn
+
+    // ---- stats -------------------------------------------------------------------------------
+
+    const stats = Effect.sync((): Connection.ConnectionStats => {
+      const s = endpoint.stats
+      const kernelNow = readKernelRcvbufErrors()
+      return {
+        connection: key,
+        openedAt,
+        ...s,
+        ...counters,
+        socket: socket.stats(),
+        kernelReceiveBufferErrors:
+          kernelNow !== undefined && kernelDropsAtOpen !== undefined ? kernelNow - kernelDropsAtOpen : undefined,
+        publishers: endpoint.localSenders(),
+        subscriptions: Array.from(subscribers, (sub) => ({
+          pattern: sub.pattern,
+          buffered: Option.getOrElse(sub.mailbox.unsafeSize(), () => 0),
+          delivered: sub.delivered
+        })),
+        remoteSessions: endpoint.remoteSessions(),
+        nakRequesters: Array.from(endpoint.nakRequesters, ([host, naks]) => ({ host, naks })),
+        recentLosses: recentLosses.slice()
+      }
+    })
+
+    return {
+      key,
+      config,
+      publisher,
+      subscribe,
+      events: Stream.fromPubSub(events),
+      stats
+    } satisfies Connection.ConnectionService
+  })

@@ -1,0 +1,170 @@
+/**
+ * The documented shape of the web console's JSON (`/api/stats`, `/api/events`). The console builds
+ * values of these schemas' `Type` and encodes them, so the wire shape is exactly the schemas'
+ * `Encoded` side: 64-bit session ids become 16 hex digits, missing values become `null`.
+ */
+import * as Schema from "effect/Schema"
+import { LossReason } from "../../DistributorError.js"
+
+const hex16 = (n: bigint): string => n.toString(16).padStart(16, "0")
+
+/** A 64-bit session id: a `bigint` in TypeScript, 16 lowercase hex digits in JSON. */
+export const SessionId = Schema.transform(
+  Schema.String.pipe(Schema.pattern(/^[0-9a-f]{16}$/)),
+  Schema.BigIntFromSelf.pipe(Schema.greaterThanOrEqualToBigInt(0n), Schema.lessThanBigInt(1n << 64n)),
+  { strict: true, decode: (s) => BigInt(`0x${s}`), encode: hex16 }
+).annotations({ identifier: "SessionId", description: "64-bit session id as 16 lowercase hex digits" })
+
+const Count = Schema.Number.annotations({ description: "a counter since the connection opened" })
+const EpochMillis = Schema.Number.annotations({ description: "milliseconds since the Unix epoch" })
+
+/** The counters whose per-second rates the console computes. */
+export const rateFields = [
+  "datagramsIn",
+  "datagramsOut",
+  "bytesIn",
+  "bytesOut",
+  "updatesIn",
+  "updatesOut",
+  "naksSent",
+  "naksReceived",
+  "retransmissionsSent",
+  "retransmissionsReceived"
+] as const
+export type RateField = (typeof rateFields)[number]
+
+/** Per-second rates of the traffic and recovery counters. */
+export const Rates = Schema.Struct({
+  datagramsIn: Schema.Number,
+  datagramsOut: Schema.Number,
+  bytesIn: Schema.Number,
+  bytesOut: Schema.Number,
+  updatesIn: Schema.Number,
+  updatesOut: Schema.Number,
+  naksSent: Schema.Number,
+  naksReceived: Schema.Number,
+  retransmissionsSent: Schema.Number,
+  retransmissionsReceived: Schema.Number
+}).annotations({ identifier: "Rates", description: "per-second rates" })
+export type Rates = typeof Rates.Type
+
+/** One point of the rate history: the rates over the second that ended at `at`. */
+export const RateSample = Schema.Struct({ at: EpochMillis, rates: Rates }).annotations({ identifier: "RateSample" })
+export type RateSample = typeof RateSample.Type
+
+/** Every counter of a connection (see `Connection.ConnectionStats`). */
+export const Counters = Schema.Struct({
+  datagramsOut: Count,
+  bytesOut: Count,
+  updatesOut: Count,
+  datagramsIn: Count,
+  bytesIn: Count,
+  updatesIn: Count,
+  decodeErrors: Count,
+  naksSent: Count,
+  naksReceived: Count,
+  retransmissionsSent: Count,
+  retransmissionsReceived: Count,
+  lostPacketsSent: Count,
+  duplicates: Count,
+  lossEvents: Count,
+  lostSegments: Count,
+  subscriberOverflows: Count,
+  invalidTopicsDropped: Count,
+  engineFaults: Count
+}).annotations({ identifier: "Counters" })
+export type Counters = typeof Counters.Type
+
+export const SocketView = Schema.Struct({
+  sendErrors: Count,
+  lastSendError: Schema.NullOr(Schema.String),
+  queueDrops: Count,
+  recvBufferSize: Schema.Number,
+  sendBufferSize: Schema.Number
+}).annotations({ identifier: "SocketStats" })
+
+export const PublisherView = Schema.Struct({
+  sessionId: SessionId,
+  senderIndex: Schema.Number,
+  highestSeq: Schema.Number,
+  cachedSegments: Schema.Number,
+  cachedBytes: Schema.Number
+}).annotations({ identifier: "Publisher" })
+
+export const SubscriptionView = Schema.Struct({
+  pattern: Schema.String,
+  buffered: Schema.Number,
+  delivered: Count
+}).annotations({ identifier: "Subscription" })
+
+export const RemoteSessionView = Schema.Struct({
+  sessionId: SessionId,
+  senderIndex: Schema.Number,
+  host: Schema.String,
+  application: Schema.String,
+  /** Transport address datagrams came from. */
+  address: Schema.String,
+  state: Schema.Literal("active", "restarted", "closed", "gone"),
+  highestSeq: Schema.Number,
+  delivered: Count,
+  lastHeardAt: EpochMillis,
+  naksSent: Count,
+  retransmissionsReceived: Count,
+  lostSegments: Count,
+  duplicates: Count
+}).annotations({ identifier: "RemoteSession" })
+
+export const NakRequester = Schema.Struct({
+  host: Schema.String,
+  naks: Count
+}).annotations({ identifier: "NakRequester", description: "NAKs received from one host" })
+
+export const LossView = Schema.Struct({
+  at: EpochMillis,
+  reason: LossReason,
+  sessionId: SessionId,
+  host: Schema.String,
+  application: Schema.String,
+  firstSeq: Schema.Number,
+  lastSeq: Schema.Number
+}).annotations({ identifier: "Loss" })
+
+export const ConnectionView = Schema.Struct({
+  /** `group:port`. */
+  connection: Schema.String,
+  openedAt: EpochMillis,
+  counters: Counters,
+  /** Host-wide UDP receive-buffer drops since the connection opened; `null` where unreadable. */
+  kernelReceiveBufferErrors: Schema.NullOr(Schema.Number),
+  socket: SocketView,
+  /** `current`: over the last second; `peak`: the highest one-second rate since the console started. */
+  rates: Schema.Struct({ current: Rates, peak: Rates }),
+  /** One sample a second, oldest first (at most the last 5 minutes). */
+  history: Schema.Array(RateSample),
+  publishers: Schema.Array(PublisherView),
+  subscriptions: Schema.Array(SubscriptionView),
+  /** Active sessions first, then the most recently ended ones. */
+  remoteSessions: Schema.Array(RemoteSessionView),
+  /** Hosts whose NAKs this connection's publishers received, most NAKs first. */
+  nakRequesters: Schema.Array(NakRequester),
+  /** The last (up to 100) irrecoverable losses, oldest first. */
+  recentLosses: Schema.Array(LossView)
+}).annotations({ identifier: "ConnectionView" })
+export type ConnectionView = typeof ConnectionView.Type
+
+/** The body of `GET /api/stats` and of every `stats` event of `GET /api/events`. */
+export const StatsResponse = Schema.Struct({
+  application: Schema.String,
+  host: Schema.String,
+  /** Node process id. */
+  pid: Schema.Number,
+  startedAt: EpochMillis,
+  /** When this snapshot was taken. */
+  now: EpochMillis,
+  uptimeMs: Schema.Number,
+  /** Interval of the rate history, in milliseconds. */
+  sampleIntervalMs: Schema.Number,
+  connections: Schema.Array(ConnectionView)
+}).annotations({ identifier: "StatsResponse" })
+export type StatsResponse = typeof StatsResponse.Type
+export type StatsResponseEncoded = typeof StatsResponse.Encoded

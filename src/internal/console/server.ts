@@ -1,0 +1,278 @@
+/**
+ * The web console's HTTP server: `@effect/platform` routes on a Node `http.Server`, living in the
+ * scope it is started in (the Distributor's). A sampler fiber in the same scope snapshots the
+ * statistics once a second into the rate history and pushes each snapshot to `/api/events`.
+ */
+import * as http from "node:http"
+import * as HttpRouter from "@effect/platform/HttpRouter"
+import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
+import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
+import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
+import * as Chunk from "effect/Chunk"
+import * as Clock from "effect/Clock"
+import * as Effect from "effect/Effect"
+import * as Metric from "effect/Metric"
+import * as PubSub from "effect/PubSub"
+import * as Schedule from "effect/Schedule"
+import * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
+import type { ConnectionStats } from "../../Connection.js"
+import type { DistributorStats } from "../../Distributor.js"
+import { WebConsoleError } from "../../DistributorError.js"
+import { HISTORY_CAPACITY, RateHistory } from "./history.js"
+import { PAGE_CSP, PAGE_HTML } from "./page.js"
+import * as Prometheus from "./prometheus.js"
+import { type ConnectionView, StatsResponse } from "./schema.js"
+
+/** How often the sampler takes a snapshot. */
+export const SAMPLE_INTERVAL_MS = 1000
+
+/** What the console needs of a Distributor. */
+export interface ConsoleSource {
+  readonly startedAt: number
+  readonly stats: Effect.Effect<DistributorStats>
+}
+
+export interface StartOptions {
+  readonly host: string
+  /** 0 picks a free port. */
+  readonly port: number
+}
+
+export interface WebConsoleHandle {
+  /** `http://host:port/` of the running console. */
+  readonly url: string
+  readonly host: string
+  readonly port: number
+  /** The body of `/api/stats` (full history), as a value. */
+  readonly stats: Effect.Effect<StatsResponse>
+  /** The body of `/metrics`. */
+  readonly metrics: Effect.Effect<string>
+}
+
+/** Prometheus text of Effect's global metric registry. */
+export const metricsText: Effect.Effect<string> = Effect.map(Metric.snapshot, Prometheus.render)
+
+const toConnectionView = (c: ConnectionStats, history: RateHistory, historyLimit: number): ConnectionView => {
+  const rates = history.view(c.connection, historyLimit)
+  return {
+    connection: c.connection,
+    openedAt: c.openedAt,
+    counters: {
+      datagramsOut: c.datagramsOut,
+      bytesOut: c.bytesOut,
+      updatesOut: c.updatesOut,
+      datagramsIn: c.datagramsIn,
+      bytesIn: c.bytesIn,
+      updatesIn: c.updatesIn,
+      decodeErrors: c.decodeErrors,
+      naksSent: c.naksSent,
+      naksReceived: c.naksReceived,
+      retransmissionsSent: c.retransmissionsSent,
+      retransmissionsReceived: c.retransmissionsReceived,
+      lostPacketsSent: c.lostPacketsSent,
+      duplicates: c.duplicates,
+      lossEvents: c.lossEvents,
+      lostSegments: c.lostSegments,
+      subscriberOverflows: c.subscriberOverflows,
+      invalidTopicsDropped: c.invalidTopicsDropped,
+      engineFaults: c.engineFaults
+    },
+    kernelReceiveBufferErrors: c.kernelReceiveBufferErrors ?? null,
+    socket: {
+      sendErrors: c.socket.sendErrors,
+      lastSendError: c.socket.lastSendError ?? null,
+      queueDrops: c.socket.queueDrops,
+      recvBufferSize: c.socket.recvBufferSize,
+      sendBufferSize: c.socket.sendBufferSize
+    },
+    rates: { current: rates.current, peak: rates.peak },
+    history: rates.history,
+    publishers: c.publishers.map((p) => ({
+      sessionId: p.source.sessionId,
+      senderIndex: p.source.senderIndex,
+      highestSeq: p.highestSeq,
+      cachedSegments: p.cachedSegments,
+      cachedBytes: p.cachedBytes
+    })),
+    subscriptions: c.subscriptions.map((s) => ({ pattern: s.pattern, buffered: s.buffered, delivered: s.delivered })),
+    remoteSessions: c.remoteSessions.map((r) => ({
+      sessionId: r.session.sessionId,
+      senderIndex: r.session.senderIndex,
+      host: r.session.host,
+      application: r.session.application,
+      address: r.session.address,
+      state: r.state,
+      highestSeq: r.highestSeq,
+      delivered: r.delivered,
+      lastHeardAt: r.lastHeardAt,
+      naksSent: r.naksSent,
+      retransmissionsReceived: r.retransmissionsReceived,
+      lostSegments: r.lostSegments,
+      duplicates: r.duplicates
+    })),
+    nakRequesters: [...c.nakRequesters].sort((a, b) => b.naks - a.naks || (a.host < b.host ? -1 : 1)),
+    recentLosses: c.recentLosses.map(({ at, loss }) => ({
+      at,
+      reason: loss.reason,
+      sessionId: BigInt(`0x${loss.sessionId}`),
+      host: loss.host,
+      application: loss.application,
+      firstSeq: loss.firstSeq,
+      lastSeq: loss.lastSeq
+    }))
+  }
+}
+
+const encodeStats = Schema.encode(StatsResponse)
+
+const formatUrl = (host: string, port: number): string =>
+  `http://${host.includes(":") ? `[${host}]` : host}:${port}/`
+
+const HistoryQuery = Schema.Struct({
+  history: Schema.optional(Schema.NumberFromString.pipe(Schema.int(), Schema.between(0, HISTORY_CAPACITY)))
+})
+
+const noStore = { "cache-control": "no-store", "x-content-type-options": "nosniff" }
+
+const textEncoder = new TextEncoder()
+
+/**
+ * Start the console in the current scope: listen on `host:port`, sample once a second, serve.
+ * A port in use fails with `WebConsoleError` (reason `PortInUse`).
+ */
+export const start = (
+  source: ConsoleSource,
+  options: StartOptions
+): Effect.Effect<WebConsoleHandle, WebConsoleError, Scope.Scope> =>
+  Effect.gen(function* () {
+    const address = `${options.host}:${options.port}`
+    let nodeServer: http.Server | undefined
+    const server = yield* NodeHttpServer.make(
+      () => {
+        nodeServer = http.createServer()
+        return nodeServer
+      },
+      { port: options.port, host: options.host }
+    ).pipe(
+      Effect.mapError((error) => {
+        const cause = error.cause as NodeJS.ErrnoException | undefined
+        const inUse = cause?.code === "EADDRINUSE"
+        return new WebConsoleError({
+          reason: inUse ? "PortInUse" : "Bind",
+          address,
+          detail: inUse
+            ? `port ${options.port} is already in use on ${options.host}`
+            : `cannot listen: ${cause?.message ?? String(cause)}`,
+          cause
+        })
+      })
+    )
+    const bound = server.address._tag === "TcpAddress" ? server.address : { hostname: options.host, port: options.port }
+    const url = formatUrl(bound.hostname, bound.port)
+
+    // ---- sampling ------------------------------------------------------------------------------
+
+    const history = new RateHistory()
+    const events = yield* Effect.acquireRelease(PubSub.sliding<string>(8), PubSub.shutdown)
+
+    const build = (stats: DistributorStats, now: number, historyLimit: number): StatsResponse => ({
+      application: stats.application,
+      host: stats.host,
+      pid: process.pid,
+      startedAt: stats.startedAt,
+      now,
+      uptimeMs: Math.max(0, now - stats.startedAt),
+      sampleIntervalMs: SAMPLE_INTERVAL_MS,
+      connections: stats.connections.map((c) => toConnectionView(c, history, historyLimit))
+    })
+
+    const snapshot = (historyLimit: number) =>
+      Effect.map(Effect.zip(source.stats, Clock.currentTimeMillis), ([stats, now]) => build(stats, now, historyLimit))
+
+    const toJson = (response: StatsResponse) =>
+      Effect.map(Effect.orDie(encodeStats(response)), (encoded) => JSON.stringify(encoded))
+
+    const sample = Effect.gen(function* () {
+      const stats = yield* source.stats
+      const now = yield* Clock.currentTimeMillis
+      history.record(stats.connections, now)
+      // Live clients already hold the history: each event carries only the newest sample.
+      yield* PubSub.publish(events, yield* toJson(build(stats, now, 1)))
+    })
+    yield* sample
+    yield* Effect.forkScoped(Effect.repeat(sample, Schedule.spaced(`${SAMPLE_INTERVAL_MS} millis`)))
+
+    // ---- routes --------------------------------------------------------------------------------
+
+    const statsRoute = Effect.gen(function* () {
+      const query = yield* Effect.either(HttpServerRequest.schemaSearchParams(HistoryQuery))
+      if (query._tag === "Left") {
+        return HttpServerResponse.text(`Bad query: history must be an integer 0..${HISTORY_CAPACITY}\n`, {
+          status: 400,
+          headers: noStore
+        })
+      }
+      const json = yield* toJson(yield* snapshot(query.right.history ?? HISTORY_CAPACITY))
+      return HttpServerResponse.text(json, { contentType: "application/json; charset=utf-8", headers: noStore })
+    })
+
+    const eventsRoute = Effect.sync(() => {
+      const body = Stream.unwrapScoped(
+        Effect.gen(function* () {
+          // Subscribe before the first snapshot so no sample falls between the two.
+          const queue = yield* PubSub.subscribe(events)
+          const first = yield* toJson(yield* snapshot(HISTORY_CAPACITY))
+          return Stream.concat(Stream.succeed(first), Stream.fromQueue(queue))
+        })
+      ).pipe(
+        Stream.map((json) => textEncoder.encode(`event: stats\ndata: ${json}\n\n`)),
+        Stream.prepend(Chunk.of(textEncoder.encode("retry: 2000\n\n")))
+      )
+      return HttpServerResponse.stream(body, {
+        contentType: "text/event-stream; charset=utf-8",
+        headers: { ...noStore, connection: "keep-alive" }
+      })
+    })
+
+    const router = HttpRouter.empty.pipe(
+      HttpRouter.get(
+        "/",
+        Effect.succeed(
+          HttpServerResponse.text(PAGE_HTML, {
+            contentType: "text/html; charset=utf-8",
+            headers: { ...noStore, "content-security-policy": PAGE_CSP, "referrer-policy": "no-referrer" }
+          })
+        )
+      ),
+      HttpRouter.get("/api/stats", statsRoute),
+      HttpRouter.get("/api/events", eventsRoute),
+      HttpRouter.get(
+        "/metrics",
+        Effect.map(metricsText, (text) =>
+          HttpServerResponse.text(text, { contentType: Prometheus.CONTENT_TYPE, headers: noStore })
+        )
+      ),
+      HttpRouter.get(
+        "/healthz",
+        Effect.map(Clock.currentTimeMillis, (now) =>
+          HttpServerResponse.unsafeJson({ status: "ok", uptimeMs: now - source.startedAt }, { headers: noStore })
+        )
+      )
+    )
+
+    yield* server.serve(router)
+    // Runs first on close: event streams never end by themselves, and `server.close()` waits for
+    // every open connection.
+    yield* Effect.addFinalizer(() => Effect.sync(() => nodeServer?.closeAllConnections()))
+    yield* Effect.logDebug(`effect-distributor web console on ${url}`)
+
+    return {
+      url,
+      host: bound.hostname,
+      port: bound.port,
+      stats: snapshot(HISTORY_CAPACITY),
+      metrics: metricsText
+    } satisfies WebConsoleHandle
+  })

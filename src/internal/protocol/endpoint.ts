@@ -1,0 +1,492 @@
+/**
+ * One connection's protocol engine: the local senders, a receiver per remote session, the token
+ * bucket, and the dispatch of decoded datagrams. Sans-I/O: every input carries `now`, every output
+ * goes synchronously to the `EngineSink` (one `send` per datagram). This is the only class the
+ * Effect shell (`internal/connection.ts`) and the simulator drive.
+ *
+ * Remote sessions (docs/PROTOCOL.md "Engine behaviour"):
+ * - created on the first live packet of an unknown session (data that is not a retransmission,
+ *   heartbeat, announce) and synchronised there: no NAKs for earlier history. Retransmissions,
+ *   Lost and Goodbye from an unknown session are ignored;
+ * - a new session with the restart key (host, application, senderIndex) of an existing one
+ *   replaces it: the old one's open gaps are reported lost (SenderGone), it is marked "restarted",
+ *   and a "Restarted" event is emitted (instead of "Joined"). The replaced session id is remembered
+ *   (tombstone) and its datagrams are ignored while it keeps sending, so two live sessions with the
+ *   same key (a misconfiguration) never flip-flop: the newer one wins;
+ * - closed sessions are tombstoned as well (their lingering Goodbyes and retransmissions must not
+ *   re-create them); a session that went silent ("gone") is not, so if it comes back it rejoins
+ *   as a new receiver synchronised at its current position;
+ * - tombstones expire after `senderTimeoutMs` of silence and are capped in number.
+ *
+ * Datagrams from this endpoint's own sessions (multicast loopback), including the control session
+ * that is the source of its NAKs (senderIndex 0xffff), are ignored.
+ *
+ * Decoded payloads are views into the received datagram: the driver must not reuse receive buffers.
+ */
+import type {
+  EngineConfig,
+  EngineSink,
+  EngineStats,
+  LossReport,
+  ReceivedUpdate,
+  RemoteSessionStats,
+  SessionEvent,
+  SessionInfo
+} from "./engine.js"
+import { PacketKind, type SeqRange, type Source } from "./packets.js"
+import { type ReceiverHost, RemoteSession } from "./receiver.js"
+import { LocalSender, type PublishResult, type SenderHost } from "./sender.js"
+import { decode, encodeNak, isDecodeFailure, makeSourcePrefix, maxRangesPerPacket, type SourcePrefix } from "./wire.js"
+
+export { LocalSender, type PublishResult } from "./sender.js"
+
+/** senderIndex of the control session that sends this endpoint's NAKs. */
+export const CONTROL_SENDER_INDEX = 0xffff
+const MAX_TOMBSTONES = 1024
+const MAX_ENDED_SESSIONS = 64
+/** Distinct hosts counted in `nakRequesters`; later hosts are counted under OTHER_REQUESTERS. */
+const MAX_NAK_REQUESTERS = 256
+export const OTHER_REQUESTERS = "(other hosts)"
+
+export interface EndpointOptions {
+  readonly config: EngineConfig
+  readonly sink: EngineSink
+  /** Uniform in [0, 1); seeded in tests. Used for NAK back-off and (by default) session ids. */
+  readonly random: () => number
+  readonly now: number
+  readonly newSessionId?: () => bigint
+  /** Wall-clock ms since the epoch carried by Announce (informational); default: `now`. */
+  readonly wallClock?: () => number
+}
+
+export interface LocalSenderStats {
+  readonly session: SessionInfo
+  /** Same as `session` (the shell's console names it `source`). */
+  readonly source: SessionInfo
+  readonly highestSeq: number
+  readonly cachedSegments: number
+  readonly cachedBytes: number
+}
+
+const hex16 = (id: bigint): string => id.toString(16).padStart(16, "0")
+
+const makeStats = (): EngineStats => ({
+  datagramsOut: 0,
+  bytesOut: 0,
+  updatesOut: 0,
+  datagramsIn: 0,
+  bytesIn: 0,
+  updatesIn: 0,
+  decodeErrors: 0,
+  naksSent: 0,
+  naksReceived: 0,
+  retransmissionsSent: 0,
+  retransmissionsReceived: 0,
+  lostPacketsSent: 0,
+  duplicates: 0,
+  lossEvents: 0,
+  lostSegments: 0,
+  outOfWindow: 0
+})
+
+export class Endpoint implements SenderHost, ReceiverHost {
+  readonly config: EngineConfig
+  readonly stats: EngineStats
+  /** NAK packets received for this endpoint's sessions, per requesting host (web console). */
+  readonly nakRequesters = new Map<string, number>()
+  readonly random: () => number
+  private readonly sink: EngineSink
+  private readonly newSessionId: () => bigint
+  private readonly wallClock: (() => number) | undefined
+  private closed = false
+
+  private readonly senders: Array<LocalSender> = []
+  private senderCount = 0
+  private readonly sendersById = new Map<bigint, LocalSender>()
+  /** Ids of every session this endpoint ever owned (loopback filter). */
+  private readonly ownIds = new Set<bigint>()
+  private readonly control: SourcePrefix
+  private readonly maxNakRanges: number
+
+  private readonly receivers = new Map<bigint, RemoteSession>()
+  private readonly byKey = new Map<string, RemoteSession>()
+  private readonly tombstones = new Map<bigint, number>()
+  private readonly ended: Array<RemoteSessionStats> = []
+  /** Last receiver looked up by its (cached, shared) decoded Source object. */
+  private lastSource: Source | undefined = undefined
+  private lastSession: RemoteSession | undefined = undefined
+
+  // token bucket (bytes); only used when maxBandwidth > 0
+  private tokens: number
+  private tokensAt: number
+  private readonly burst: number
+
+  constructor(options: EndpointOptions) {
+    this.config = options.config
+    this.sink = options.sink
+    this.random = options.random
+    this.wallClock = options.wallClock
+    const random = options.random
+    this.newSessionId =
+      options.newSessionId ??
+      (() => (BigInt(Math.floor(random() * 4294967296)) << 32n) | BigInt(Math.floor(random() * 4294967296)))
+    this.stats = makeStats()
+    const controlId = this.freshId()
+    this.control = makeSourcePrefix({
+      sessionId: controlId,
+      senderIndex: CONTROL_SENDER_INDEX,
+      host: this.config.host,
+      application: this.config.application
+    })
+    this.maxNakRanges = maxRangesPerPacket(this.control, this.config.segmentSize)
+    this.burst = Math.max(65536, this.config.maxBandwidth * 0.01)
+    this.tokens = this.burst
+    this.tokensAt = options.now
+  }
+
+  /** A session id not used by this endpoint yet. */
+  private freshId(): bigint {
+    let id = this.newSessionId()
+    while (this.ownIds.has(id)) id = this.newSessionId()
+    this.ownIds.add(id)
+    return id
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Output helpers (SenderHost / ReceiverHost)
+  // ---------------------------------------------------------------------------------------------
+
+  emit(datagram: Uint8Array, now: number): void {
+    const stats = this.stats
+    stats.datagramsOut++
+    stats.bytesOut += datagram.length
+    if (this.config.maxBandwidth > 0) {
+      this.refill(now)
+      this.tokens -= datagram.length
+    }
+    this.sink.send(datagram)
+  }
+
+  deliverLocal(sender: LocalSender, topic: string, payload: Uint8Array, sequence: number): void {
+    this.sink.deliver({ topic, payload, source: sender.session, sequence })
+  }
+
+  deliver(update: ReceivedUpdate): void {
+    this.sink.deliver(update)
+  }
+
+  loss(report: LossReport): void {
+    this.sink.loss(report)
+  }
+
+  event(event: SessionEvent): void {
+    this.sink.event(event)
+  }
+
+  sendNak(target: bigint, ranges: ReadonlyArray<SeqRange>, now: number): void {
+    const max = this.maxNakRanges
+    for (let i = 0; i < ranges.length; i += max) {
+      this.stats.naksSent++
+      this.emit(
+        encodeNak(this.control, target, i === 0 && ranges.length <= max ? ranges : ranges.slice(i, i + max)),
+        now
+      )
+    }
+  }
+
+  private refill(now: number): void {
+    const elapsed = now - this.tokensAt
+    if (elapsed > 0) {
+      this.tokens = Math.min(this.burst, this.tokens + (elapsed * this.config.maxBandwidth) / 1000)
+      this.tokensAt = now
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Publishing
+  // ---------------------------------------------------------------------------------------------
+
+  openSender(now: number): LocalSender {
+    if (this.closed) throw new Error("Endpoint.openSender: endpoint is closed")
+    const sessionId = this.freshId()
+    const session: SessionInfo = {
+      sessionId,
+      sessionIdHex: hex16(sessionId),
+      senderIndex: this.senderCount++,
+      host: this.config.host,
+      application: this.config.application,
+      address: "local"
+    }
+    const sender = new LocalSender(this, session, now, this.wallClock !== undefined ? this.wallClock() : now)
+    this.senders.push(sender)
+    this.sendersById.set(sessionId, sender)
+    return sender
+  }
+
+  publish(sender: LocalSender, topic: string, payload: Uint8Array, now: number): PublishResult {
+    if (this.closed) return "closed"
+    return sender.publish(topic, payload, now)
+  }
+
+  endBatch(sender: LocalSender, now: number): void {
+    if (!this.closed) sender.endBatch(now)
+  }
+
+  flush(sender: LocalSender, now: number): void {
+    if (!this.closed) sender.flushOpen(now)
+  }
+
+  /** Milliseconds until the token bucket allows more publishing (0 = go). */
+  publishDelay(_sender: LocalSender, now: number): number {
+    const rate = this.config.maxBandwidth
+    if (rate <= 0) return 0
+    this.refill(now)
+    return this.tokens >= 0 ? 0 : Math.ceil((-this.tokens * 1000) / rate)
+  }
+
+  closeSender(sender: LocalSender, now: number): void {
+    if (!this.closed) sender.close(now)
+  }
+
+  /** Closes every sender (flush + goodbye) and drops all receivers without further events. */
+  close(now: number): void {
+    if (this.closed) return
+    for (const s of this.senders) {
+      s.close(now)
+      s.release()
+    }
+    this.closed = true
+    this.senders.length = 0
+    this.sendersById.clear()
+    this.receivers.clear()
+    this.byKey.clear()
+    this.lastSource = undefined
+    this.lastSession = undefined
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Receiving
+  // ---------------------------------------------------------------------------------------------
+
+  onDatagram(bytes: Uint8Array, address: string, now: number): void {
+    const stats = this.stats
+    stats.datagramsIn++
+    stats.bytesIn += bytes.length
+    if (this.closed) return
+    const p = decode(bytes)
+    if (isDecodeFailure(p)) {
+      stats.decodeErrors++
+      return
+    }
+    const source = p.source
+    let session: RemoteSession | undefined
+    if (source === this.lastSource) {
+      session = this.lastSession
+    } else {
+      const id = source.sessionId
+      if (this.ownIds.has(id)) return
+      session = this.receivers.get(id)
+      if (session !== undefined) {
+        this.lastSource = source
+        this.lastSession = session
+      }
+    }
+    switch (p.kind) {
+      case PacketKind.Data: {
+        if (session === undefined) {
+          if (p.retransmission) return
+          session = this.join(source, address, now)
+          if (session === undefined) return
+          session.syncAt(p.seq)
+        }
+        session.onData(p, now)
+        break
+      }
+      case PacketKind.Heartbeat:
+      case PacketKind.Announce: {
+        if (session === undefined) {
+          session = this.join(source, address, now)
+          if (session === undefined) return
+          session.syncAt(p.highestSeq + 1)
+        }
+        session.onHeartbeat(p.highestSeq, p.kind === PacketKind.Heartbeat ? p.oldestCached : -1, now)
+        break
+      }
+      case PacketKind.Lost:
+        if (session === undefined) return
+        session.onLost(p.ranges, now)
+        break
+      case PacketKind.Goodbye:
+        if (session === undefined) return
+        session.onGoodbye(p.highestSeq, now)
+        break
+      case PacketKind.Nak: {
+        const target = p.target
+        const sender = this.sendersById.get(target)
+        if (sender !== undefined) {
+          this.countNakRequester(source.host)
+          sender.onNak(p.ranges, now)
+          return
+        }
+        // Another receiver's NAK for a session we receive too: suppression.
+        this.receivers.get(target)?.onHeardNak(p.ranges, now)
+        return
+      }
+    }
+    if (session.closingDone) this.endSession(session, "closed", now)
+  }
+
+  private countNakRequester(host: string): void {
+    const requesters = this.nakRequesters
+    const known = requesters.get(host)
+    if (known !== undefined) requesters.set(host, known + 1)
+    else if (requesters.size < MAX_NAK_REQUESTERS) requesters.set(host, 1)
+    else requesters.set(OTHER_REQUESTERS, (requesters.get(OTHER_REQUESTERS) ?? 0) + 1)
+  }
+
+  /** A receiver for a new session, or undefined while the id is tombstoned. */
+  private join(source: Source, address: string, now: number): RemoteSession | undefined {
+    const id = source.sessionId
+    const tomb = this.tombstones.get(id)
+    if (tomb !== undefined) {
+      if (now - tomb < this.config.senderTimeoutMs) {
+        this.tombstones.set(id, now)
+        return undefined
+      }
+      this.tombstones.delete(id)
+    }
+    const info: SessionInfo = {
+      sessionId: id,
+      sessionIdHex: hex16(id),
+      senderIndex: source.senderIndex,
+      host: source.host,
+      application: source.application,
+      address
+    }
+    const session = new RemoteSession(this, info, now)
+    const previous = this.byKey.get(session.key)
+    if (previous !== undefined) {
+      previous.terminate(now)
+      this.retire(previous, "restarted", now)
+    }
+    this.receivers.set(id, session)
+    this.byKey.set(session.key, session)
+    this.lastSource = source
+    this.lastSession = session
+    this.sink.event(
+      previous === undefined
+        ? { _tag: "Joined", session: info }
+        : { _tag: "Restarted", session: info, previous: previous.info }
+    )
+    return session
+  }
+
+  /** Removes a session that has been terminated; tombstones it unless it merely went silent. */
+  private retire(session: RemoteSession, state: "restarted" | "closed" | "gone", now: number): void {
+    session.state = state
+    const id = session.info.sessionId
+    this.receivers.delete(id)
+    if (this.byKey.get(session.key) === session) this.byKey.delete(session.key)
+    if (this.lastSession === session) {
+      this.lastSource = undefined
+      this.lastSession = undefined
+    }
+    if (state !== "gone") {
+      if (this.tombstones.size >= MAX_TOMBSTONES) {
+        const oldest = this.tombstones.keys().next().value
+        if (oldest !== undefined) this.tombstones.delete(oldest)
+      }
+      this.tombstones.set(id, now)
+    }
+    this.ended.push(this.snapshot(session))
+    if (this.ended.length > MAX_ENDED_SESSIONS) this.ended.shift()
+  }
+
+  private endSession(session: RemoteSession, state: "closed" | "gone", now: number): void {
+    session.terminate(now)
+    this.retire(session, state, now)
+    this.sink.event({ _tag: state === "closed" ? "Closed" : "Gone", session: session.info })
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Timers
+  // ---------------------------------------------------------------------------------------------
+
+  onTimer(now: number): void {
+    if (this.closed) return
+    const senders = this.senders
+    for (let i = 0; i < senders.length; i++) {
+      const s = senders[i]
+      if (s.deadline() > now) continue
+      if (now >= s.lingerUntil) {
+        s.release()
+        senders.splice(i--, 1)
+        this.sendersById.delete(s.session.sessionId)
+        continue
+      }
+      s.onTimer(now)
+    }
+    for (const r of this.receivers.values()) {
+      if (r.deadline() > now) continue
+      const end = r.onTimer(now)
+      if (end !== undefined) this.endSession(r, end, now)
+      else if (r.closingDone) this.endSession(r, "closed", now)
+    }
+  }
+
+  nextDeadline(): number {
+    if (this.closed) return Number.POSITIVE_INFINITY
+    let d = Number.POSITIVE_INFINITY
+    const senders = this.senders
+    for (let i = 0; i < senders.length; i++) {
+      const t = senders[i].deadline()
+      if (t < d) d = t
+    }
+    for (const r of this.receivers.values()) {
+      const t = r.deadline()
+      if (t < d) d = t
+    }
+    return d
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Introspection
+  // ---------------------------------------------------------------------------------------------
+
+  private snapshot(r: RemoteSession): RemoteSessionStats {
+    return {
+      session: r.info,
+      state: r.state,
+      highestSeq: r.highest,
+      delivered: r.delivered,
+      lastHeardAt: r.lastHeardAt,
+      naksSent: r.naksSent,
+      retransmissionsReceived: r.retransmissionsReceived,
+      lostSegments: r.lostSegments,
+      duplicates: r.duplicates
+    }
+  }
+
+  /** Active remote sessions, then the most recently ended ones (at most 64). */
+  remoteSessions(): ReadonlyArray<RemoteSessionStats> {
+    const out: Array<RemoteSessionStats> = []
+    for (const r of this.receivers.values()) out.push(this.snapshot(r))
+    for (let i = this.ended.length - 1; i >= 0; i--) out.push(this.ended[i])
+    return out
+  }
+
+  localSenders(): ReadonlyArray<LocalSenderStats> {
+    return this.senders.map((s) => ({
+      session: s.session,
+      source: s.session,
+      highestSeq: s.highestSeq,
+      cachedSegments: s.cachedSegments,
+      cachedBytes: s.cachedBytes
+    }))
+  }
+
+  /** The receiver of a remote session (tests and diagnostics). */
+  remoteSession(sessionId: bigint): RemoteSession | undefined {
+    return this.receivers.get(sessionId)
+  }
+}

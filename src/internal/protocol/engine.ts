@@ -1,0 +1,116 @@
+/**
+ * The contract between the sans-I/O protocol engine and whatever drives it (the Effect shell in
+ * `Connection.ts`, the deterministic simulator in tests). Plain TypeScript: no Effect, no I/O, no
+ * clock. Every input carries `now` (milliseconds, any monotonic origin); every output goes to the
+ * `EngineSink` synchronously, inside the call that caused it.
+ */
+import type { LossReason } from "../../DistributorError.js"
+
+export interface EngineConfig {
+  /** Identity carried in every packet. */
+  readonly host: string
+  readonly application: string
+  /** Largest datagram the engine builds, in bytes (header included). */
+  readonly segmentSize: number
+  /** Largest update payload accepted by `publish`. */
+  readonly maxUpdateSize: number
+  /** Longest a partly filled datagram may be held back under load. 0 disables holdback. */
+  readonly holdbackDelayMs: number
+  /** Publish rate (updates/s) above which holdback engages; below it every publish leaves at once. */
+  readonly holdbackThreshold: number
+  /** Heartbeat interval of an idle sender (the longest gap between heartbeats). */
+  readonly heartbeatIntervalMs: number
+  /** A remote sender silent this long is gone. */
+  readonly senderTimeoutMs: number
+  /** Upper bound of the random back-off before a receiver's first NAK for a gap. */
+  readonly nakBackoffMs: number
+  /** Interval between NAK retries for a gap still missing. */
+  readonly nakRetryIntervalMs: number
+  /** NAK retries before the gap is declared lost (RetriesExhausted). */
+  readonly nakMaxRetries: number
+  /** A sender retransmits a given sequence at most once within this window (NAK coalescing). */
+  readonly retransmitHoldoffMs: number
+  /** Retransmission cache bounds. */
+  readonly cacheMaxBytes: number
+  readonly cacheMaxAgeMs: number
+  /** Max bytes/s a sender puts on the wire (token bucket); 0 = unlimited. */
+  readonly maxBandwidth: number
+  /** Out-of-order segments a receiver holds per remote session before declaring an overrun. */
+  readonly reorderBufferSegments: number
+}
+
+/** A remote (or local) sending session as receivers see it. One shared object per session. */
+export interface SessionInfo {
+  readonly sessionId: bigint
+  /** 16 lowercase hex digits. */
+  readonly sessionIdHex: string
+  readonly senderIndex: number
+  readonly host: string
+  readonly application: string
+  /** Where its datagrams come from (transport-specific address string). */
+  readonly address: string
+}
+
+/** One delivered update. The shell hands this object to subscribers as is. */
+export interface ReceivedUpdate {
+  readonly topic: string
+  readonly payload: Uint8Array
+  readonly source: SessionInfo
+  /** Sequence number of the segment that completed this update. */
+  readonly sequence: number
+}
+
+export interface LossReport {
+  readonly source: SessionInfo
+  readonly firstSeq: number
+  readonly lastSeq: number
+  readonly reason: LossReason
+}
+
+export type SessionEvent =
+  | { readonly _tag: "Joined"; readonly session: SessionInfo }
+  | { readonly _tag: "Restarted"; readonly session: SessionInfo; readonly previous: SessionInfo }
+  | { readonly _tag: "Closed"; readonly session: SessionInfo }
+  | { readonly _tag: "Gone"; readonly session: SessionInfo }
+
+export interface EngineSink {
+  /** Multicast this datagram to the group (one `socket.send`). */
+  send(datagram: Uint8Array): void
+  /** Deliver an update in order (remote sessions, and local publishes for local subscribers). */
+  deliver(update: ReceivedUpdate): void
+  loss(loss: LossReport): void
+  event(event: SessionEvent): void
+}
+
+/** Plain counters the shell turns into metrics and console snapshots. */
+export interface EngineStats {
+  datagramsOut: number
+  bytesOut: number
+  updatesOut: number
+  datagramsIn: number
+  bytesIn: number
+  updatesIn: number
+  decodeErrors: number
+  naksSent: number
+  naksReceived: number
+  retransmissionsSent: number
+  retransmissionsReceived: number
+  lostPacketsSent: number
+  duplicates: number
+  lossEvents: number
+  lostSegments: number
+  /** Data segments dropped because they were beyond the receiver's reorder window (re-requested later). */
+  outOfWindow: number
+}
+
+export interface RemoteSessionStats {
+  readonly session: SessionInfo
+  readonly state: "active" | "restarted" | "closed" | "gone"
+  readonly highestSeq: number
+  readonly delivered: number
+  readonly lastHeardAt: number
+  readonly naksSent: number
+  readonly retransmissionsReceived: number
+  readonly lostSegments: number
+  readonly duplicates: number
+}

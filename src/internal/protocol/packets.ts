@@ -1,0 +1,134 @@
+/**
+ * Decoded packet shapes of the native wire protocol (see docs/PROTOCOL.md).
+ *
+ * Plain data, no classes: the codec (`wire.ts`) produces and consumes these, the engine
+ * (`sender.ts`, `receiver.ts`, `endpoint.ts`) reasons about them. Payload and topic bytes are
+ * views into the datagram buffer where possible (no copies on decode).
+ */
+
+export const MAGIC = 0x4544 // "ED"
+export const VERSION = 1
+
+export const PacketKind = {
+  Data: 1,
+  Heartbeat: 2,
+  Nak: 3,
+  Lost: 4,
+  Announce: 5,
+  Goodbye: 6
+} as const
+export type PacketKind = (typeof PacketKind)[keyof typeof PacketKind]
+
+/** Header flag: this data packet is a retransmission answering a NAK. */
+export const FLAG_RETRANSMISSION = 0x01
+
+/** Who sent a packet: present in every packet so a late joiner knows its source at once. */
+export interface Source {
+  /** Random 64-bit session id, chosen when the sending session starts. */
+  readonly sessionId: bigint
+  /**
+   * Index of the publishing session within its process and connection (0, 1, 2 … in creation
+   * order). With host and application it forms the key that recognises a restarted sender.
+   */
+  readonly senderIndex: number
+  readonly host: string
+  readonly application: string
+}
+
+/** An inclusive range of sequence numbers. */
+export interface SeqRange {
+  readonly first: number
+  readonly last: number
+}
+
+/** One complete update inside a packed data segment. */
+export interface PackedUpdate {
+  readonly topic: string
+  readonly payload: Uint8Array
+}
+
+export const Fragment = {
+  /** The segment holds one or more complete updates. */
+  None: 0,
+  First: 1,
+  Middle: 2,
+  Last: 3
+} as const
+export type Fragment = (typeof Fragment)[keyof typeof Fragment]
+
+export type DataBody =
+  | { readonly fragment: typeof Fragment.None; readonly updates: ReadonlyArray<PackedUpdate> }
+  | {
+    readonly fragment: typeof Fragment.First
+    readonly topic: string
+    /** Payload length of the whole update (all fragments). */
+    readonly totalLength: number
+    readonly chunk: Uint8Array
+  }
+  | { readonly fragment: typeof Fragment.Middle | typeof Fragment.Last; readonly chunk: Uint8Array }
+
+export interface DataPacket {
+  readonly kind: typeof PacketKind.Data
+  readonly source: Source
+  readonly retransmission: boolean
+  /** Sequence number of this segment (1, 2, 3 …; a JS safe integer). */
+  readonly seq: number
+  readonly body: DataBody
+}
+
+export interface HeartbeatPacket {
+  readonly kind: typeof PacketKind.Heartbeat
+  readonly source: Source
+  /** Highest sequence number sent so far (0 when none). */
+  readonly highestSeq: number
+  /** Oldest sequence number still in the retransmission cache (0 when the cache is empty). */
+  readonly oldestCached: number
+}
+
+export interface NakPacket {
+  readonly kind: typeof PacketKind.Nak
+  /** The receiver that sends the NAK (its own session id; senderIndex/host/app identify it). */
+  readonly source: Source
+  /** Session whose segments are requested. */
+  readonly target: bigint
+  readonly ranges: ReadonlyArray<SeqRange>
+}
+
+export interface LostPacket {
+  readonly kind: typeof PacketKind.Lost
+  readonly source: Source
+  /** Ranges this sender can no longer supply. */
+  readonly ranges: ReadonlyArray<SeqRange>
+}
+
+export interface AnnouncePacket {
+  readonly kind: typeof PacketKind.Announce
+  readonly source: Source
+  readonly highestSeq: number
+  /** Wall-clock start of the session, ms since the epoch (informational). */
+  readonly startedAt: number
+}
+
+export interface GoodbyePacket {
+  readonly kind: typeof PacketKind.Goodbye
+  readonly source: Source
+  readonly highestSeq: number
+}
+
+export type Packet = DataPacket | HeartbeatPacket | NakPacket | LostPacket | AnnouncePacket | GoodbyePacket
+
+/** Why a datagram could not be decoded. The socket loop counts these and drops the datagram. */
+export type DecodeFailureReason =
+  | "TooShort"
+  | "BadMagic"
+  | "UnsupportedVersion"
+  | "UnknownKind"
+  | "Truncated"
+  | "TrailingBytes"
+  | "InvalidField"
+
+export interface DecodeFailure {
+  readonly _tag: "DecodeFailure"
+  readonly reason: DecodeFailureReason
+  readonly detail: string
+}

@@ -1,0 +1,640 @@
+/**
+ * The receiving side of one remote session: synchronisation, gap detection, NAK scheduling with
+ * suppression, the reorder buffer, reassembly of fragmented updates, and loss reporting.
+ * Plain state machine driven by `Endpoint` (docs/PROTOCOL.md "Engine behaviour").
+ *
+ * State: `next` is the lowest sequence number not yet processed, `highest` the highest known to
+ * exist (from data inside the window, heartbeats, announce, goodbye). Every sequence number in
+ * `[next, highest]` is either held in the reorder buffer or inside exactly one gap; gaps are
+ * ranges (never one entry per sequence number), so a hostile `highest` of 2^53 costs nothing.
+ *
+ * Window: only data with `seq < next + reorderBufferSegments` is buffered; anything further is
+ * dropped and counted (`outOfWindow`) and never allocates — it is requested again once the window
+ * has moved, if the sender (heartbeat, later data) confirms it exists. Only the part of a gap
+ * inside the window is NAKed; the rest waits (no timer, no retry count) until the window reaches it.
+ *
+ * Processing is strictly in order: deliveries, and loss reports, are emitted as `next` passes
+ * them. A lost range that cuts through a fragmented update takes the whole update with it: the
+ * already received fragments before it, and the orphaned continuation fragments after it, are
+ * reported lost too (same reason), so the invariant "every sequence number from the sync point to
+ * `highest` is part of exactly one delivered update or of exactly one reported loss range" holds
+ * and no update is ever delivered partly. Contiguous losses found in one processing step are
+ * folded into one report; the accumulated report is emitted at the end of every input rather than
+ * held until the update's end is seen, because a subscription fails on its first loss by default
+ * and should learn of it at once.
+ */
+import type { LossReason } from "../../DistributorError.js"
+import type { EngineConfig, LossReport, ReceivedUpdate, SessionEvent, SessionInfo } from "./engine.js"
+import { type DataPacket, Fragment, type SeqRange } from "./packets.js"
+
+/** What a receiver needs from its endpoint. */
+export interface ReceiverHost {
+  readonly config: EngineConfig
+  readonly random: () => number
+  sendNak(target: bigint, ranges: ReadonlyArray<SeqRange>, now: number): void
+  deliver(update: ReceivedUpdate): void
+  loss(report: LossReport): void
+  event(event: SessionEvent): void
+  readonly stats: {
+    updatesIn: number
+    duplicates: number
+    lossEvents: number
+    lostSegments: number
+    retransmissionsReceived: number
+    outOfWindow: number
+  }
+}
+
+interface Gap {
+  first: number
+  last: number
+  /** Next NAK (or give-up) time; Infinity while beyond the window or once declared lost. */
+  due: number
+  /** NAKs sent (or heard from other receivers and counted as ours). */
+  naks: number
+  lastAttemptAt: number
+  /** Declared lost, waiting for `next` to reach it. */
+  lost: LossReason | undefined
+}
+
+const INITIAL_SLOTS = 64
+
+export type RemoteState = "active" | "restarted" | "closed" | "gone"
+
+export class RemoteSession {
+  readonly info: SessionInfo
+  /** Restart key: host, application, sender index. */
+  readonly key: string
+  state: RemoteState = "active"
+  next = 1
+  highest = 0
+  lastHeardAt: number
+  /** Set by Goodbye: when remaining gaps are given up and the session ends. */
+  closeAt = Number.POSITIVE_INFINITY
+
+  private readonly host: ReceiverHost
+  private readonly window: number
+  /** Before the first update start: orphan continuation fragments are skipped silently. */
+  private preSync = true
+  private slots: Array<DataPacket | undefined> = new Array(INITIAL_SLOTS).fill(undefined)
+  private mask = INITIAL_SLOTS - 1
+  private gaps: Array<Gap> = []
+  private nakDue = Number.POSITIVE_INFINITY
+  /** Lowest sequence number of a gap part waiting for the window (Infinity when none). */
+  private pendingFrom = Number.POSITIVE_INFINITY
+
+  // --- reassembly (asmStart 0 = not assembling)
+  private asmStart = 0
+  private asmTopic = ""
+  private asmTotal = 0
+  private asmReceived = 0
+  private asmChunks: Array<Uint8Array> = []
+  /** Reason carried over to orphaned continuation fragments after a loss. */
+  private skipReason: LossReason | undefined = undefined
+
+  // --- loss report being accumulated (folded while contiguous), pendFirst 0 = none
+  private pendFirst = 0
+  private pendLast = 0
+  private pendReason: LossReason = "SenderGone"
+
+  // --- per-session stats
+  delivered = 0
+  naksSent = 0
+  retransmissionsReceived = 0
+  lostSegments = 0
+  duplicates = 0
+
+  constructor(host: ReceiverHost, info: SessionInfo, now: number) {
+    this.host = host
+    this.info = info
+    this.key = `${info.host}\u0000${info.application}\u0000${info.senderIndex}`
+    this.window = Math.max(1, host.config.reorderBufferSegments)
+    this.lastHeardAt = now
+  }
+
+  /** Synchronise: the first sequence number to process is `seq` (nothing earlier is requested). */
+  syncAt(seq: number): void {
+    this.next = seq
+    this.highest = seq - 1
+    this.preSync = true
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Inputs
+  // ---------------------------------------------------------------------------------------------
+
+  onData(p: DataPacket, now: number): void {
+    this.lastHeardAt = now
+    if (p.retransmission) {
+      this.retransmissionsReceived++
+      this.host.stats.retransmissionsReceived++
+    }
+    const s = p.seq
+    const next = this.next
+    if (s < next) {
+      this.duplicate()
+      return
+    }
+    if (s - next >= this.window) {
+      this.host.stats.outOfWindow++
+      return
+    }
+    if (s <= this.highest) {
+      // Not buffered yet and inside a gap: fill it. Otherwise it is a duplicate.
+      if (this.slots[s & this.mask]?.seq === s || !this.removeFromGaps(s)) {
+        this.duplicate()
+        return
+      }
+    } else {
+      if (s > this.highest + 1) this.addGap(this.highest + 1, s - 1, now)
+      this.highest = s
+    }
+    if (s === next) {
+      this.process(p)
+      this.next = s + 1
+      if (this.next <= this.highest || this.pendFirst !== 0) this.drain(now)
+    } else {
+      if (s - next > this.mask) this.growSlots(s - next + 1)
+      this.slots[s & this.mask] = p
+    }
+  }
+
+  /** Heartbeat (and Announce with `oldestCached` = -1: unknown). */
+  onHeartbeat(highestSeq: number, oldestCached: number, now: number): void {
+    this.lastHeardAt = now
+    this.raiseHighest(highestSeq, now)
+    if (oldestCached >= 0 && this.gaps.length > 0) {
+      // oldestCached 0: the cache is empty, nothing up to highestSeq can be supplied.
+      const floor = oldestCached === 0 ? highestSeq + 1 : oldestCached
+      if (this.gaps[0].first < floor) {
+        this.markLost(this.gaps[0].first, floor - 1, "NotInSenderCache")
+        this.drain(now)
+      }
+    }
+  }
+
+  onLost(ranges: ReadonlyArray<SeqRange>, now: number): void {
+    this.lastHeardAt = now
+    if (this.gaps.length === 0) return
+    for (let i = 0; i < ranges.length; i++) this.markLost(ranges[i].first, ranges[i].last, "NotInSenderCache")
+    this.drain(now)
+  }
+
+  onGoodbye(highestSeq: number, now: number): void {
+    this.lastHeardAt = now
+    this.raiseHighest(highestSeq, now)
+    if (this.closeAt === Number.POSITIVE_INFINITY) {
+      const config = this.host.config
+      this.closeAt = now + config.nakBackoffMs + 2 * config.nakRetryIntervalMs
+    }
+  }
+
+  /**
+   * Another receiver's NAK for this session: our NAK for the covered ranges is suppressed (treated
+   * as sent). It counts as an attempt at most once per half retry interval, so a chorus of NAKs
+   * from many receivers does not exhaust our retries early.
+   */
+  onHeardNak(ranges: ReadonlyArray<SeqRange>, now: number): void {
+    if (this.gaps.length === 0) return
+    const half = this.host.config.nakRetryIntervalMs / 2
+    const retry = this.retryInterval()
+    for (let r = 0; r < ranges.length; r++) {
+      const first = Math.max(ranges[r].first, this.next)
+      const last = ranges[r].last
+      if (first > last) continue
+      let i = this.isolate(first, last)
+      const gaps = this.gaps
+      for (; i < gaps.length && gaps[i].first <= last; i++) {
+        const g = gaps[i]
+        if (g.lost !== undefined || g.due === Number.POSITIVE_INFINITY) continue
+        if (g.naks === 0 || now - g.lastAttemptAt >= half) {
+          g.naks++
+          g.lastAttemptAt = now
+        }
+        g.due = g.lastAttemptAt + retry
+      }
+    }
+    this.recomputeNakDue()
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Timers
+  // ---------------------------------------------------------------------------------------------
+
+  deadline(): number {
+    let d = this.lastHeardAt + this.host.config.senderTimeoutMs
+    if (this.nakDue < d) d = this.nakDue
+    if (this.closeAt < d) d = this.closeAt
+    return d
+  }
+
+  /** Returns the terminal state reached ("gone" / "closed"), or undefined while still running. */
+  onTimer(now: number): "gone" | "closed" | undefined {
+    const config = this.host.config
+    if (now >= this.lastHeardAt + config.senderTimeoutMs) {
+      this.terminate(now)
+      this.state = "gone"
+      return "gone"
+    }
+    if (this.nakDue <= now) this.runNaks(now)
+    if (now >= this.closeAt) {
+      this.terminate(now)
+      this.state = "closed"
+      return "closed"
+    }
+    return undefined
+  }
+
+  /** A closing session whose every gap is resolved can end now. */
+  get closingDone(): boolean {
+    return this.closeAt !== Number.POSITIVE_INFINITY && this.next > this.highest
+  }
+
+  private retryInterval(): number {
+    return Math.max(1, this.host.config.nakRetryIntervalMs)
+  }
+
+  /**
+   * A NAK timer fired. Gaps due now are NAKed (or given up after `nakMaxRetries` retries); other
+   * gaps whose NAK would be due within the next `nakBackoffMs` ride along in the same packet, so
+   * one receiver sends one NAK for a burst of losses instead of one per gap.
+   */
+  private runNaks(now: number): void {
+    const config = this.host.config
+    const retry = this.retryInterval()
+    const maxRetries = config.nakMaxRetries
+    const soon = now + config.nakBackoffMs
+    const ranges: Array<SeqRange> = []
+    let anyLost = false
+    const gaps = this.gaps
+    for (let i = 0; i < gaps.length; i++) {
+      const g = gaps[i]
+      if (g.lost !== undefined || g.due > soon) continue
+      if (g.naks > maxRetries) {
+        if (g.due > now) continue
+        g.lost = "RetriesExhausted"
+        g.due = Number.POSITIVE_INFINITY
+        anyLost = true
+        continue
+      }
+      const prev = ranges.length > 0 ? ranges[ranges.length - 1] : undefined
+      if (prev !== undefined && prev.last + 1 === g.first)
+        ranges[ranges.length - 1] = { first: prev.first, last: g.last }
+      else ranges.push({ first: g.first, last: g.last })
+      g.naks++
+      g.lastAttemptAt = now
+      g.due = now + retry
+    }
+    if (ranges.length > 0) {
+      this.naksSent++
+      this.host.sendNak(this.info.sessionId, ranges, now)
+    }
+    if (anyLost) this.drain(now)
+    else this.recomputeNakDue()
+  }
+
+  /**
+   * The session ends (gone, closed, replaced by a restart): every open gap is lost (SenderGone),
+   * what is buffered is delivered in order, a partial update is reported.
+   */
+  terminate(now: number): void {
+    for (let i = 0; i < this.gaps.length; i++) {
+      const g = this.gaps[i]
+      if (g.lost === undefined) g.lost = "SenderGone"
+      g.due = Number.POSITIVE_INFINITY
+    }
+    this.drain(now)
+    if (this.asmStart !== 0) {
+      this.addLoss(this.asmStart, this.next - 1, "SenderGone")
+      this.resetAssembly()
+    }
+    this.flushLoss()
+    this.slots = []
+    this.gaps = []
+    this.nakDue = Number.POSITIVE_INFINITY
+    this.closeAt = Number.POSITIVE_INFINITY
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // In-order processing
+  // ---------------------------------------------------------------------------------------------
+
+  private duplicate(): void {
+    this.duplicates++
+    this.host.stats.duplicates++
+  }
+
+  /** Processes everything processable from `next` on, then emits the accumulated loss. */
+  private drain(now: number): void {
+    const slots = this.slots
+    for (;;) {
+      const n = this.next
+      if (n > this.highest) break
+      const i = n & this.mask
+      const p = slots[i]
+      if (p !== undefined && p.seq === n) {
+        slots[i] = undefined
+        this.process(p)
+        this.next = n + 1
+        continue
+      }
+      const g = this.gaps[0]
+      if (g === undefined || g.first !== n || g.lost === undefined) break
+      this.gaps.shift()
+      let first = g.first
+      if (this.asmStart !== 0) {
+        // The update being reassembled cannot complete: its received fragments go with the loss.
+        first = this.asmStart
+        this.resetAssembly()
+      }
+      this.preSync = false
+      this.skipReason = g.lost
+      this.addLoss(first, g.last, g.lost)
+      this.next = g.last + 1
+    }
+    this.flushLoss()
+    if (this.pendingFrom <= this.next + this.window - 1) this.activateWindow(now)
+    this.recomputeNakDue()
+  }
+
+  private process(p: DataPacket): void {
+    const body = p.body
+    const seq = p.seq
+    const host = this.host
+    switch (body.fragment) {
+      case Fragment.None: {
+        if (this.asmStart !== 0) {
+          this.addLoss(this.asmStart, seq - 1, "ReassemblyFailed")
+          this.resetAssembly()
+        }
+        this.preSync = false
+        this.skipReason = undefined
+        if (this.pendFirst !== 0) this.flushLoss()
+        const updates = body.updates
+        const source = this.info
+        for (let k = 0; k < updates.length; k++) {
+          const u = updates[k]
+          host.deliver({ topic: u.topic, payload: u.payload, source, sequence: seq })
+        }
+        this.delivered += updates.length
+        host.stats.updatesIn += updates.length
+        return
+      }
+      case Fragment.First: {
+        if (this.asmStart !== 0) {
+          this.addLoss(this.asmStart, seq - 1, "ReassemblyFailed")
+          this.resetAssembly()
+        }
+        this.preSync = false
+        this.skipReason = undefined
+        if (body.totalLength > host.config.maxUpdateSize) {
+          this.addLoss(seq, seq, "ReassemblyFailed")
+          this.skipReason = "ReassemblyFailed"
+          return
+        }
+        this.asmStart = seq
+        this.asmTopic = body.topic
+        this.asmTotal = body.totalLength
+        this.asmReceived = body.chunk.length
+        this.asmChunks.push(body.chunk)
+        return
+      }
+      default: {
+        if (this.asmStart === 0) {
+          // A continuation without its First: before the sync point it is skipped silently,
+          // otherwise it belongs to an update already reported lost.
+          if (this.preSync) return
+          this.addLoss(seq, seq, this.skipReason ?? "ReassemblyFailed")
+          return
+        }
+        this.asmReceived += body.chunk.length
+        if (this.asmReceived > this.asmTotal) {
+          this.addLoss(this.asmStart, seq, "ReassemblyFailed")
+          this.resetAssembly()
+          this.skipReason = "ReassemblyFailed"
+          return
+        }
+        this.asmChunks.push(body.chunk)
+        if (body.fragment === Fragment.Middle) return
+        if (this.asmReceived !== this.asmTotal) {
+          this.addLoss(this.asmStart, seq, "ReassemblyFailed")
+          this.resetAssembly()
+          return
+        }
+        const payload = new Uint8Array(this.asmTotal)
+        const chunks = this.asmChunks
+        let o = 0
+        for (let k = 0; k < chunks.length; k++) {
+          payload.set(chunks[k], o)
+          o += chunks[k].length
+        }
+        const topic = this.asmTopic
+        this.resetAssembly()
+        if (this.pendFirst !== 0) this.flushLoss()
+        host.deliver({ topic, payload, source: this.info, sequence: seq })
+        this.delivered++
+        host.stats.updatesIn++
+      }
+    }
+  }
+
+  private resetAssembly(): void {
+    this.asmStart = 0
+    this.asmTopic = ""
+    this.asmTotal = 0
+    this.asmReceived = 0
+    this.asmChunks = []
+  }
+
+  /** Accumulates a loss range; contiguous ranges fold into one report (the first one's reason). */
+  private addLoss(first: number, last: number, reason: LossReason): void {
+    if (this.pendFirst !== 0 && this.pendLast + 1 === first) {
+      this.pendLast = last
+      return
+    }
+    this.flushLoss()
+    this.pendFirst = first
+    this.pendLast = last
+    this.pendReason = reason
+  }
+
+  private flushLoss(): void {
+    if (this.pendFirst === 0) return
+    const first = this.pendFirst
+    const last = this.pendLast
+    this.pendFirst = 0
+    const count = last - first + 1
+    this.lostSegments += count
+    const stats = this.host.stats
+    stats.lossEvents++
+    stats.lostSegments += count
+    this.host.loss({ source: this.info, firstSeq: first, lastSeq: last, reason: this.pendReason })
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Gaps
+  // ---------------------------------------------------------------------------------------------
+
+  private raiseHighest(h: number, now: number): void {
+    if (h <= this.highest) return
+    this.addGap(this.highest + 1, h, now)
+    this.highest = h
+  }
+
+  /** Appends a gap beyond every existing one; the part inside the window gets a random back-off. */
+  private addGap(first: number, last: number, now: number): void {
+    const wEnd = this.next + this.window - 1
+    if (first <= wEnd) {
+      const l = Math.min(last, wEnd)
+      const due = now + this.host.random() * this.host.config.nakBackoffMs
+      this.gaps.push({ first, last: l, due, naks: 0, lastAttemptAt: Number.NEGATIVE_INFINITY, lost: undefined })
+      if (due < this.nakDue) this.nakDue = due
+      first = l + 1
+    }
+    if (first <= last) {
+      this.gaps.push({
+        first,
+        last,
+        due: Number.POSITIVE_INFINITY,
+        naks: 0,
+        lastAttemptAt: Number.NEGATIVE_INFINITY,
+        lost: undefined
+      })
+      if (first < this.pendingFrom) this.pendingFrom = first
+    }
+  }
+
+  /** Gap parts the window has reached start their back-off. */
+  private activateWindow(now: number): void {
+    const wEnd = this.next + this.window - 1
+    const gaps = this.gaps
+    let pendingFrom = Number.POSITIVE_INFINITY
+    for (let i = 0; i < gaps.length; i++) {
+      const g = gaps[i]
+      if (g.lost !== undefined || g.due !== Number.POSITIVE_INFINITY) continue
+      if (g.first > wEnd) {
+        if (g.first < pendingFrom) pendingFrom = g.first
+        continue
+      }
+      if (g.last > wEnd) {
+        gaps.splice(i + 1, 0, { ...g, first: wEnd + 1 })
+        g.last = wEnd
+      }
+      g.due = now + this.host.random() * this.host.config.nakBackoffMs
+    }
+    this.pendingFrom = pendingFrom
+  }
+
+  /** Removes `s` from the gap holding it; false when no gap holds it. */
+  private removeFromGaps(s: number): boolean {
+    const gaps = this.gaps
+    const i = this.findGap(s)
+    if (i < 0) return false
+    const g = gaps[i]
+    if (g.first === s && g.last === s) gaps.splice(i, 1)
+    else if (g.first === s) g.first = s + 1
+    else if (g.last === s) g.last = s - 1
+    else {
+      gaps.splice(i + 1, 0, { ...g, first: s + 1 })
+      g.last = s - 1
+    }
+    return true
+  }
+
+  /** Index of the gap containing `s`, or -1. */
+  private findGap(s: number): number {
+    const gaps = this.gaps
+    let lo = 0
+    let hi = gaps.length - 1
+    while (lo <= hi) {
+      const mid = (lo + hi) >>> 1
+      const g = gaps[mid]
+      if (g.last < s) lo = mid + 1
+      else if (g.first > s) hi = mid - 1
+      else return mid
+    }
+    return -1
+  }
+
+  /**
+   * Splits gaps so that none straddles `first` or `last` (boundaries at first and last + 1);
+   * returns the index of the first gap at or after `first`.
+   */
+  private isolate(first: number, last: number): number {
+    const gaps = this.gaps
+    let lo = 0
+    let hi = gaps.length
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1
+      if (gaps[mid].last < first) lo = mid + 1
+      else hi = mid
+    }
+    const start = lo
+    if (start < gaps.length && gaps[start].first < first) {
+      const g = gaps[start]
+      gaps.splice(start + 1, 0, { ...g, first })
+      g.last = first - 1
+      lo = start + 1
+    }
+    let i = lo
+    while (i < gaps.length && gaps[i].last <= last) i++
+    if (i < gaps.length && gaps[i].first <= last) {
+      const g = gaps[i]
+      gaps.splice(i + 1, 0, { ...g, first: last + 1 })
+      g.last = last
+    }
+    return lo
+  }
+
+  /** Declares the missing sequence numbers within [first, last] lost (first reason wins). */
+  private markLost(first: number, last: number, reason: LossReason): void {
+    if (first < this.next) first = this.next
+    if (last > this.highest) last = this.highest
+    if (first > last || this.gaps.length === 0) return
+    const gaps = this.gaps
+    for (let i = this.isolate(first, last); i < gaps.length && gaps[i].first <= last; i++) {
+      const g = gaps[i]
+      if (g.lost === undefined) {
+        g.lost = reason
+        g.due = Number.POSITIVE_INFINITY
+      }
+    }
+  }
+
+  private recomputeNakDue(): void {
+    let d = Number.POSITIVE_INFINITY
+    const gaps = this.gaps
+    for (let i = 0; i < gaps.length; i++) if (gaps[i].due < d) d = gaps[i].due
+    this.nakDue = d
+  }
+
+  private growSlots(span: number): void {
+    let size = this.slots.length
+    while (size < span) size *= 2
+    const slots: Array<DataPacket | undefined> = new Array(size).fill(undefined)
+    const mask = size - 1
+    for (const p of this.slots) if (p !== undefined) slots[p.seq & mask] = p
+    this.slots = slots
+    this.mask = mask
+  }
+
+  /** Segments held in the reorder buffer (tests assert the bound). */
+  get buffered(): number {
+    let n = 0
+    for (const p of this.slots) if (p !== undefined) n++
+    return n
+  }
+
+  /** Bytes of the partly reassembled update (tests assert the bound). */
+  get assemblyBytes(): number {
+    return this.asmReceived
+  }
+
+  get slotCapacity(): number {
+    return this.slots.length
+  }
+
+  get gapCount(): number {
+    return this.gaps.length
+  }
+}

@@ -1,0 +1,416 @@
+/**
+ * One local publishing session: sequencing, holdback packing, segmenting, the retransmission
+ * cache, NAK answers and heartbeats. Plain state machine driven by `Endpoint`; see
+ * docs/PROTOCOL.md "Engine behaviour" for the timing rules implemented here.
+ *
+ * Adaptive holdback (decided at `endBatch`, i.e. at the end of one publish call or burst):
+ * - the publish rate is estimated as the larger of (a) a sliding 100 ms window (two fixed 100 ms
+ *   buckets, the previous one weighted by how much of it still overlaps the window) and (b) the
+ *   instantaneous rate 1000 / (ms since the previous publish before this batch);
+ * - rate < `holdbackThreshold`, or `holdbackDelayMs` = 0 → the open segment leaves now (an idle
+ *   publisher gets zero added delay);
+ * - otherwise the partly filled segment stays open until `holdbackDelayMs` after its FIRST update
+ *   was added (timer), or until it is full, whichever comes first. A full segment always leaves at once.
+ * Several `publish` calls before one `endBatch` are packed regardless (natural batching).
+ *
+ * Heartbeats: after the last data segment the first heartbeat follows after
+ * `2 · max(nakBackoffMs, holdbackDelayMs)` (≥ 1 ms), then the interval doubles up to
+ * `heartbeatIntervalMs` and stays there while idle. Any data segment restarts the schedule, so a
+ * lost tail is noticed within tens of ms. A session that has sent nothing yet heartbeats every
+ * `heartbeatIntervalMs` after its Announce.
+ *
+ * Close: the open segment is flushed, then Goodbye(highestSeq). The session lingers for
+ * `nakBackoffMs + (nakMaxRetries + 1) · nakRetryIntervalMs` answering NAKs from its cache (so
+ * receivers can still repair a lost tail) and repeats the Goodbye on the heartbeat schedule.
+ */
+import type { EngineConfig, SessionInfo } from "./engine.js"
+import type { SeqRange } from "./packets.js"
+import {
+  asRetransmission,
+  encodeAnnounce,
+  encodeFragment,
+  encodeGoodbye,
+  encodeHeartbeat,
+  encodeLost,
+  fragmentCapacity,
+  makeSourcePrefix,
+  PACKED_UPDATE_OVERHEAD,
+  PackedSegmentWriter,
+  type SourcePrefix,
+  topicBytes
+} from "./wire.js"
+
+/** What a sender needs from its endpoint. */
+export interface SenderHost {
+  readonly config: EngineConfig
+  /** Puts one datagram on the wire (counts it, charges the token bucket). */
+  emit(datagram: Uint8Array, now: number): void
+  /** Local delivery of a published update (the endpoint counts and forwards to the sink). */
+  deliverLocal(sender: LocalSender, topic: string, payload: Uint8Array, sequence: number): void
+  /** Counters shared with the endpoint. */
+  readonly stats: { naksReceived: number; retransmissionsSent: number; lostPacketsSent: number; updatesOut: number }
+}
+
+/** Rate-estimate bucket width (ms). */
+const RATE_WINDOW_MS = 100
+const INITIAL_CACHE_SLOTS = 64
+
+export type PublishResult = "ok" | "too-large" | "closed"
+
+export class LocalSender {
+  readonly session: SessionInfo
+  readonly prefix: SourcePrefix
+  private readonly host: SenderHost
+  private readonly writer: PackedSegmentWriter
+  /** Bytes of a packed segment holding no update yet. */
+  private readonly emptyPackedSize: number
+  private readonly segmentSize: number
+
+  /** Highest sequence number sent (0 when none). The open segment is not counted. */
+  highestSeq = 0
+  /** Sequence number of the open packed segment, 0 when none is open. */
+  private openSeq = 0
+  private openedAt = 0
+  closed = false
+  /** When a closed sender stops answering NAKs and is dropped by the endpoint. */
+  lingerUntil = Number.POSITIVE_INFINITY
+
+  // --- rate estimate
+  private bucket = Number.NEGATIVE_INFINITY
+  private bucketCount = 0
+  private prevBucketCount = 0
+  private lastPublishAt = Number.NEGATIVE_INFINITY
+  private batchGap = Number.POSITIVE_INFINITY
+  private inBatch = false
+
+  // --- retransmission cache: a ring of consecutive sequence numbers oldestSeq .. oldestSeq+count-1
+  private cData: Array<Uint8Array | undefined> = new Array(INITIAL_CACHE_SLOTS).fill(undefined)
+  private cSentAt: Array<number> = new Array(INITIAL_CACHE_SLOTS).fill(0)
+  private cRetxAt: Array<number> = new Array(INITIAL_CACHE_SLOTS).fill(0)
+  private cHead = 0
+  private cCount = 0
+  private oldestSeq = 1
+  cachedBytes = 0
+  /** Largest number of bytes the cache ever held (tests assert the bound). */
+  cachedBytesPeak = 0
+
+  // --- "lost" answer coalescing
+  private lastLostFirst = 0
+  private lastLostLast = 0
+  private lastLostAt = Number.NEGATIVE_INFINITY
+
+  // --- heartbeat schedule
+  private readonly hbInitial: number
+  private hbInterval: number
+  private hbDue: number
+
+  constructor(host: SenderHost, session: SessionInfo, now: number, startedAt: number) {
+    this.host = host
+    this.session = session
+    const config = host.config
+    this.segmentSize = config.segmentSize
+    this.prefix = makeSourcePrefix({
+      sessionId: session.sessionId,
+      senderIndex: session.senderIndex,
+      host: session.host,
+      application: session.application
+    })
+    this.writer = new PackedSegmentWriter(this.prefix, config.segmentSize)
+    this.writer.begin(1)
+    this.emptyPackedSize = this.writer.size
+    this.writer.tryAppend(topicBytes("/"), new Uint8Array(0))
+    this.writer.finish()
+    this.hbInitial = Math.max(1, 2 * Math.max(config.nakBackoffMs, config.holdbackDelayMs))
+    this.hbInterval = config.heartbeatIntervalMs
+    this.hbDue = now + this.hbInterval
+    host.emit(encodeAnnounce(this.prefix, 0, Math.max(0, Math.floor(startedAt))), now)
+  }
+
+  get cachedSegments(): number {
+    return this.cCount
+  }
+
+  /** Oldest sequence number still cached, 0 when the cache is empty (as carried by heartbeats). */
+  get oldestCached(): number {
+    return this.cCount > 0 ? this.oldestSeq : 0
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Publishing
+  // ---------------------------------------------------------------------------------------------
+
+  publish(topic: string, payload: Uint8Array, now: number): PublishResult {
+    if (this.closed) return "closed"
+    const length = payload.length
+    const config = this.host.config
+    if (length > config.maxUpdateSize) return "too-large"
+    const tb = topicBytes(topic)
+    const w = this.writer
+
+    // Rate bookkeeping: fixed 100 ms buckets + the gap before the first publish of this batch.
+    const b = Math.floor(now / RATE_WINDOW_MS)
+    if (b !== this.bucket) {
+      this.prevBucketCount = b === this.bucket + 1 ? this.bucketCount : 0
+      this.bucket = b
+      this.bucketCount = 0
+    }
+    this.bucketCount++
+    if (!this.inBatch) {
+      this.inBatch = true
+      this.batchGap = now - this.lastPublishAt
+    }
+    this.lastPublishAt = now
+
+    if (w.isOpen) {
+      if (w.tryAppend(tb, payload)) {
+        this.afterAppend(topic, payload, now)
+        return "ok"
+      }
+      this.flushOpen(now)
+    }
+    if (this.emptyPackedSize + PACKED_UPDATE_OVERHEAD + tb.length + length <= this.segmentSize) {
+      this.openSeq = this.highestSeq + 1
+      this.openedAt = now
+      w.begin(this.openSeq)
+      w.tryAppend(tb, payload)
+      this.afterAppend(topic, payload, now)
+      return "ok"
+    }
+    return this.publishFragmented(topic, tb, payload, now)
+  }
+
+  private afterAppend(topic: string, payload: Uint8Array, now: number): void {
+    this.host.stats.updatesOut++
+    this.host.deliverLocal(this, topic, payload, this.openSeq)
+    // Full: not even an empty update with a one-byte topic would fit any more.
+    if (this.segmentSize - this.writer.size < PACKED_UPDATE_OVERHEAD + 2) this.flushOpen(now)
+  }
+
+  private publishFragmented(topic: string, tb: Uint8Array, payload: Uint8Array, now: number): PublishResult {
+    const length = payload.length
+    const cap = fragmentCapacity(this.prefix, this.segmentSize, tb)
+    // The topic does not leave room for payload (or the update cannot be split in two).
+    if (cap.first < 1 || cap.rest < 1 || length < 2) return "too-large"
+    this.flushOpen(now)
+    const prefix = this.prefix
+    // The First chunk is shorter than the payload so a Last fragment always follows.
+    let offset = Math.min(cap.first, length - 1)
+    let seq = this.highestSeq + 1
+    this.sendData(seq, encodeFragment(prefix, seq, 1, payload.subarray(0, offset), tb, length), now)
+    const rest = cap.rest
+    while (length - offset > rest) {
+      seq++
+      this.sendData(seq, encodeFragment(prefix, seq, 2, payload.subarray(offset, offset + rest)), now)
+      offset += rest
+    }
+    seq++
+    this.sendData(seq, encodeFragment(prefix, seq, 3, payload.subarray(offset)), now)
+    this.host.stats.updatesOut++
+    this.host.deliverLocal(this, topic, payload, seq)
+    return "ok"
+  }
+
+  /** Estimated publish rate (updates/s) at `now`. */
+  private rate(now: number): number {
+    const b = Math.floor(now / RATE_WINDOW_MS)
+    let current = 0
+    let previous = 0
+    if (b === this.bucket) {
+      current = this.bucketCount
+      previous = this.prevBucketCount
+    } else if (b === this.bucket + 1) {
+      previous = this.bucketCount
+    }
+    const overlap = 1 - (now - b * RATE_WINDOW_MS) / RATE_WINDOW_MS
+    const windowed = ((previous * overlap + current) * 1000) / RATE_WINDOW_MS
+    const gap = this.batchGap
+    const instant = gap > 0 ? 1000 / gap : Number.POSITIVE_INFINITY
+    return Math.max(windowed, instant)
+  }
+
+  /** End of one publish call / burst: flush now, or hold the partly filled segment back. */
+  endBatch(now: number): void {
+    this.inBatch = false
+    if (!this.writer.isOpen) return
+    const config = this.host.config
+    if (
+      config.holdbackDelayMs <= 0 ||
+      now - this.openedAt >= config.holdbackDelayMs ||
+      this.rate(now) < config.holdbackThreshold
+    ) {
+      this.flushOpen(now)
+    }
+  }
+
+  /** Sends the open packed segment, if any. */
+  flushOpen(now: number): void {
+    if (!this.writer.isOpen) return
+    this.sendData(this.openSeq, this.writer.finish(), now)
+    this.openSeq = 0
+  }
+
+  private sendData(seq: number, datagram: Uint8Array, now: number): void {
+    this.highestSeq = seq
+    this.cachePush(datagram, now)
+    this.host.emit(datagram, now)
+    this.hbInterval = this.hbInitial
+    this.hbDue = now + this.hbInitial
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Retransmission cache
+  // ---------------------------------------------------------------------------------------------
+
+  private cachePush(datagram: Uint8Array, now: number): void {
+    const config = this.host.config
+    if (this.cCount === this.cData.length) this.cacheGrow()
+    if (this.cCount === 0) this.oldestSeq = this.highestSeq
+    const mask = this.cData.length - 1
+    const i = (this.cHead + this.cCount) & mask
+    this.cData[i] = datagram
+    this.cSentAt[i] = now
+    this.cRetxAt[i] = Number.NEGATIVE_INFINITY
+    this.cCount++
+    this.cachedBytes += datagram.length
+    // Evict oldest first until within the byte bound (a datagram larger than the bound evicts itself).
+    while (this.cachedBytes > config.cacheMaxBytes && this.cCount > 0) this.cacheDropOldest()
+    if (this.cachedBytes > this.cachedBytesPeak) this.cachedBytesPeak = this.cachedBytes
+  }
+
+  private cacheDropOldest(): void {
+    const i = this.cHead
+    this.cachedBytes -= this.cData[i]!.length
+    this.cData[i] = undefined
+    this.cHead = (i + 1) & (this.cData.length - 1)
+    this.cCount--
+    this.oldestSeq++
+  }
+
+  private cacheGrow(): void {
+    const n = this.cData.length
+    const data: Array<Uint8Array | undefined> = new Array(n * 2).fill(undefined)
+    const sentAt: Array<number> = new Array(n * 2).fill(0)
+    const retxAt: Array<number> = new Array(n * 2).fill(0)
+    for (let k = 0; k < this.cCount; k++) {
+      const j = (this.cHead + k) & (n - 1)
+      data[k] = this.cData[j]
+      sentAt[k] = this.cSentAt[j]
+      retxAt[k] = this.cRetxAt[j]
+    }
+    this.cData = data
+    this.cSentAt = sentAt
+    this.cRetxAt = retxAt
+    this.cHead = 0
+  }
+
+  private cacheExpire(now: number): void {
+    const maxAge = this.host.config.cacheMaxAgeMs
+    while (this.cCount > 0 && this.cSentAt[this.cHead] + maxAge <= now) this.cacheDropOldest()
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // NAKs
+  // ---------------------------------------------------------------------------------------------
+
+  /**
+   * A NAK for this session. Cached segments not retransmitted within `retransmitHoldoffMs` go out
+   * again (flagged as retransmissions); requested segments no longer cached are answered with one
+   * Lost packet; sequence numbers above the highest sent are ignored (hostile or confused).
+   */
+  onNak(ranges: ReadonlyArray<SeqRange>, now: number): void {
+    const host = this.host
+    host.stats.naksReceived++
+    if (this.lingerUntil <= now) return
+    this.cacheExpire(now)
+    const holdoff = host.config.retransmitHoldoffMs
+    const highest = this.highestSeq
+    // Everything below `oldest` has been evicted (in order).
+    const oldest = this.cCount > 0 ? this.oldestSeq : highest + 1
+    const mask = this.cData.length - 1
+    let lostFirst = Number.POSITIVE_INFINITY
+    let lostLast = 0
+    for (let r = 0; r < ranges.length; r++) {
+      const first = ranges[r].first
+      const last = Math.min(ranges[r].last, highest)
+      if (first > last) continue
+      if (first < oldest) {
+        if (first < lostFirst) lostFirst = first
+        const l = Math.min(last, oldest - 1)
+        if (l > lostLast) lostLast = l
+      }
+      for (let s = Math.max(first, oldest); s <= last; s++) {
+        const i = (this.cHead + (s - this.oldestSeq)) & mask
+        if (now - this.cRetxAt[i] < holdoff) continue
+        this.cRetxAt[i] = now
+        host.stats.retransmissionsSent++
+        host.emit(asRetransmission(this.cData[i]!), now)
+      }
+    }
+    if (lostLast > 0) {
+      // One range covers every evicted sequence asked for (all of it is gone, in order of age);
+      // receivers intersect it with their own gaps. Repeats inside the holdoff are coalesced.
+      if (lostFirst >= this.lastLostFirst && lostLast <= this.lastLostLast && now - this.lastLostAt < holdoff) return
+      this.lastLostFirst = lostFirst
+      this.lastLostLast = lostLast
+      this.lastLostAt = now
+      host.stats.lostPacketsSent++
+      host.emit(encodeLost(this.prefix, [{ first: lostFirst, last: lostLast }]), now)
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Timers
+  // ---------------------------------------------------------------------------------------------
+
+  deadline(): number {
+    let d = this.hbDue
+    if (this.writer.isOpen) {
+      const h = this.openedAt + this.host.config.holdbackDelayMs
+      if (h < d) d = h
+    }
+    if (this.cCount > 0) {
+      const e = this.cSentAt[this.cHead] + this.host.config.cacheMaxAgeMs
+      if (e < d) d = e
+    }
+    if (this.lingerUntil < d) d = this.lingerUntil
+    return d
+  }
+
+  onTimer(now: number): void {
+    const config = this.host.config
+    if (this.writer.isOpen && now >= this.openedAt + config.holdbackDelayMs) this.flushOpen(now)
+    this.cacheExpire(now)
+    if (now >= this.hbDue) {
+      if (this.closed) {
+        if (now < this.lingerUntil) this.host.emit(encodeGoodbye(this.prefix, this.highestSeq), now)
+      } else {
+        this.host.emit(encodeHeartbeat(this.prefix, this.highestSeq, this.oldestCached), now)
+      }
+      this.hbInterval = Math.min(this.hbInterval * 2, config.heartbeatIntervalMs)
+      this.hbDue = now + this.hbInterval
+    }
+  }
+
+  /** Flush, Goodbye, then linger answering NAKs (see the module comment). */
+  close(now: number): void {
+    if (this.closed) return
+    this.flushOpen(now)
+    this.closed = true
+    const config = this.host.config
+    this.host.emit(encodeGoodbye(this.prefix, this.highestSeq), now)
+    this.lingerUntil = now + config.nakBackoffMs + (config.nakMaxRetries + 1) * config.nakRetryIntervalMs
+    this.hbInterval = this.hbInitial
+    this.hbDue = now + this.hbInitial
+  }
+
+  /** Drops the cache (endpoint close / end of linger). */
+  release(): void {
+    this.cData = new Array(INITIAL_CACHE_SLOTS).fill(undefined)
+    this.cSentAt = new Array(INITIAL_CACHE_SLOTS).fill(0)
+    this.cRetxAt = new Array(INITIAL_CACHE_SLOTS).fill(0)
+    this.cHead = 0
+    this.cCount = 0
+    this.cachedBytes = 0
+    this.oldestSeq = this.highestSeq + 1
+  }
+}

@@ -1,0 +1,272 @@
+/**
+ * End-to-end tests of the public API over `Transport.layerMemory`: two Distributors (two
+ * "processes") on one simulated, lossy network.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import * as Chunk from "effect/Chunk"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as Schema from "effect/Schema"
+import * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
+import * as TestClock from "effect/TestClock"
+import type * as Connection from "../src/Connection.js"
+import * as Distributor from "../src/Distributor.js"
+import type { IrrecoverableLoss, SubscriberOverflow } from "../src/DistributorError.js"
+import * as Transport from "../src/Transport.js"
+
+const group = { group: "239.255.10.1", port: 7001 }
+const fast = { nakBackoffMs: 5, nakRetryIntervalMs: 20, heartbeatIntervalMs: 200, senderTimeoutMs: 2_000 }
+
+const twoNodes = (options: { readonly connection?: Record<string, unknown> } = {}) =>
+  Effect.gen(function* () {
+    const a = yield* Distributor.make({ application: "node-a", host: "host-a", console: { enabled: false } })
+    const b = yield* Distributor.make({ application: "node-b", host: "host-b", console: { enabled: false } })
+    const ca = yield* a.connection({ ...group, ...fast, ...options.connection })
+    const cb = yield* b.connection({ ...group, ...fast, ...options.connection })
+    return { a, b, ca, cb }
+  })
+
+/** Wait until the connection has registered `n` subscriptions (a forked stream has started). */
+const awaitSubscriptions = (conn: Connection.ConnectionService, n: number) =>
+  Effect.repeat(conn.stats, { until: (s) => s.subscriptions.length >= n }).pipe(Effect.asVoid)
+
+const payloadOf = (i: number) => new TextEncoder().encode(`update-${i}`)
+const decode = (u: Connection.Update) => new TextDecoder().decode(u.payload)
+
+describe("Connection over Transport.layerMemory", () => {
+  it.scopedLive("delivers every update in order across a lossy network", () =>
+    Effect.gen(function* () {
+      const { ca, cb } = yield* twoNodes()
+      const n = 2_000
+      const received = yield* cb.subscribe("/prices/...").pipe(Stream.take(n), Stream.runCollect, Effect.fork)
+      yield* awaitSubscriptions(cb, 1)
+      const publisher = yield* ca.publisher
+      for (let i = 0; i < n; i++) yield* publisher.publish(`/prices/eq/${i % 7}`, payloadOf(i))
+      const updates = Chunk.toReadonlyArray(yield* Fiber.join(received))
+      expect(updates.map(decode)).toEqual(Array.from({ length: n }, (_, i) => `update-${i}`))
+      expect(updates.every((u) => u.source.application === "node-a" && u.source.host === "host-a")).toBe(true)
+      const stats = yield* cb.stats
+      expect(stats.retransmissionsReceived).toBeGreaterThan(0)
+      expect(stats.lostSegments).toBe(0)
+    }).pipe(Effect.provide(Transport.layerMemory({ seed: 7, link: { loss: 0.05, reorder: 0.02, duplicate: 0.02 } })))
+  )
+
+  it.scopedLive("filters by pattern and reaches the process's own subscribers", () =>
+    Effect.gen(function* () {
+      const { ca, cb } = yield* twoNodes()
+      const local = yield* ca.subscribe("/a/*").pipe(Stream.take(2), Stream.runCollect, Effect.fork)
+      const remote = yield* cb.subscribe("/b/...").pipe(Stream.take(2), Stream.runCollect, Effect.fork)
+      yield* awaitSubscriptions(ca, 1)
+      yield* awaitSubscriptions(cb, 1)
+      const p = yield* ca.publisher
+      yield* p.publishAll([
+        ["/a/1", "x"],
+        ["/a/1/deeper", "not for /a/*"],
+        ["/b", "not for /b/..."],
+        ["/b/1", "y"],
+        ["/a/2", "z"],
+        ["/b/2/3", "w"]
+      ])
+      expect(Chunk.toReadonlyArray(yield* Fiber.join(local)).map((u) => u.topic)).toEqual(["/a/1", "/a/2"])
+      expect(Chunk.toReadonlyArray(yield* Fiber.join(remote)).map(decode)).toEqual(["y", "w"])
+    }).pipe(Effect.provide(Transport.layerMemory()))
+  )
+
+  it.scopedLive("segments and reassembles a 1 MiB update under loss", () =>
+    Effect.gen(function* () {
+      const { ca, cb } = yield* twoNodes()
+      const big = new Uint8Array(1 << 20)
+      for (let i = 0; i < big.length; i++) big[i] = (i * 31 + 7) & 0xff
+      const received = yield* cb.subscribe("/big").pipe(Stream.take(1), Stream.runCollect, Effect.fork)
+      yield* awaitSubscriptions(cb, 1)
+      const p = yield* ca.publisher
+      yield* p.publish("/big", big)
+      const [update] = Chunk.toReadonlyArray(yield* Fiber.join(received))
+      expect(update.payload.length).toBe(big.length)
+      expect(Buffer.compare(Buffer.from(update.payload), Buffer.from(big))).toBe(0)
+    }).pipe(Effect.provide(Transport.layerMemory({ seed: 3, link: { loss: 0.05 } })))
+  )
+
+  it.scopedLive("fails the stream with IrrecoverableLoss when retransmissions never arrive", () =>
+    Effect.gen(function* () {
+      const { ca, cb } = yield* twoNodes({ connection: { nakMaxRetries: 2 } })
+      const result = yield* cb.subscribe("/t").pipe(Stream.runCollect, Effect.either, Effect.fork)
+      yield* awaitSubscriptions(cb, 1)
+      const p = yield* ca.publisher
+      for (let i = 0; i < 5; i++) yield* p.publish("/t", payloadOf(i))
+      const either = yield* Fiber.join(result)
+      expect(either._tag).toBe("Left")
+      if (either._tag === "Left") {
+        const error = either.left as IrrecoverableLoss
+        expect(error._tag).toBe("IrrecoverableLoss")
+        expect(error.reason).toBe("RetriesExhausted")
+        expect(error.application).toBe("node-a")
+        expect([error.firstSeq, error.lastSeq]).toEqual([2, 2])
+      }
+    }).pipe(
+      Effect.provide(
+        Transport.layerMemory({
+          // Data segment #2 and every retransmission from A to B are lost.
+          link: {
+            drop: (_bytes, ctx) =>
+              ctx.from.startsWith("mem-1") && ctx.class === "data" && (ctx.classIndex === 2 || ctx.retransmission)
+          }
+        })
+      )
+    )
+  )
+
+  it.scopedLive("with onLoss: notify, delivers the loss as a value and goes on", () =>
+    Effect.gen(function* () {
+      const { ca, cb } = yield* twoNodes({ connection: { nakMaxRetries: 1 } })
+      const items = yield* cb.subscribe("/t", { onLoss: "notify" }).pipe(Stream.take(5), Stream.runCollect, Effect.fork)
+      yield* awaitSubscriptions(cb, 1)
+      const p = yield* ca.publisher
+      for (let i = 0; i < 5; i++) yield* p.publish("/t", payloadOf(i))
+      const out = Chunk.toReadonlyArray(yield* Fiber.join(items))
+      const tags = out.map((x) => ("_tag" in x ? x._tag : decode(x as Connection.Update)))
+      expect(tags).toEqual(["update-0", "IrrecoverableLoss", "update-2", "update-3", "update-4"])
+    }).pipe(
+      Effect.provide(
+        Transport.layerMemory({
+          link: {
+            drop: (_bytes, ctx) =>
+              ctx.from.startsWith("mem-1") && ctx.class === "data" && (ctx.classIndex === 2 || ctx.retransmission)
+          }
+        })
+      )
+    )
+  )
+
+  it.scopedLive("typed publish/subscribe round-trips dates and nested values; bad payloads are typed errors", () =>
+    Effect.gen(function* () {
+      const { ca, cb } = yield* twoNodes()
+      const Trade = Schema.Struct({
+        at: Schema.Date,
+        price: Schema.Number,
+        legs: Schema.Array(Schema.Struct({ venue: Schema.String, qty: Schema.Int }))
+      })
+      const received = yield* cb
+        .subscribe("/trades/*", { schema: Trade })
+        .pipe(Stream.take(1), Stream.runCollect, Effect.fork)
+      const failing = yield* cb.subscribe("/raw", { schema: Trade }).pipe(Stream.runCollect, Effect.either, Effect.fork)
+      yield* awaitSubscriptions(cb, 2)
+      const p = yield* ca.publisher
+      const trade = { at: new Date("2026-11-24T10:00:00.123Z"), price: 42.17, legs: [{ venue: "X", qty: 3 }] }
+      yield* p.typed(Trade).publish("/trades/abc", trade)
+      const [update] = Chunk.toReadonlyArray(yield* Fiber.join(received))
+      expect(update.value).toEqual(trade)
+      expect(update.value.at).toBeInstanceOf(Date)
+      yield* p.publish("/raw", "{not json")
+      const either = yield* Fiber.join(failing)
+      expect(either._tag === "Left" && either.left._tag).toBe("PayloadCodecError")
+      if (either._tag === "Left" && either.left._tag === "PayloadCodecError") {
+        expect(either.left.reason).toBe("InvalidJson")
+      }
+    }).pipe(Effect.provide(Transport.layerMemory()))
+  )
+
+  it.scopedLive("a subscriber that does not keep up gets SubscriberOverflow, others are unaffected", () =>
+    Effect.gen(function* () {
+      const { ca, cb } = yield* twoNodes()
+      // Subscribed but never consumed until publishing is over.
+      const slowScope = yield* Scope.make()
+      const slowStream = cb.subscribe("/x", { bufferSize: 10 })
+      const slow = yield* Stream.toPull(slowStream).pipe(Scope.extend(slowScope))
+      const fast = yield* cb.subscribe("/x").pipe(Stream.take(100), Stream.runCollect, Effect.fork)
+      yield* awaitSubscriptions(cb, 2)
+      const p = yield* ca.publisher
+      for (let i = 0; i < 100; i++) yield* p.publish("/x", payloadOf(i))
+      expect(Chunk.size(yield* Fiber.join(fast))).toBe(100)
+      // The slow one: first the ten that fitted, then the typed overflow.
+      let got = 0
+      let error: SubscriberOverflow | undefined
+      while (error === undefined) {
+        const exit = yield* Effect.exit(slow)
+        if (Exit.isSuccess(exit)) got += Chunk.size(exit.value)
+        else {
+          const failure = exit.cause._tag === "Fail" ? exit.cause.error : undefined
+          error = failure?._tag === "Some" ? (failure.value as SubscriberOverflow) : undefined
+          expect(error?._tag).toBe("SubscriberOverflow")
+        }
+      }
+      expect(got).toBe(10)
+      expect(error.capacity).toBe(10)
+      expect((yield* cb.stats).subscriberOverflows).toBe(1)
+      yield* Scope.close(slowScope, Exit.void)
+    }).pipe(Effect.provide(Transport.layerMemory()))
+  )
+
+  it.scopedLive("reports session events: joined and closed", () =>
+    Effect.gen(function* () {
+      const { ca, cb } = yield* twoNodes()
+      const events = yield* cb.events.pipe(
+        Stream.filter((e) => e._tag === "Joined" || e._tag === "Closed"),
+        Stream.take(2),
+        Stream.runCollect,
+        Effect.fork
+      )
+      yield* Effect.sleep("10 millis")
+      yield* Effect.scoped(Effect.flatMap(ca.publisher, (p) => p.publish("/hello", "world")))
+      const out = Chunk.toReadonlyArray(yield* Fiber.join(events))
+      expect(out.map((e) => e._tag)).toEqual(["Joined", "Closed"])
+      expect(out[0]._tag === "Joined" && out[0].session.application).toBe("node-a")
+    }).pipe(Effect.provide(Transport.layerMemory()))
+  )
+
+  it.scopedLive("rejects bad topics, patterns and oversized updates with typed errors", () =>
+    Effect.gen(function* () {
+      const { ca } = yield* twoNodes({ connection: { maxUpdateSize: 1024 } })
+      const p = yield* ca.publisher
+      const badTopic = yield* Effect.flip(p.publish("/a/*", "x"))
+      expect(badTopic._tag).toBe("InvalidTopic")
+      const badPattern = yield* Effect.flip(Stream.runDrain(ca.subscribe("no-slash")))
+      expect(badPattern._tag === "InvalidTopic" && badPattern.reason).toBe("NoLeadingSlash")
+      const tooLarge = yield* Effect.flip(p.publish("/a", new Uint8Array(2048)))
+      expect(tooLarge._tag === "UpdateTooLarge" && tooLarge.maxSize).toBe(1024)
+    }).pipe(Effect.provide(Transport.layerMemory()))
+  )
+
+  it.scopedLive("closing the connection ends subscriptions and refuses further publishes", () =>
+    Effect.gen(function* () {
+      const d = yield* Distributor.make({ application: "solo", console: { enabled: false } })
+      const scope = yield* Scope.make()
+      const conn = yield* d.connection(group).pipe(Scope.extend(scope))
+      const p = yield* conn.publisher.pipe(Scope.extend(scope))
+      const sub = yield* conn.subscribe("/...").pipe(Stream.runCollect, Effect.fork)
+      yield* awaitSubscriptions(conn, 1)
+      yield* p.publish("/a", "1")
+      yield* Scope.close(scope, Exit.void)
+      const delivered = yield* Fiber.join(sub)
+      expect(Chunk.toReadonlyArray(delivered).map(decode)).toEqual(["1"])
+      const error = yield* Effect.flip(p.publish("/a", "2"))
+      expect(error._tag).toBe("ConnectionClosed")
+      expect((yield* d.connections).length).toBe(0)
+    }).pipe(Effect.provide(Transport.layerMemory()))
+  )
+
+  it.scoped("timers run on the TestClock: a lost datagram is recovered when the clock advances", () =>
+    Effect.gen(function* () {
+      const { ca, cb } = yield* twoNodes()
+      const received = yield* cb.subscribe("/t").pipe(Stream.take(3), Stream.runCollect, Effect.fork)
+      yield* awaitSubscriptions(cb, 1)
+      const p = yield* ca.publisher
+      for (let i = 0; i < 3; i++) yield* p.publish("/t", payloadOf(i))
+      // The gap is noticed, but the NAK waits for its back-off: nothing past update-0 yet.
+      yield* Effect.yieldNow()
+      expect((yield* cb.stats).naksSent).toBe(0)
+      yield* TestClock.adjust("1 second")
+      const out = Chunk.toReadonlyArray(yield* Fiber.join(received))
+      expect(out.map(decode)).toEqual(["update-0", "update-1", "update-2"])
+      expect((yield* cb.stats).naksSent).toBeGreaterThan(0)
+    }).pipe(
+      Effect.provide(
+        Transport.layerMemory({
+          link: { drop: (_b, ctx) => ctx.from.startsWith("mem-1") && ctx.class === "data" && ctx.classIndex === 2 }
+        })
+      )
+    )
+  )
+})

@@ -1,0 +1,123 @@
+/**
+ * Real IP multicast on the loopback interface (127.0.0.1 only): in one process, and across
+ * processes (1 publisher, 2 subscriber child processes, 100 000 updates).
+ */
+import { type ChildProcess, spawn } from "node:child_process"
+import { createInterface } from "node:readline"
+import { describe, expect, it } from "@effect/vitest"
+import * as Chunk from "effect/Chunk"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
+import * as Distributor from "../src/Distributor.js"
+import * as Transport from "../src/Transport.js"
+
+const loopback = { interface: "127.0.0.1", loopback: true }
+
+describe("Connection over real UDP multicast on loopback", () => {
+  it.scopedLive("two Distributors in one process exchange updates in order", () =>
+    Effect.gen(function* () {
+      const config = { group: "239.255.20.1", port: 47_101, ...loopback }
+      const a = yield* Distributor.make({ application: "udp-a", console: { enabled: false } })
+      const b = yield* Distributor.make({ application: "udp-b", console: { enabled: false } })
+      const ca = yield* a.connection(config)
+      const cb = yield* b.connection(config)
+      const n = 20_000
+      const received = yield* cb.subscribe("/udp/...").pipe(Stream.take(n), Stream.runCollect, Effect.fork)
+      yield* Effect.repeat(cb.stats, { until: (s) => s.subscriptions.length > 0 })
+      const p = yield* ca.publisher
+      for (let i = 0; i < n; i += 100) {
+        yield* p.publishAll(Array.from({ length: 100 }, (_, j) => [`/udp/${(i + j) % 10}`, String(i + j)] as const))
+        yield* Effect.sleep(0)
+      }
+      const updates = Chunk.toReadonlyArray(yield* Fiber.join(received))
+      expect(updates.length).toBe(n)
+      expect(updates.every((u, i) => new TextDecoder().decode(u.payload) === String(i))).toBe(true)
+      expect(updates[0].source.application).toBe("udp-a")
+      const stats = yield* ca.stats
+      expect(stats.updatesOut).toBe(n)
+      expect(stats.socket.sendErrors).toBe(0)
+    }).pipe(Effect.provide(Transport.layerUdp))
+  )
+
+  it.scopedLive("closing the scope sends goodbye and releases the sockets", () =>
+    Effect.gen(function* () {
+      const config = { group: "239.255.20.2", port: 47_102, ...loopback }
+      const a = yield* Distributor.make({ application: "udp-close-a", console: { enabled: false } })
+      const b = yield* Distributor.make({ application: "udp-close-b", console: { enabled: false } })
+      const cb = yield* b.connection(config)
+      const closed = yield* cb.events.pipe(
+        Stream.filter((e) => e._tag === "Closed"),
+        Stream.take(1),
+        Stream.runCollect,
+        Effect.fork
+      )
+      yield* Effect.sleep("20 millis")
+      const scope = yield* Scope.make()
+      const ca = yield* a.connection(config).pipe(Scope.extend(scope))
+      const p = yield* ca.publisher.pipe(Scope.extend(scope))
+      yield* p.publish("/bye", "now")
+      yield* Scope.close(scope, Exit.void)
+      const [event] = Chunk.toReadonlyArray(yield* Fiber.join(closed))
+      expect(event._tag === "Closed" && event.session.application).toBe("udp-close-a")
+      // The port is free again for a new connection in the same Distributor.
+      const again = yield* a.connection(config)
+      expect(again.key).toBe("239.255.20.2:47102")
+    }).pipe(Effect.provide(Transport.layerUdp))
+  )
+
+  it.live(
+    "1 publisher and 2 subscriber processes: 100 000 updates delivered in order",
+    () =>
+      Effect.promise(async () => {
+        const args = ["239.255.20.4", "47104", "127.0.0.1", "100000"]
+        const subs = [peer(["sub", ...args, "1"]), peer(["sub", ...args, "1"])]
+        try {
+          await Promise.all(subs.map((s) => s.line((l) => l === "READY")))
+          const pub = peer(["pub", ...args, "200"])
+          const results = await Promise.all(subs.map((s) => s.line((l) => l.startsWith("{"))))
+          const published = JSON.parse(await pub.line((l) => l.startsWith("{")))
+          expect(published.published).toBe(100_000)
+          for (const line of results) {
+            const r = JSON.parse(line)
+            expect(r).toMatchObject({ received: 100_000, outOfOrder: 0, losses: 0, timedOut: false })
+          }
+          await Promise.all([pub.exit, ...subs.map((s) => s.exit)])
+        } finally {
+          for (const s of subs) s.child.kill()
+        }
+      }),
+    180_000
+  )
+})
+
+const peer = (args: ReadonlyArray<string>) => {
+  const child: ChildProcess = spawn(process.execPath, ["--import", "tsx", "test/fixtures/peer.ts", ...args], {
+    stdio: ["ignore", "pipe", "inherit"]
+  })
+  const lines: Array<string> = []
+  const waiters: Array<{ match: (l: string) => boolean; resolve: (l: string) => void }> = []
+  createInterface({ input: child.stdout! }).on("line", (l) => {
+    lines.push(l)
+    for (const w of waiters.slice()) {
+      if (w.match(l)) {
+        waiters.splice(waiters.indexOf(w), 1)
+        w.resolve(l)
+      }
+    }
+  })
+  const exit = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)))
+  return {
+    child,
+    exit,
+    line: (match: (l: string) => boolean) =>
+      new Promise<string>((resolve, reject) => {
+        const found = lines.find(match)
+        if (found !== undefined) return resolve(found)
+        waiters.push({ match, resolve })
+        void exit.then((code) => reject(new Error(`peer ${args.join(" ")} exited with ${code}`)))
+      })
+  }
+}

@@ -1,0 +1,322 @@
+/**
+ * The web console of a live Distributor: two Distributors on a lossy simulated network exchange
+ * traffic both ways, and the console's HTTP endpoints (JSON decoded with the published Schema,
+ * Prometheus text, HTML page, server-sent events) must show it. Also: typed startup errors, a
+ * clean close with a client still streaming, and the pure parts (rate history, exposition format).
+ */
+import * as net from "node:net"
+import { describe, expect, it } from "@effect/vitest"
+import * as Chunk from "effect/Chunk"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as Metric from "effect/Metric"
+import * as MetricBoundaries from "effect/MetricBoundaries"
+import * as Schema from "effect/Schema"
+import * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
+import type * as Connection from "../src/Connection.js"
+import * as Distributor from "../src/Distributor.js"
+import { WebConsoleError } from "../src/DistributorError.js"
+import { RateHistory } from "../src/internal/console/history.js"
+import * as Transport from "../src/Transport.js"
+import * as WebConsole from "../src/WebConsole.js"
+
+const group = { group: "239.255.20.1", port: 7101 }
+const key = "239.255.20.1:7101"
+const fast = { nakBackoffMs: 5, nakRetryIntervalMs: 20, heartbeatIntervalMs: 200, senderTimeoutMs: 5_000 }
+const lossy = Transport.layerMemory({ seed: 11, link: { loss: 0.05 } })
+
+interface Fetched {
+  readonly status: number
+  readonly contentType: string
+  readonly headers: Headers
+  readonly body: string
+}
+
+const get = (url: string): Effect.Effect<Fetched> =>
+  Effect.promise(async () => {
+    const response = await fetch(url)
+    return {
+      status: response.status,
+      contentType: response.headers.get("content-type") ?? "",
+      headers: response.headers,
+      body: await response.text()
+    }
+  })
+
+const decodeStats = Schema.decodeUnknown(WebConsole.StatsResponse)
+
+const awaitSubscriptions = (conn: Connection.ConnectionService, n: number) =>
+  Effect.repeat(conn.stats, { until: (s) => s.subscriptions.length >= n }).pipe(Effect.asVoid)
+
+/** Prometheus sample lines as `name{labels}` → value. */
+const parseExposition = (text: string): Map<string, number> => {
+  const samples = new Map<string, number>()
+  for (const line of text.split("\n")) {
+    if (line === "" || line.startsWith("#")) continue
+    const at = line.lastIndexOf(" ")
+    samples.set(line.slice(0, at), Number(line.slice(at + 1)))
+  }
+  return samples
+}
+
+/** Two nodes publishing to each other through 5% loss; returns once both sides received everything. */
+const exchange = (n: number) =>
+  Effect.gen(function* () {
+    const a = yield* Distributor.make({ application: "console-a", host: "host-a", console: { port: 0 } })
+    const b = yield* Distributor.make({ application: "console-b", host: "host-b", console: { enabled: false } })
+    const ca = yield* a.connection({ ...group, ...fast })
+    const cb = yield* b.connection({ ...group, ...fast })
+    const atA = yield* ca.subscribe("/from-b/...").pipe(Stream.take(n), Stream.runCollect, Effect.fork)
+    const atB = yield* cb.subscribe("/from-a/...").pipe(Stream.take(n), Stream.runCollect, Effect.fork)
+    yield* awaitSubscriptions(ca, 1)
+    yield* awaitSubscriptions(cb, 1)
+    const pa = yield* ca.publisher
+    const pb = yield* cb.publisher
+    const payload = new Uint8Array(200).fill(7)
+    for (let i = 0; i < n; i++) {
+      yield* pa.publish(`/from-a/${i % 5}`, payload)
+      yield* pb.publish(`/from-b/${i % 5}`, payload)
+    }
+    expect(Chunk.size(yield* Fiber.join(atA))).toBe(n)
+    expect(Chunk.size(yield* Fiber.join(atB))).toBe(n)
+    return { a, b, ca, cb, pa, pb }
+  })
+
+describe("WebConsole over a live Distributor", () => {
+  it.scopedLive(
+    "/api/stats, /api/events, /metrics, / and /healthz show the traffic",
+    () =>
+      Effect.gen(function* () {
+        const n = 1_500
+        const { a, b, pa, pb } = yield* exchange(n)
+        expect(b.consoleUrl).toBeUndefined()
+        const url = a.consoleUrl
+        expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/$/)
+        if (url === undefined) return
+        // Let the sampler (1 s) and the metric sync (1 s) see the finished exchange.
+        yield* Effect.sleep("2200 millis")
+
+        // ---- /api/stats, decoded with the published schema
+        const statsResponse = yield* get(`${url}api/stats`)
+        expect(statsResponse.status).toBe(200)
+        expect(statsResponse.contentType).toMatch(/^application\/json/)
+        const raw = JSON.parse(statsResponse.body)
+        const stats = yield* decodeStats(raw)
+        expect(stats.application).toBe("console-a")
+        expect(stats.host).toBe("host-a")
+        expect(stats.uptimeMs).toBeGreaterThan(2_000)
+        expect(stats.connections.map((c) => c.connection)).toEqual([key])
+        const [conn] = stats.connections
+        const c = conn.counters
+        expect(c.updatesOut).toBe(n)
+        expect(c.updatesIn).toBe(n)
+        expect(c.datagramsIn).toBeGreaterThan(0)
+        expect(c.bytesOut).toBeGreaterThan(n * 200)
+        // a lost some of b's datagrams and recovered them, and retransmitted what b lost.
+        expect(c.naksSent).toBeGreaterThan(0)
+        expect(c.retransmissionsReceived).toBeGreaterThan(0)
+        expect(c.naksReceived).toBeGreaterThan(0)
+        expect(c.retransmissionsSent).toBeGreaterThan(0)
+        expect(c.lostSegments).toBe(0)
+        expect(conn.recentLosses).toEqual([])
+        expect(conn.nakRequesters.map((r) => r.host)).toEqual(["host-b"])
+        expect(conn.nakRequesters[0].naks).toBe(c.naksReceived)
+
+        // Session ids are bigints after decoding and 16 hex digits on the wire.
+        const remote = conn.remoteSessions.find((r) => r.sessionId === pb.source.sessionId)
+        expect(remote).toMatchObject({ host: "host-b", application: "console-b", state: "active" })
+        expect(remote?.highestSeq).toBeGreaterThan(0)
+        expect(remote?.delivered).toBe(n)
+        expect(remote?.retransmissionsReceived).toBeGreaterThan(0)
+        expect(raw.connections[0].remoteSessions[0].sessionId).toMatch(/^[0-9a-f]{16}$/)
+        expect(conn.publishers.map((p) => p.sessionId)).toEqual([pa.source.sessionId])
+        expect(conn.publishers[0].highestSeq).toBeGreaterThan(0)
+        expect(conn.subscriptions).toEqual([])
+
+        // Rates come from the sampler's history: the exchange shows up as a peak.
+        expect(conn.history.length).toBeGreaterThanOrEqual(1)
+        expect(conn.rates.peak.updatesIn).toBeGreaterThan(0)
+        expect(conn.rates.peak.retransmissionsSent).toBeGreaterThan(0)
+        expect(conn.history.every((s, i) => i === 0 || s.at > conn.history[i - 1].at)).toBe(true)
+
+        // The history can be limited; bad queries are refused.
+        const limited = yield* decodeStats(JSON.parse((yield* get(`${url}api/stats?history=1`)).body))
+        expect(limited.connections[0].history.length).toBe(1)
+        expect((yield* get(`${url}api/stats?history=x`)).status).toBe(400)
+
+        // ---- /api/events: server-sent events carrying the same schema
+        const firstEvent = yield* Effect.promise(async () => {
+          const controller = new AbortController()
+          const response = await fetch(`${url}api/events`, { signal: controller.signal })
+          const reader = response.body!.getReader()
+          let text = ""
+          while (!/event: stats\ndata: .*\n\n/.test(text)) {
+            const { value, done } = await reader.read()
+            if (done) break
+            text += new TextDecoder().decode(value)
+          }
+          controller.abort()
+          return { contentType: response.headers.get("content-type"), text }
+        })
+        expect(firstEvent.contentType).toMatch(/^text\/event-stream/)
+        const data = /event: stats\ndata: (.*)\n\n/.exec(firstEvent.text)?.[1] ?? "null"
+        const streamed = yield* decodeStats(JSON.parse(data))
+        expect(streamed.connections[0].counters.updatesOut).toBe(n)
+
+        // ---- /metrics: Prometheus text of the Effect metrics
+        const metrics = yield* get(`${url}metrics`)
+        expect(metrics.status).toBe(200)
+        expect(metrics.contentType).toBe("text/plain; version=0.0.4; charset=utf-8")
+        expect(metrics.body).toContain("# HELP distributor_naks_received_total ")
+        expect(metrics.body).toContain("# TYPE distributor_naks_received_total counter")
+        const samples = parseExposition(metrics.body)
+        // Both Distributors of this process share the counter of their (same) connection key.
+        expect(samples.get(`distributor_updates_out_total{connection="${key}"}`)).toBe(2 * n)
+        expect(samples.get(`distributor_retransmissions_sent_total{connection="${key}"}`)).toBeGreaterThan(0)
+
+        // ---- the page and health
+        const page = yield* get(url)
+        expect(page.status).toBe(200)
+        expect(page.contentType).toBe("text/html; charset=utf-8")
+        expect(page.body).toMatch(/^<!doctype html>/)
+        expect(page.body).toContain("api/events")
+        expect(page.body).not.toMatch(/<(script|link|img)[^>]+(src|href)=["']?https?:/)
+        expect(page.headers.get("content-security-policy")).toContain("default-src 'none'")
+        const health = yield* get(`${url}healthz`)
+        expect(health.status).toBe(200)
+        expect(JSON.parse(health.body).status).toBe("ok")
+        expect((yield* get(`${url}no-such-page`)).status).toBe(404)
+      }).pipe(Effect.provide(lossy)),
+    30_000
+  )
+
+  it.scopedLive("a port in use or an address that cannot be bound is a typed WebConsoleError", () =>
+    Effect.gen(function* () {
+      const first = yield* Distributor.make({ application: "first", console: { port: 0 } })
+      const port = Number(new URL(first.consoleUrl ?? "").port)
+      expect(port).toBeGreaterThan(0)
+      const inUse = yield* Effect.flip(Distributor.make({ application: "second", console: { port } }))
+      expect(inUse).toBeInstanceOf(WebConsoleError)
+      expect(inUse).toMatchObject({ _tag: "WebConsoleError", reason: "PortInUse", address: `127.0.0.1:${port}` })
+      // 192.0.2.1 (TEST-NET-1) is not an address of this machine.
+      const bind = yield* Effect.flip(Distributor.make({ console: { host: "192.0.2.1", port: 0 } }))
+      expect(bind).toMatchObject({ _tag: "WebConsoleError", reason: "Bind" })
+      // The first console is unaffected.
+      expect((yield* get(`${first.consoleUrl}healthz`)).status).toBe(200)
+    }).pipe(Effect.provide(Transport.layerMemory()))
+  )
+
+  it.scopedLive("closing the Distributor's scope closes the console, even with an event stream open", () =>
+    Effect.gen(function* () {
+      const scope = yield* Scope.make()
+      const d = yield* Distributor.make({ console: { port: 0 } }).pipe(Scope.extend(scope))
+      const url = d.consoleUrl ?? ""
+      // An event stream that never ends by itself.
+      const reading = yield* Effect.promise(async () => {
+        const response = await fetch(`${url}api/events`)
+        const reader = response.body!.getReader()
+        await reader.read()
+        return reader
+      })
+      const closed = yield* Scope.close(scope, Exit.void).pipe(Effect.timeout("3 seconds"), Effect.exit)
+      expect(Exit.isSuccess(closed)).toBe(true)
+      // The stream ended and the port is free again.
+      const rest = yield* Effect.promise(() => reading.read().then((r) => r.done, () => true))
+      expect(rest).toBe(true)
+      const port = Number(new URL(url).port)
+      const free = yield* Effect.promise(
+        () =>
+          new Promise<boolean>((resolve) => {
+            const server = net.createServer()
+            server.once("error", () => resolve(false))
+            server.listen(port, "127.0.0.1", () => server.close(() => resolve(true)))
+          })
+      )
+      expect(free).toBe(true)
+    }).pipe(Effect.provide(Transport.layerMemory()))
+  )
+
+  it.scopedLive("WebConsole.make starts a console for a Distributor that has none", () =>
+    Effect.gen(function* () {
+      const d = yield* Distributor.make({ application: "later", console: { enabled: false } })
+      expect(d.consoleUrl).toBeUndefined()
+      const console = yield* WebConsole.make({ port: 0 }).pipe(Effect.provideService(Distributor.Distributor, d))
+      const stats = yield* decodeStats(JSON.parse((yield* get(`${console.url}api/stats`)).body))
+      expect(stats.application).toBe("later")
+      expect((yield* console.stats).connections).toEqual([])
+    }).pipe(Effect.provide(Transport.layerMemory()))
+  )
+})
+
+describe("Prometheus exposition", () => {
+  it.effect("renders HELP/TYPE once per name and escapes label values", () =>
+    Effect.gen(function* () {
+      const counter = Metric.counter("console_test_events_total", { description: "Events\\seen\nso far" })
+      yield* Metric.incrementBy(Metric.tagged(counter, "path", 'C:\\tmp\\"x"\nnext'), 3)
+      yield* Metric.incrementBy(Metric.tagged(counter, "path", "plain"), 2)
+      const gauge = Metric.gauge("console-test gauge")
+      yield* Metric.set(gauge, 1.5)
+      const histogram = Metric.histogram("console_test_latency", MetricBoundaries.fromIterable([1, 2]))
+      yield* Metric.update(histogram, 1.5)
+      const text = yield* WebConsole.prometheusText
+      const lines = text.split("\n")
+      expect(lines.filter((l) => l === "# TYPE console_test_events_total counter")).toHaveLength(1)
+      expect(lines).toContain("# HELP console_test_events_total Events\\\\seen\\nso far")
+      expect(lines).toContain('console_test_events_total{path="C:\\\\tmp\\\\\\"x\\"\\nnext"} 3')
+      expect(lines).toContain('console_test_events_total{path="plain"} 2')
+      // Names are sanitised to [a-zA-Z_:][a-zA-Z0-9_:]*.
+      expect(lines).toContain("# TYPE console_test_gauge gauge")
+      expect(lines).toContain("console_test_gauge 1.5")
+      expect(lines).toContain("# TYPE console_test_latency histogram")
+      expect(lines).toContain('console_test_latency_bucket{le="1"} 0')
+      expect(lines).toContain('console_test_latency_bucket{le="2"} 1')
+      expect(lines).toContain('console_test_latency_bucket{le="+Inf"} 1')
+      expect(lines).toContain("console_test_latency_count 1")
+      expect(text.endsWith("\n")).toBe(true)
+    })
+  )
+})
+
+describe("RateHistory", () => {
+  const snapshot = (values: Partial<Connection.ConnectionStats>) => values as Connection.ConnectionStats
+  const counters = (k: number) => ({
+    datagramsIn: 10 * k,
+    datagramsOut: 5 * k,
+    bytesIn: 1000 * k,
+    bytesOut: 500 * k,
+    updatesIn: 20 * k,
+    updatesOut: 10 * k,
+    naksSent: k,
+    naksReceived: 0,
+    retransmissionsSent: 0,
+    retransmissionsReceived: k
+  })
+
+  it("computes per-second rates, peaks and a bounded history; a reopened connection starts over", () => {
+    const history = new RateHistory(3)
+    const at = (t: number, k: number, openedAt = 0) =>
+      history.record([snapshot({ connection: "g:1", openedAt, ...counters(k) })], t)
+    at(1_000, 0)
+    expect(history.view("g:1").history).toEqual([])
+    at(2_000, 1) // +1 unit in 1 s
+    at(2_500, 3) // +2 units in 0.5 s: 4 units/s
+    at(3_500, 3) // idle
+    at(4_500, 4)
+    const v = history.view("g:1")
+    expect(v.history.map((s) => s.at)).toEqual([2_500, 3_500, 4_500])
+    expect(v.current.updatesIn).toBe(20)
+    expect(v.peak.updatesIn).toBe(80)
+    expect(v.peak.bytesIn).toBe(4_000)
+    expect(v.history[1].rates.datagramsIn).toBe(0)
+    expect(history.view("g:1", 1).history.map((s) => s.at)).toEqual([4_500])
+    // Reopened (new openedAt): a new baseline, no negative rates.
+    at(5_500, 0, 5_000)
+    expect(history.view("g:1").history).toEqual([])
+    expect(history.view("g:1").peak.updatesIn).toBe(0)
+    // Closed connections are forgotten.
+    history.record([], 6_000)
+    expect(history.view("g:1")).toEqual({ current: expect.any(Object), peak: expect.any(Object), history: [] })
+  })
+})
