@@ -9,8 +9,9 @@
  * Ends with one JSON line per scenario:
  *   {"scenario": "...", "updateBytes": 64, "loss": 0, "updatesPerSec": N}
  */
-import type { EngineConfig, EngineSink, LossReport, ReceivedUpdate } from "../src/internal/protocol/engine.js"
+
 import { Endpoint } from "../src/internal/protocol/endpoint.js"
+import type { EngineConfig, EngineSink, LossReport, ReceivedUpdate } from "../src/internal/protocol/engine.js"
 import { Prng } from "../src/internal/sim/prng.js"
 
 const config: EngineConfig = {

@@ -224,6 +224,35 @@ export interface SubscribeFn {
 }
 
 /**
+ * `subscribe`, registered at once: the subscription exists when the effect returns (so nothing
+ * published afterwards can be missed) and lasts until the scope closes.
+ *
+ * @since 0.1.0
+ */
+export interface SubscribeScopedFn {
+  <A, I>(
+    pattern: string,
+    options: TypedSubscribeOptions<A, I> & { readonly onLoss: "notify" }
+  ): Effect.Effect<Stream.Stream<TypedUpdate<A> | LossNotice, PayloadCodecError>, InvalidTopic, Scope.Scope>
+  <A, I>(
+    pattern: string,
+    options: TypedSubscribeOptions<A, I>
+  ): Effect.Effect<
+    Stream.Stream<TypedUpdate<A>, PayloadCodecError | IrrecoverableLoss | SubscriberOverflow>,
+    InvalidTopic,
+    Scope.Scope
+  >
+  (
+    pattern: string,
+    options: SubscribeOptions & { readonly onLoss: "notify" }
+  ): Effect.Effect<Stream.Stream<Update | LossNotice>, InvalidTopic, Scope.Scope>
+  (
+    pattern: string,
+    options?: SubscribeOptions
+  ): Effect.Effect<Stream.Stream<Update, IrrecoverableLoss | SubscriberOverflow>, InvalidTopic, Scope.Scope>
+}
+
+/**
  * @since 0.1.0
  */
 export interface ConnectionService {
@@ -238,6 +267,11 @@ export interface ConnectionService {
    * `onLoss: "notify"`): a lost segment may have carried any topic.
    */
   readonly subscribe: SubscribeFn
+  /**
+   * Like `subscribe`, but the subscription is registered when the effect runs and lives until the
+   * scope closes, rather than when the stream starts: use it to subscribe before publishing.
+   */
+  readonly subscribeScoped: SubscribeScopedFn
   /** Session events (joined, restarted, closed, gone) and losses. */
   readonly events: Stream.Stream<ConnectionEvent>
   readonly stats: Effect.Effect<ConnectionStats>

@@ -36,8 +36,8 @@ import {
   decodeDistributorConfig
 } from "./DistributorConfig.js"
 import { InvalidConfig, type TransportError, type WebConsoleError } from "./DistributorError.js"
-import * as internalConsole from "./internal/console/server.js"
 import * as internalConnection from "./internal/connection.js"
+import * as internalConsole from "./internal/console/server.js"
 import { Transport } from "./Transport.js"
 
 /**
@@ -169,8 +169,7 @@ export const make = (
  */
 export const layer = (
   config: DistributorConfigInput = {}
-): Layer.Layer<Distributor, InvalidConfig | WebConsoleError, Transport> =>
-  Layer.scoped(Distributor, make(config))
+): Layer.Layer<Distributor, InvalidConfig | WebConsoleError, Transport> => Layer.scoped(Distributor, make(config))
 
 /**
  * The Distributor configured from an Effect `Config` (e.g. `DistributorConfig.distributorConfig`,

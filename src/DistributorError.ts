@@ -133,8 +133,10 @@ export class IrrecoverableLoss extends Schema.TaggedError<IrrecoverableLoss>()("
   lastSeq: Schema.Number
 }) {
   override get message(): string {
-    return `Irrecoverable loss of segments ${this.firstSeq}..${this.lastSeq} from ${this.application}@${this.host} ` +
+    return (
+      `Irrecoverable loss of segments ${this.firstSeq}..${this.lastSeq} from ${this.application}@${this.host} ` +
       `(session ${this.sessionId}) on ${this.connection}: ${this.reason}`
+    )
   }
 }
 

@@ -63,17 +63,17 @@ export {
    */
   PublisherView,
   /**
-   * Per-second rates of the traffic and recovery counters.
-   *
-   * @since 0.1.0
-   */
-  Rates,
-  /**
    * One second of rate history.
    *
    * @since 0.1.0
    */
   RateSample,
+  /**
+   * Per-second rates of the traffic and recovery counters.
+   *
+   * @since 0.1.0
+   */
+  Rates,
   /**
    * A remote sending session as this Distributor sees it.
    *

@@ -120,7 +120,7 @@ describe("Connection over Transport.layerMemory", () => {
 
   it.scopedLive("with onLoss: notify, delivers the loss as a value and goes on", () =>
     Effect.gen(function* () {
-      const { ca, cb } = yield* twoNodes({ connection: { nakMaxRetries: 1 } })
+      const { ca, cb } = yield* twoNodes({ connection: { nakMaxRetries: 1, holdbackDelayMs: 0 } })
       const items = yield* cb.subscribe("/t", { onLoss: "notify" }).pipe(Stream.take(5), Stream.runCollect, Effect.fork)
       yield* awaitSubscriptions(cb, 1)
       const p = yield* ca.publisher
@@ -173,7 +173,7 @@ describe("Connection over Transport.layerMemory", () => {
       const { ca, cb } = yield* twoNodes()
       // Subscribed but never consumed until publishing is over.
       const slowScope = yield* Scope.make()
-      const slowStream = cb.subscribe("/x", { bufferSize: 10 })
+      const slowStream = yield* cb.subscribeScoped("/x", { bufferSize: 10 }).pipe(Scope.extend(slowScope))
       const slow = yield* Stream.toPull(slowStream).pipe(Scope.extend(slowScope))
       const fast = yield* cb.subscribe("/x").pipe(Stream.take(100), Stream.runCollect, Effect.fork)
       yield* awaitSubscriptions(cb, 2)

@@ -223,7 +223,12 @@ describe("WebConsole over a live Distributor", () => {
       const closed = yield* Scope.close(scope, Exit.void).pipe(Effect.timeout("3 seconds"), Effect.exit)
       expect(Exit.isSuccess(closed)).toBe(true)
       // The stream ended and the port is free again.
-      const rest = yield* Effect.promise(() => reading.read().then((r) => r.done, () => true))
+      const rest = yield* Effect.promise(() =>
+        reading.read().then(
+          (r) => r.done,
+          () => true
+        )
+      )
       expect(rest).toBe(true)
       const port = Number(new URL(url).port)
       const free = yield* Effect.promise(

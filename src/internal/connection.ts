@@ -167,9 +167,10 @@ export const make = (
       const dropped = batch.length - Math.max(room, 0)
       sub.dropped += dropped
       const error = overflow(sub, dropped)
+      // What fitted is delivered first, in order; then the notice (or the failure).
+      if (room > 0) sub.mailbox.unsafeOfferAll(batch.slice(0, room))
+      sub.delivered += Math.max(room, 0)
       if (sub.notify) {
-        if (room > 0) sub.mailbox.unsafeOfferAll(batch.slice(0, room))
-        sub.delivered += Math.max(room, 0)
         // The notice itself may exceed the capacity by one: it must get through.
         sub.mailbox.unsafeOffer(error)
       } else {
@@ -441,49 +442,43 @@ export const make = (
 
     // ---- subscriptions -----------------------------------------------------------------------
 
-    const subscribeRaw = (
+    /** Register a subscriber now (in the current scope) and return the stream that reads it. */
+    const registerRaw = (
       pattern: string,
       options: Connection.SubscribeOptions | undefined
-    ): Stream.Stream<Item, InvalidTopic | IrrecoverableLoss | SubscriberOverflow> =>
-      Stream.unwrapScoped(
-        Effect.gen(function* () {
-          const parsed = Topic.parsePattern(pattern)
-          if (Either.isLeft(parsed)) return yield* Effect.fail(parsed.left)
-          if (closed) return Stream.empty
-          const capacity = Math.max(1, options?.bufferSize ?? config.subscriberBufferSize)
-          const mailbox = yield* Mailbox.make<Item, IrrecoverableLoss | SubscriberOverflow>()
-          const sub: Subscriber = {
-            pattern,
-            mailbox,
-            capacity,
-            notify: options?.onLoss === "notify",
-            key: undefined,
-            batch: [],
-            delivered: 0,
-            dropped: 0,
-            done: false
-          }
-          yield* Effect.acquireRelease(
+    ): Effect.Effect<Stream.Stream<Item, IrrecoverableLoss | SubscriberOverflow>, InvalidTopic, Scope.Scope> =>
+      Effect.gen(function* () {
+        const parsed = Topic.parsePattern(pattern)
+        if (Either.isLeft(parsed)) return yield* Effect.fail(parsed.left)
+        if (closed) return Stream.empty
+        const capacity = Math.max(1, options?.bufferSize ?? config.subscriberBufferSize)
+        const mailbox = yield* Mailbox.make<Item, IrrecoverableLoss | SubscriberOverflow>()
+        const sub: Subscriber = {
+          pattern,
+          mailbox,
+          capacity,
+          notify: options?.onLoss === "notify",
+          key: undefined,
+          batch: [],
+          delivered: 0,
+          dropped: 0,
+          done: false
+        }
+        yield* Effect.acquireRelease(
+          Effect.sync(() => {
+            sub.key = matcher.add(parsed.right, sub)
+            subscribers.add(sub)
+          }),
+          () =>
             Effect.sync(() => {
-              sub.key = matcher.add(parsed.right, sub)
-              subscribers.add(sub)
-            }),
-            () =>
-              Effect.sync(() => {
-                if (!sub.done) finish(sub, Exit.void)
-              })
-          )
-          return Mailbox.toStream(mailbox)
-        })
-      )
+              if (!sub.done) finish(sub, Exit.void)
+            })
+        )
+        return Mailbox.toStream(mailbox)
+      })
 
-    const subscribe = ((
-      pattern: string,
-      options?: Connection.SubscribeOptions & { schema?: Schema.Schema<any, any> }
-    ) => {
-      const raw = subscribeRaw(pattern, options)
-      const schema = options?.schema
-      if (schema === undefined) return raw
+    /** Typed subscriptions: decode each payload (UTF-8 JSON, then the schema), a chunk at a time. */
+    const decodeWith = <E>(raw: Stream.Stream<Item, E>, schema: Schema.Schema<any, any>) => {
       const decode = Schema.decodeUnknownEither(schema)
       return Stream.mapChunksEffect(raw, (chunk) => {
         const out: Array<unknown> = []
@@ -508,7 +503,19 @@ export const make = (
         }
         return Effect.succeed(Chunk.unsafeFromArray(out))
       })
+    }
+
+    type AnySubscribeOptions = Connection.SubscribeOptions & { schema?: Schema.Schema<any, any> }
+
+    const subscribe = ((pattern: string, options?: AnySubscribeOptions) => {
+      const raw = Stream.unwrapScoped(registerRaw(pattern, options))
+      return options?.schema === undefined ? raw : decodeWith(raw, options.schema)
     }) as Connection.SubscribeFn
+
+    const subscribeScoped = ((pattern: string, options?: AnySubscribeOptions) =>
+      Effect.map(registerRaw(pattern, options), (raw) =>
+        options?.schema === undefined ? raw : decodeWith(raw, options.schema)
+      )) as Connection.SubscribeScopedFn
 
     // ---- stats -------------------------------------------------------------------------------
 
@@ -540,6 +547,7 @@ export const make = (
       config,
       publisher,
       subscribe,
+      subscribeScoped,
       events: Stream.fromPubSub(events),
       stats
     } satisfies Connection.ConnectionService

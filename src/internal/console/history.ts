@@ -4,7 +4,7 @@
  * by the console's sampler fiber with explicit timestamps, so it is testable without a clock.
  */
 import type { ConnectionStats } from "../../Connection.js"
-import { type RateField, type Rates, type RateSample, rateFields } from "./schema.js"
+import { type RateField, type RateSample, type Rates, rateFields } from "./schema.js"
 
 /** Samples kept per connection: 5 minutes at one a second. */
 export const HISTORY_CAPACITY = 300

@@ -434,6 +434,7 @@ export const PAGE_HTML = `<!doctype html>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Distributor console</title>
+<link rel="icon" href="data:image/svg+xml,%3Csvg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 16 16'%3E%3Crect width='16' height='16' rx='4' fill='%232563eb'/%3E%3Cpath d='M4 11l3-4 2 2 3-5' stroke='white' stroke-width='1.6' fill='none'/%3E%3C/svg%3E">
 <style>${STYLE}</style>
 </head>
 <body>

@@ -3,9 +3,10 @@
  * (`Metric.snapshot`): the connection counters of `internal/stats.ts` and any other Effect metric
  * the application defines. One `# HELP` / `# TYPE` block per metric name; label values escaped.
  */
-import * as Option from "effect/Option"
+
 import type * as MetricPair from "effect/MetricPair"
 import * as MetricState from "effect/MetricState"
+import * as Option from "effect/Option"
 
 export const CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -39,9 +40,7 @@ export const formatValue = (value: number | bigint): string => {
 type Labels = ReadonlyArray<readonly [string, string]>
 
 const formatLabels = (labels: Labels): string =>
-  labels.length === 0
-    ? ""
-    : `{${labels.map(([k, v]) => `${sanitizeLabel(k)}="${escapeLabelValue(v)}"`).join(",")}}`
+  labels.length === 0 ? "" : `{${labels.map(([k, v]) => `${sanitizeLabel(k)}="${escapeLabelValue(v)}"`).join(",")}}`
 
 interface Family {
   readonly type: "counter" | "gauge" | "histogram" | "summary"

@@ -127,8 +127,7 @@ const toConnectionView = (c: ConnectionStats, history: RateHistory, historyLimit
 
 const encodeStats = Schema.encode(StatsResponse)
 
-const formatUrl = (host: string, port: number): string =>
-  `http://${host.includes(":") ? `[${host}]` : host}:${port}/`
+const formatUrl = (host: string, port: number): string => `http://${host.includes(":") ? `[${host}]` : host}:${port}/`
 
 const HistoryQuery = Schema.Struct({
   history: Schema.optional(Schema.NumberFromString.pipe(Schema.int(), Schema.between(0, HISTORY_CAPACITY)))

@@ -59,12 +59,12 @@ export type Fragment = (typeof Fragment)[keyof typeof Fragment]
 export type DataBody =
   | { readonly fragment: typeof Fragment.None; readonly updates: ReadonlyArray<PackedUpdate> }
   | {
-    readonly fragment: typeof Fragment.First
-    readonly topic: string
-    /** Payload length of the whole update (all fragments). */
-    readonly totalLength: number
-    readonly chunk: Uint8Array
-  }
+      readonly fragment: typeof Fragment.First
+      readonly topic: string
+      /** Payload length of the whole update (all fragments). */
+      readonly totalLength: number
+      readonly chunk: Uint8Array
+    }
   | { readonly fragment: typeof Fragment.Middle | typeof Fragment.Last; readonly chunk: Uint8Array }
 
 export interface DataPacket {
