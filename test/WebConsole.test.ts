@@ -17,7 +17,7 @@ import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import type * as Connection from "../src/Connection.js"
 import * as Distributor from "../src/Distributor.js"
-import { WebConsoleError } from "../src/DistributorError.js"
+import { type IrrecoverableLoss, WebConsoleError } from "../src/DistributorError.js"
 import { RateHistory } from "../src/internal/console/history.js"
 import * as Transport from "../src/Transport.js"
 import * as WebConsole from "../src/WebConsole.js"
@@ -25,6 +25,8 @@ import * as WebConsole from "../src/WebConsole.js"
 const group = { group: "239.255.20.1", port: 7101 }
 const key = "239.255.20.1:7101"
 const fast = { nakBackoffMs: 5, nakRetryIntervalMs: 20, heartbeatIntervalMs: 200, senderTimeoutMs: 5_000 }
+const lossGroup = { group: "239.255.70.3", port: 7703 }
+const lossKey = "239.255.70.3:7703"
 const lossy = Transport.layerMemory({ seed: 11, link: { loss: 0.05 } })
 
 interface Fetched {
@@ -189,6 +191,86 @@ describe("WebConsole over a live Distributor", () => {
         expect(JSON.parse(health.body).status).toBe("ok")
         expect((yield* get(`${url}no-such-page`)).status).toBe(404)
       }).pipe(Effect.provide(lossy)),
+    30_000
+  )
+
+  it.scopedLive(
+    "an irrecoverable loss shows in /api/stats and /metrics with its range and reason",
+    () =>
+      Effect.gen(function* () {
+        const n = 300
+        const a = yield* Distributor.make({ application: "loss-a", host: "host-a", console: { port: 0 } })
+        const b = yield* Distributor.make({ application: "loss-b", host: "host-b", console: { enabled: false } })
+        const ca = yield* a.connection({ ...lossGroup, ...fast })
+        // A sender cache of one byte keeps nothing: every NAK is answered "lost".
+        const cb = yield* b.connection({ ...lossGroup, ...fast, cacheMaxBytes: 1 })
+        // Until the end marker and the loss notice (which may come after the updates behind the gap).
+        let sawEnd = false
+        let sawLoss = false
+        const received = yield* ca.subscribe("/feed/...", { onLoss: "notify" }).pipe(
+          Stream.takeUntil((u) => {
+            if ("topic" in u) sawEnd ||= u.topic === "/feed/end"
+            else sawLoss ||= u._tag === "IrrecoverableLoss"
+            return sawEnd && sawLoss
+          }),
+          Stream.runCollect,
+          Effect.fork
+        )
+        yield* awaitSubscriptions(ca, 1)
+        const pb = yield* cb.publisher
+        // ~36 kB of updates: more than 12 data datagrams of at most 1 400 B, however they are packed.
+        for (let i = 0; i < n; i++) yield* pb.publish(`/feed/${i % 7}`, new Uint8Array(100).fill(i & 0xff))
+        yield* pb.publish("/feed/end", "end")
+        const items = Chunk.toReadonlyArray(yield* Fiber.join(received))
+        const notices = items.filter((u): u is IrrecoverableLoss => !("topic" in u) && u._tag === "IrrecoverableLoss")
+        expect(items.filter((u) => !("topic" in u))).toEqual(notices)
+        expect(notices).toHaveLength(1)
+        const [notice] = notices
+        expect(notice).toMatchObject({ reason: "NotInSenderCache", host: "host-b", application: "loss-b" })
+        expect(notice.lastSeq - notice.firstSeq + 1).toBe(3)
+        // Let the sampler and the metric sync (once a second each) catch up.
+        yield* Effect.sleep("1200 millis")
+
+        const url = a.consoleUrl ?? ""
+        const stats = yield* decodeStats(JSON.parse((yield* get(`${url}api/stats`)).body))
+        const [conn] = stats.connections
+        expect(conn.connection).toBe(lossKey)
+        expect(conn.counters.lossEvents).toBe(1)
+        expect(conn.counters.lostSegments).toBe(3)
+        expect(conn.counters.naksSent).toBeGreaterThan(0)
+        expect(conn.recentLosses).toHaveLength(1)
+        expect(conn.recentLosses[0]).toMatchObject({
+          reason: "NotInSenderCache",
+          sessionId: pb.source.sessionId,
+          host: "host-b",
+          application: "loss-b",
+          firstSeq: notice.firstSeq,
+          lastSeq: notice.lastSeq
+        })
+        const remote = conn.remoteSessions.find((r) => r.sessionId === pb.source.sessionId)
+        expect(remote).toMatchObject({ host: "host-b", state: "active", lostSegments: 3 })
+        // The updates packed into the three lost datagrams are missing, every other one arrived.
+        const delivered = items.length - notices.length
+        expect(delivered).toBeLessThan(n + 1)
+        expect(remote?.delivered).toBe(delivered)
+
+        const samples = parseExposition((yield* get(`${url}metrics`)).body)
+        expect(samples.get(`distributor_loss_events_total{connection="${lossKey}"}`)).toBe(1)
+        expect(samples.get(`distributor_lost_segments_total{connection="${lossKey}"}`)).toBe(3)
+        // b answered every NAK of a with "lost".
+        expect(samples.get(`distributor_lost_packets_sent_total{connection="${lossKey}"}`)).toBeGreaterThan(0)
+      }).pipe(
+        Effect.provide(
+          Transport.layerMemory({
+            seed: 3,
+            link: {
+              // Three consecutive original data datagrams (the 10th to 12th of a link) never arrive.
+              drop: (_bytes, ctx) =>
+                ctx.class === "data" && !ctx.retransmission && ctx.classIndex >= 10 && ctx.classIndex <= 12
+            }
+          })
+        )
+      ),
     30_000
   )
 
