@@ -40,12 +40,13 @@ header.top {
 .status .dot { width: 8px; height: 8px; border-radius: 50%; background: var(--warn); }
 .status.live .dot { background: var(--good); box-shadow: 0 0 0 3px color-mix(in srgb, var(--good) 25%, transparent); }
 main { padding: 20px 24px 8px; max-width: 1440px; margin: 0 auto; }
-.overview { display: grid; grid-template-columns: repeat(auto-fit, minmax(150px, 1fr)); gap: 12px; margin-bottom: 20px; }
+.overview { display: grid; grid-template-columns: repeat(auto-fit, minmax(128px, 1fr)); gap: 12px; margin-bottom: 20px; }
 .card { background: var(--panel); border: 1px solid var(--border); border-radius: 8px; padding: 10px 14px; }
 .card .label { color: var(--muted); font-size: 11px; text-transform: uppercase; letter-spacing: .04em; }
 .card .value { font-size: 18px; font-weight: 600; margin-top: 2px; font-variant-numeric: tabular-nums;
   overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
 .card .note { color: var(--muted); font-size: 11px; font-variant-numeric: tabular-nums; }
+.card.bad { border-color: var(--bad); } .card.bad .value { color: var(--bad); }
 section.conn { background: var(--panel); border: 1px solid var(--border); border-radius: 10px; margin-bottom: 20px; }
 .conn-head { display: flex; align-items: baseline; justify-content: space-between; gap: 12px; flex-wrap: wrap;
   padding: 14px 18px; border-bottom: 1px solid var(--border); }
@@ -65,6 +66,7 @@ section.conn { background: var(--panel); border: 1px solid var(--border); border
 .chart-head .scale { color: var(--muted); font-size: 11px; font-variant-numeric: tabular-nums; }
 .chart svg { display: block; width: 100%; height: 120px; background: var(--faint); border-radius: 4px; }
 .chart svg .grid { stroke: var(--border); stroke-width: 1; }
+.chart svg polygon { fill-opacity: .07; stroke: none; }
 .chart svg polyline { fill: none; stroke-width: 1.6; vector-effect: non-scaling-stroke; stroke-linejoin: round; }
 .chart .axis { display: flex; justify-content: space-between; color: var(--muted); font-size: 10px; margin-top: 2px; }
 .legend { display: flex; flex-wrap: wrap; gap: 4px 14px; margin-top: 6px; font-size: 11px; color: var(--muted); }
@@ -105,6 +107,9 @@ footer a:hover { text-decoration: underline; }
 const SCRIPT = `
 "use strict";
 const WINDOW_MS = 5 * 60 * 1000;
+// The chart's time axis grows with the history it has, up to WINDOW_MS, so a young console
+// does not squeeze its first seconds into the right edge.
+const WINDOWS_MS = [10e3, 30e3, 60e3, 120e3, WINDOW_MS];
 const MAX_SAMPLES = 300;
 let data = null;
 const series = new Map(); // connection -> { openedAt, samples }
@@ -166,6 +171,12 @@ function fmtAgo(ms) {
   if (ms < 3600000) return Math.round(ms / 60000) + " min ago";
   return Math.round(ms / 3600000) + " h ago";
 }
+function fmtSpan(ms) { return ms >= 60000 ? ms / 60000 + " min" : ms / 1000 + " s"; }
+function windowFor(samples, now) {
+  const span = samples.length ? now - samples[0].at : 0;
+  for (const w of WINDOWS_MS) if (span <= w) return w;
+  return WINDOW_MS;
+}
 function niceMax(v) {
   if (!(v > 0)) return 1;
   const p = Math.pow(10, Math.floor(Math.log10(v)));
@@ -199,22 +210,28 @@ function card(label, value, note, attrs) {
 }
 
 function renderOverview(stats) {
-  let inRate = 0, outRate = 0, remotes = 0, losses = 0;
+  let inRate = 0, outRate = 0, remotes = 0, losses = 0, lostSegments = 0;
+  let naksSent = 0, naksReceived = 0, retransSent = 0, retransReceived = 0;
   for (const c of stats.connections) {
     inRate += c.rates.current.updatesIn; outRate += c.rates.current.updatesOut;
     remotes += c.remoteSessions.filter((r) => r.state === "active").length;
-    losses += c.counters.lossEvents;
+    losses += c.counters.lossEvents; lostSegments += c.counters.lostSegments;
+    naksSent += c.counters.naksSent; naksReceived += c.counters.naksReceived;
+    retransSent += c.counters.retransmissionsSent; retransReceived += c.counters.retransmissionsReceived;
   }
   return h("div", { class: "overview", id: "overview" },
     card("Application", stats.application, "pid " + stats.pid),
     card("Host", stats.host),
     card("Started", fmtTime(stats.startedAt), new Date(stats.startedAt).toLocaleDateString()),
     card("Uptime", fmtDuration(stats.uptimeMs), null, { "data-testid": "uptime" }),
-    card("Connections", String(stats.connections.length), remotes + " active remote sessions",
-      { "data-testid": "connection-count" }),
+    card("Connections", String(stats.connections.length),
+      remotes + " active remote session" + (remotes === 1 ? "" : "s"), { "data-testid": "connection-count" }),
     card("Updates in", fmtRate(inRate) + "/s", "all connections"),
     card("Updates out", fmtRate(outRate) + "/s", "all connections"),
-    card("Losses", fmtInt(losses), "irrecoverable, all connections"));
+    card("NAKs", fmtInt(naksSent) + " / " + fmtInt(naksReceived),
+      "sent / received; retrans. " + fmtInt(retransSent) + " / " + fmtInt(retransReceived)),
+    card("Losses", fmtInt(losses), fmtInt(lostSegments) + " segments irrecoverable",
+      { "data-testid": "losses", class: "card" + (losses > 0 ? " bad" : "") }));
 }
 
 function kpi(label, field, c, fmt, totalFmt) {
@@ -226,7 +243,7 @@ function kpi(label, field, c, fmt, totalFmt) {
 }
 
 function chart(title, samples, now, lines, format) {
-  const W = 600, H = 120, start = now - WINDOW_MS;
+  const W = 600, H = 120, win = windowFor(samples, now), start = now - win;
   let max = 0;
   for (const p of samples) if (p.at >= start) for (const l of lines) max = Math.max(max, p.rates[l.field]);
   max = niceMax(max);
@@ -236,19 +253,24 @@ function chart(title, samples, now, lines, format) {
     const pts = [];
     for (const p of samples) {
       if (p.at < start) continue;
-      const x = ((p.at - start) / WINDOW_MS) * W;
+      const x = ((p.at - start) / win) * W;
       const y = H - (p.rates[l.field] / max) * (H - 4) - 2;
       pts.push(x.toFixed(1) + "," + y.toFixed(1));
     }
     if (pts.length === 1) pts.unshift("0," + pts[0].split(",")[1]);
-    if (pts.length) svg.append(s("polyline", { points: pts.join(" "), style: "stroke:var(" + l.color + ")" }));
+    if (!pts.length) continue;
+    const first = pts[0].split(",")[0], last = pts[pts.length - 1].split(",")[0];
+    svg.append(s("polygon", { points: first + "," + H + " " + pts.join(" ") + " " + last + "," + H,
+      style: "fill:var(" + l.color + ")" }));
+    svg.append(s("polyline", { points: pts.join(" "), style: "stroke:var(" + l.color + ")" }));
   }
   const last = samples.length ? samples[samples.length - 1].rates : null;
   return h("div", { class: "chart" },
     h("div", { class: "chart-head" }, h("span", { class: "title" }, title),
       h("span", { class: "scale" }, "max " + format(max))),
     svg,
-    h("div", { class: "axis" }, h("span", null, "−5 min"), h("span", null, "−2.5 min"), h("span", null, "now")),
+    h("div", { class: "axis" }, h("span", null, "−" + fmtSpan(win)), h("span", null, "−" + fmtSpan(win / 2)),
+      h("span", null, "now")),
     h("div", { class: "legend" }, lines.map((l) => h("span", null, h("i", { style: "background:var(" + l.color + ")" }),
       l.label + " " + (last ? format(last[l.field]) : "–")))));
 }
@@ -371,7 +393,8 @@ function renderConnection(c, now) {
   const losses = table(
     [{ label: "Time" }, { label: "Source" }, { label: "Session" }, { label: "Sequences" },
      { label: "Segments", num: 1 }, { label: "Reason" }],
-    c.recentLosses.slice().reverse().map((l) => h("tr", null, h("td", null, fmtTime(l.at)),
+    c.recentLosses.slice().reverse().map((l) => h("tr", { "data-loss": l.sessionId + ":" + l.firstSeq },
+      h("td", null, fmtTime(l.at)),
       h("td", null, l.application + "@" + l.host), h("td", { class: "mono" }, l.sessionId),
       h("td", { class: "mono" }, l.firstSeq === l.lastSeq ? String(l.firstSeq) : l.firstSeq + "–" + l.lastSeq),
       num(fmtInt(l.lastSeq - l.firstSeq + 1)), h("td", { class: "nz-bad" }, l.reason))),
