@@ -177,6 +177,18 @@ describe("WebConsole over a live Distributor", () => {
         // Both Distributors of this process share the counter of their (same) connection key.
         expect(samples.get(`distributor_updates_out_total{connection="${key}"}`)).toBe(2 * n)
         expect(samples.get(`distributor_retransmissions_sent_total{connection="${key}"}`)).toBeGreaterThan(0)
+        // The shell's own counters are metrics too, exported from the start even while zero.
+        for (const name of [
+          "subscriber_overflows",
+          "invalid_topics_dropped",
+          "engine_faults",
+          "receive_queue_drops",
+          "send_errors",
+          "out_of_window",
+          "loss_events"
+        ]) {
+          expect(samples.get(`distributor_${name}_total{connection="${key}"}`), name).toBe(0)
+        }
 
         // ---- the page and health
         const page = yield* get(url)

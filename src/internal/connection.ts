@@ -299,7 +299,10 @@ export const make = (
     // ---- metrics -----------------------------------------------------------------------------
 
     const metrics = metricsFor(key)
-    const syncMetrics = Effect.suspend(() => metrics.update(endpoint.stats))
+    const syncMetrics = Effect.suspend(() => {
+      const { queueDrops, sendErrors } = socket.stats()
+      return metrics.update({ ...endpoint.stats, ...counters, queueDrops, sendErrors })
+    })
     yield* Effect.forkIn(Effect.forever(Effect.zipRight(Effect.sleep("1 second"), syncMetrics)), scope)
 
     // ---- close -------------------------------------------------------------------------------

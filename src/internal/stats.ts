@@ -1,14 +1,24 @@
 /**
- * Engine counters → Effect `Metric`s. The engine counts in plain numbers on the hot path; a
- * connection fiber copies the deltas into metrics about once a second (and at close), so any
- * Effect metrics exporter sees them without a metric update per message.
+ * Connection counters (the engine's, the subscribers', the socket's) → Effect `Metric`s. They are
+ * counted in plain numbers on the hot path; a connection fiber copies the deltas into metrics
+ * about once a second (and at close), so any Effect metrics exporter sees them without a metric
+ * update per message.
  */
 import { readFileSync } from "node:fs"
 import * as Effect from "effect/Effect"
 import * as Metric from "effect/Metric"
 import type { EngineStats } from "./protocol/engine.js"
 
-const names: ReadonlyArray<readonly [keyof EngineStats, string, string]> = [
+/** What is copied into metrics: the engine's counters and the shell's own (subscribers, socket). */
+export interface MetricSource extends EngineStats {
+  readonly subscriberOverflows: number
+  readonly invalidTopicsDropped: number
+  readonly engineFaults: number
+  readonly queueDrops: number
+  readonly sendErrors: number
+}
+
+const names: ReadonlyArray<readonly [keyof MetricSource, string, string]> = [
   ["datagramsOut", "distributor_datagrams_out_total", "Datagrams sent (incl. retransmissions and control)"],
   ["bytesOut", "distributor_bytes_out_total", "Bytes sent"],
   ["updatesOut", "distributor_updates_out_total", "Updates published"],
@@ -23,13 +33,23 @@ const names: ReadonlyArray<readonly [keyof EngineStats, string, string]> = [
   ["lostPacketsSent", "distributor_lost_packets_sent_total", "'Lost' answers sent for evicted segments"],
   ["duplicates", "distributor_duplicates_total", "Duplicate segments dropped"],
   ["lossEvents", "distributor_loss_events_total", "Irrecoverable loss reports"],
-  ["lostSegments", "distributor_lost_segments_total", "Segments reported irrecoverably lost"]
+  ["lostSegments", "distributor_lost_segments_total", "Segments reported irrecoverably lost"],
+  ["outOfWindow", "distributor_out_of_window_total", "Segments beyond the reorder window (re-requested later)"],
+  [
+    "subscriberOverflows",
+    "distributor_subscriber_overflows_total",
+    "Subscriber buffer overflows (updates not delivered)"
+  ],
+  ["invalidTopicsDropped", "distributor_invalid_topics_dropped_total", "Received updates dropped for an invalid topic"],
+  ["engineFaults", "distributor_engine_faults_total", "Protocol engine exceptions (caught and counted)"],
+  ["queueDrops", "distributor_receive_queue_drops_total", "Datagrams dropped: the receive queue was full"],
+  ["sendErrors", "distributor_send_errors_total", "Datagrams the socket failed to send"]
 ]
 
 export const metricDescriptions = names
 
 export interface ConnectionMetrics {
-  readonly update: (stats: EngineStats) => Effect.Effect<void>
+  readonly update: (stats: MetricSource) => Effect.Effect<void>
 }
 
 export const metricsFor = (connection: string): ConnectionMetrics => {
@@ -47,8 +67,11 @@ export const metricsFor = (connection: string): ConnectionMetrics => {
         counters,
         ([field, counter]) => {
           const value = stats[field]
-          const delta = value - (last[field] ?? 0)
+          const previous = last[field]
           last[field] = value
+          // The first update registers every counter, zeros included: exporters see them from the start.
+          if (previous === undefined) return Metric.incrementBy(counter, Math.max(0, value))
+          const delta = value - previous
           return delta > 0 ? Metric.incrementBy(counter, delta) : Effect.void
         },
         { discard: true }
