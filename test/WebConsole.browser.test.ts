@@ -47,7 +47,9 @@ const launch = Effect.acquireRelease(
         "--disable-background-networking",
         "--disable-component-update",
         "--disable-sync",
-        "--disable-quic"
+        "--disable-quic",
+        // Containers often have a tiny /dev/shm, where the renderer would crash.
+        "--disable-dev-shm-usage"
       ]
     })
     return { context, userDataDir }
