@@ -1,0 +1,357 @@
+/**
+ * `distributor sub`: subscribe to one or more patterns and verify what arrives from each
+ * publisher (order, gaps, duplicates, payload integrity) and how long delivery took. On an
+ * irrecoverable loss it either stops (the library's default: the stream fails) or reports it and
+ * goes on (`onLoss: "notify"`).
+ */
+import * as Args from "@effect/cli/Args"
+import * as Command from "@effect/cli/Command"
+import * as HelpDoc from "@effect/cli/HelpDoc"
+import * as Options from "@effect/cli/Options"
+import * as Cause from "effect/Cause"
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Option from "effect/Option"
+import * as Schedule from "effect/Schedule"
+import * as Stream from "effect/Stream"
+import type * as Connection from "../Connection.js"
+import * as Distributor from "../Distributor.js"
+import type { IrrecoverableLoss, SubscriberOverflow } from "../DistributorError.js"
+import * as Topic from "../Topic.js"
+import * as Transport from "../Transport.js"
+import * as Opt from "./internal/options.js"
+import { ExitCode, exitCodesHelp, fmtInt, fmtMs, Reporter } from "./internal/output.js"
+import { preciseNow } from "./internal/payload.js"
+import { distributorLayer, transportLayer } from "./internal/transport.js"
+import { Verifier, type VerifierSummary } from "./internal/verify.js"
+
+/** After the last expected end marker, how long to keep reading (the other topics' markers follow it). */
+const SETTLE_MS = 200
+
+export interface SubOptions {
+  readonly patterns: ReadonlyArray<string>
+  readonly group: string
+  readonly port: number
+  readonly iface: string
+  readonly application: string
+  readonly onLoss: "stop" | "report"
+  readonly receiveLoss: number
+  readonly seed: number
+  readonly count: Option.Option<number>
+  readonly publishers: Option.Option<number>
+  readonly duration: Option.Option<number>
+  readonly consolePort: Option.Option<number>
+  readonly json: boolean
+  readonly jsonLines: boolean
+}
+
+type StopReason = "count" | "publishers" | "duration" | "loss" | "ended"
+
+const lossLine = (l: { reason: string; sessionId: string; firstSeq: number; lastSeq: number }) =>
+  `  lost segments ${l.firstSeq}..${l.lastSeq} of session ${l.sessionId}: ${l.reason}`
+
+/** Human lines describing one verifier's result. */
+export const describe = (v: VerifierSummary, indent = ""): Array<string> => {
+  const lines = [
+    `${indent}${fmtInt(v.received)} updates from ${v.publishers.length} publisher(s): ` +
+      `${fmtInt(v.missing)} missing (${fmtInt(v.unreportedMissing)} without a reported loss), ` +
+      `${fmtInt(v.duplicates)} duplicates, ${fmtInt(v.outOfOrder)} out of order, ${fmtInt(v.corrupt)} corrupt` +
+      (v.foreign > 0 ? `, ${fmtInt(v.foreign)} not in the tools' format` : "") +
+      "."
+  ]
+  for (const p of v.publishers) {
+    lines.push(
+      `${indent}  ${p.application}@${p.host} session ${p.sessionId}: received ${fmtInt(p.received)}` +
+        (p.published !== null ? ` of ${fmtInt(p.published)} published` : "") +
+        (p.missing > 0 ? `, missing ${fmtInt(p.missing)}` : "") +
+        (p.lossReports > 0 ? `, ${p.lossReports} loss report(s) (${fmtInt(p.lostSegments)} segments)` : "")
+    )
+  }
+  for (const l of v.losses.slice(0, 20)) lines.push(indent + lossLine(l))
+  if (v.losses.length > 20) lines.push(`${indent}  … and ${v.losses.length - 20} more losses`)
+  if (v.overflows > 0)
+    lines.push(`${indent}  subscriber overflowed ${v.overflows} time(s), ${fmtInt(v.overflowDropped)} dropped`)
+  return lines
+}
+
+const run = (o: SubOptions) =>
+  Effect.gen(function* () {
+    const reporter = new Reporter("sub", o)
+    const patterns = o.patterns.length > 0 ? Array.from(new Set(o.patterns)) : ["/..."]
+    for (const p of patterns) {
+      const invalid = Topic.validatePattern(p)
+      if (invalid) return yield* Effect.fail(invalid)
+    }
+    const verifiers = patterns.map(() => new Verifier())
+    const ended = new Set<string>()
+    const startedAt = Date.now()
+    let stopReason: StopReason | undefined
+    let stats: Effect.Effect<Connection.ConnectionStats> | undefined
+    let key = `${o.group}:${o.port}`
+    let connectionClosed = false
+    const received = () => verifiers.reduce((n, v) => n + v.received, 0)
+    const losses = () => verifiers.reduce((n, v) => n + v.losses.length + v.overflows, 0)
+
+    const body = Effect.gen(function* () {
+      const distributor = yield* Distributor.Distributor
+      if (distributor.consoleUrl) reporter.info(`Web console: ${distributor.consoleUrl}`)
+      // Registered before the connection opens, so it runs after the connection closed (socket included).
+      yield* Effect.addFinalizer(() =>
+        Effect.sync(() => {
+          connectionClosed = true
+        })
+      )
+      const connection = yield* distributor.connection({ group: o.group, port: o.port, interface: o.iface })
+      key = connection.key
+      stats = connection.stats
+      const done = yield* Deferred.make<StopReason>()
+      let settleAt = Number.POSITIVE_INFINITY
+
+      verifiers.forEach((v) => {
+        v.onEnd = (sessionId) => {
+          ended.add(sessionId)
+          if (
+            Option.isSome(o.publishers) &&
+            ended.size >= o.publishers.value &&
+            settleAt === Number.POSITIVE_INFINITY
+          ) {
+            settleAt = Date.now() + SETTLE_MS
+          }
+        }
+      })
+
+      const handle = (v: Verifier) => (chunk: Iterable<Connection.Update | Connection.LossNotice>) =>
+        Effect.sync(() => {
+          const now = preciseNow()
+          for (const item of chunk) v.onItem(item, now)
+          if (Option.isSome(o.count) && received() >= o.count.value) Deferred.unsafeDone(done, Exit.succeed("count"))
+        })
+
+      // Registered now, before anything is published that we must not miss.
+      const consumers: Array<Effect.Effect<void>> = []
+      for (let i = 0; i < patterns.length; i++) {
+        const v = verifiers[i]
+        if (o.onLoss === "report") {
+          const stream = yield* connection.subscribeScoped(patterns[i], { onLoss: "notify" })
+          consumers.push(Stream.runForEachChunk(stream, handle(v)))
+        } else {
+          const stream = yield* connection.subscribeScoped(patterns[i])
+          consumers.push(
+            Stream.runForEachChunk(stream, handle(v)).pipe(
+              Effect.catchAll((error: IrrecoverableLoss | SubscriberOverflow) =>
+                Effect.sync(() => {
+                  if (error._tag === "IrrecoverableLoss") v.onLoss(error)
+                  else v.onOverflow(error)
+                  Deferred.unsafeDone(done, Exit.succeed("loss"))
+                })
+              )
+            )
+          )
+        }
+      }
+      reporter.info(
+        `Subscribed to ${patterns.join(" ")} on ${key} (interface ${o.iface})` +
+          (o.receiveLoss > 0 ? ` with ${o.receiveLoss * 100}% simulated receive loss` : "") +
+          `; on irrecoverable loss: ${o.onLoss}.`
+      )
+      reporter.event("ready", { connection: key, patterns })
+
+      const progress = Effect.gen(function* () {
+        const s = yield* connection.stats
+        const now = Date.now()
+        if (now >= settleAt) Deferred.unsafeDone(done, Exit.succeed("publishers"))
+        const latency = verifiers[0].latency.summary()
+        const fields = {
+          received: received(),
+          elapsedMs: now - startedAt,
+          publishers: new Set(verifiers.flatMap((v) => Array.from(v.publishers.keys()))).size,
+          naksSent: s.naksSent,
+          retransmissionsReceived: s.retransmissionsReceived,
+          losses: losses(),
+          p50Ms: latency.p50Ms
+        }
+        reporter.progress(
+          `received ${fmtInt(fields.received)} · publishers ${fields.publishers} · NAKs sent ${fmtInt(s.naksSent)} · ` +
+            `retransmissions received ${fmtInt(s.retransmissionsReceived)} · losses ${fields.losses} · ` +
+            `p50 ${fmtMs(latency.p50Ms)} ms`,
+          now
+        )
+        return fields
+      })
+      yield* Effect.forkScoped(Effect.repeat(progress, Schedule.spaced("50 millis")))
+      if (o.jsonLines) {
+        yield* Effect.forkScoped(
+          Effect.repeat(
+            Effect.flatMap(progress, (f) => Effect.sync(() => reporter.progressJson(f))),
+            Schedule.spaced("1 second")
+          )
+        )
+      }
+      const all = Effect.as(Effect.all(consumers, { concurrency: "unbounded", discard: true }), "ended" as const)
+      const timer = Option.isSome(o.duration)
+        ? Effect.as(Effect.sleep(o.duration.value), "duration" as const)
+        : Effect.never
+      stopReason = yield* Effect.raceAll([Deferred.await(done), all, timer])
+    })
+
+    const summarize = Effect.gen(function* () {
+      const s = stats ? yield* stats : undefined
+      // Session state as the connection last saw it: "closed" means the publisher said goodbye.
+      const states = new Map((s?.remoteSessions ?? []).map((r) => [r.session.sessionIdHex, r.state]))
+      const perPattern = verifiers.map((v) => {
+        const summary = v.summary()
+        return {
+          ...summary,
+          publishers: summary.publishers.map((p) => ({ ...p, state: states.get(p.sessionId) ?? "unknown" }))
+        }
+      })
+      const total = (f: (v: VerifierSummary) => number) => perPattern.reduce((n, v) => n + f(v), 0)
+      const latency = verifiers[0].latency
+      for (const v of verifiers.slice(1)) latency.merge(v.latency)
+      const drops = s ? Transport.simulatedDrops(s.socket) : undefined
+      return {
+        perPattern,
+        summary: {
+          connection: key,
+          interface: o.iface,
+          patterns,
+          durationMs: Date.now() - startedAt,
+          received: total((v) => v.received),
+          bytes: total((v) => v.bytes),
+          publishers: new Set(perPattern.flatMap((v) => v.publishers.map((p) => p.sessionId))).size,
+          missing: total((v) => v.missing),
+          unreportedMissing: total((v) => v.unreportedMissing),
+          duplicates: total((v) => v.duplicates),
+          outOfOrder: total((v) => v.outOfOrder),
+          corrupt: total((v) => v.corrupt),
+          foreign: total((v) => v.foreign),
+          lossReports: total((v) => v.losses.length),
+          overflows: total((v) => v.overflows),
+          latency: latency.summary(),
+          naksSent: s?.naksSent ?? 0,
+          retransmissionsReceived: s?.retransmissionsReceived ?? 0,
+          duplicatesDropped: s?.duplicates ?? 0,
+          simulatedReceiveDrops: drops?.receive ?? 0,
+          ok: perPattern.every((v) => v.ok),
+          connectionClosed,
+          subscriptions: patterns.map((pattern, i) => ({ pattern, ...perPattern[i] }))
+        }
+      }
+    })
+
+    const exitCodeFor = (summary: { ok: boolean; lossReports: number; overflows: number }, interrupted: boolean) => {
+      if (!summary.ok) return ExitCode.VerificationFailed
+      if (stopReason === "loss") return ExitCode.LossReported
+      if (!interrupted && stopReason === "duration" && (Option.isSome(o.count) || Option.isSome(o.publishers))) {
+        return ExitCode.Incomplete
+      }
+      return ExitCode.Ok
+    }
+
+    yield* body.pipe(
+      Effect.scoped,
+      Effect.provide(
+        distributorLayer({
+          application: o.application,
+          consolePort: Option.getOrUndefined(o.consolePort),
+          transport: transportLayer({ sendLoss: 0, receiveLoss: o.receiveLoss, seed: o.seed })
+        })
+      ),
+      Effect.onExit((exit) =>
+        Exit.isSuccess(exit) || Cause.isInterruptedOnly(exit.cause)
+          ? Effect.flatMap(summarize, ({ perPattern, summary }) =>
+              Effect.sync(() => {
+                const interrupted = Exit.isFailure(exit)
+                const code = exitCodeFor(summary, interrupted)
+                process.exitCode = code
+                const l = summary.latency
+                const verdict = !summary.ok
+                  ? "FAILED: updates went missing without a reported loss, or arrived duplicated, reordered or corrupt."
+                  : summary.missing > 0 || summary.lossReports > 0 || summary.overflows > 0
+                    ? "Every gap was reported by the library as an irrecoverable loss; everything else arrived in order."
+                    : "Everything received arrived in order, without gaps or duplicates."
+                reporter.summary(
+                  {
+                    ...summary,
+                    stopReason: interrupted ? "interrupted" : (stopReason ?? null),
+                    interrupted,
+                    exitCode: code
+                  },
+                  [
+                    `${interrupted ? "Interrupted. " : ""}Received ${fmtInt(summary.received)} updates ` +
+                      `(${fmtInt(summary.bytes)} B) on ${key} in ${(summary.durationMs / 1000).toFixed(1)} s.`,
+                    ...(patterns.length === 1
+                      ? describe(perPattern[0])
+                      : perPattern.flatMap((v, i) => [`${patterns[i]}:`, ...describe(v, "  ")])),
+                    `Latency (send → delivery): p50 ${fmtMs(l.p50Ms)} ms, p90 ${fmtMs(l.p90Ms)} ms, ` +
+                      `p99 ${fmtMs(l.p99Ms)} ms, max ${fmtMs(l.maxMs)} ms (${fmtInt(l.samples)} samples).`,
+                    `NAKs sent ${fmtInt(summary.naksSent)}, retransmissions received ${fmtInt(summary.retransmissionsReceived)}` +
+                      (o.receiveLoss > 0 ? `, simulated receive drops ${fmtInt(summary.simulatedReceiveDrops)}` : "") +
+                      ".",
+                    verdict + (code === ExitCode.Ok ? "" : ` (exit code ${code})`)
+                  ]
+                )
+              })
+            )
+          : Effect.void
+      )
+    )
+  })
+
+export const command = Command.make(
+  "sub",
+  {
+    patterns: Args.text({ name: "pattern" }).pipe(
+      Args.withDescription("Topic patterns to subscribe to (* = one level, trailing ... = one or more). Default: /..."),
+      Args.repeated
+    ),
+    group: Opt.group("239.192.0.1"),
+    port: Opt.port(5197),
+    iface: Opt.iface("0.0.0.0"),
+    application: Opt.application("distributor-sub"),
+    onLoss: Options.choice("on-loss", ["stop", "report"]).pipe(
+      Options.withDescription(
+        "On an irrecoverable loss: stop (print the summary, exit code 4) or report it and go on (onLoss: notify)."
+      ),
+      Options.withDefault("stop" as const)
+    ),
+    receiveLoss: Opt.percent(
+      "receive-loss",
+      "Simulated loss: received datagrams dropped before the protocol sees them.",
+      0
+    ),
+    seed: Opt.seed,
+    count: Opt.integerAtLeast("count", "Stop after this many updates.", 1).pipe(
+      Options.withAlias("n"),
+      Options.optional
+    ),
+    publishers: Opt.integerAtLeast(
+      "publishers",
+      "Stop once this many publishers have finished (their end markers arrived).",
+      1
+    ).pipe(Options.optional),
+    duration: Opt.duration("duration", "Stop after this long (10s, 500ms, 2m; a plain number is seconds)."),
+    consolePort: Opt.consolePort,
+    json: Opt.json,
+    jsonLines: Opt.jsonLines
+  },
+  run
+).pipe(
+  Command.withDescription(
+    HelpDoc.blocks([
+      HelpDoc.p(
+        "Subscribe and verify: per publisher, updates must arrive in publishing order without gaps or duplicates " +
+          "(gaps are only allowed where the library reported an irrecoverable loss); reports delivery latency " +
+          "percentiles from the send time in each payload. Reads payloads of `distributor pub`."
+      ),
+      HelpDoc.h1("EXAMPLES"),
+      HelpDoc.p("distributor sub -i 127.0.0.1 '/distributor/...'"),
+      HelpDoc.p("distributor sub -i 127.0.0.1 --publishers 1 --receive-loss 5 --json"),
+      HelpDoc.p(
+        "distributor sub -g 239.192.0.2 -p 6000 '/prices/*/ABC' '/prices/fx/...' --on-loss report --duration 1m"
+      ),
+      HelpDoc.p(exitCodesHelp)
+    ])
+  )
+)
