@@ -1,15 +1,19 @@
 /**
  * The web console of a live Distributor: two Distributors on a lossy simulated network exchange
  * traffic both ways, and the console's HTTP endpoints (JSON decoded with the published Schema,
- * Prometheus text, HTML page, server-sent events) must show it. Also: typed startup errors, a
- * clean close with a client still streaming, and the pure parts (rate history, exposition format).
+ * Prometheus text, HTML page, server-sent events) must show it; an irrecoverable loss shows with its
+ * range and reason; over real UDP multicast on 127.0.0.1 (239.255.70.1:7701) the socket figures
+ * appear. Also: typed startup errors, a clean close with a client still streaming, and the pure
+ * parts (rate history, exposition format).
  */
+import { existsSync } from "node:fs"
 import * as net from "node:net"
 import { describe, expect, it } from "@effect/vitest"
 import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as MetricBoundaries from "effect/MetricBoundaries"
 import * as Schema from "effect/Schema"
@@ -282,6 +286,46 @@ describe("WebConsole over a live Distributor", () => {
             }
           })
         )
+      ),
+    30_000
+  )
+
+  it.scopedLive(
+    "over real UDP multicast on loopback with dropped datagrams: socket buffers, kernel drops, recovery",
+    () =>
+      Effect.gen(function* () {
+        const n = 2_000
+        const config = { group: "239.255.70.1", port: 7701, interface: "127.0.0.1", loopback: true, ...fast }
+        const a = yield* Distributor.make({ application: "udp-console-a", host: "host-a", console: { port: 0 } })
+        const b = yield* Distributor.make({ application: "udp-console-b", host: "host-b", console: { enabled: false } })
+        const ca = yield* a.connection(config)
+        const cb = yield* b.connection(config)
+        const received = yield* ca.subscribe("/udp/...").pipe(Stream.take(n), Stream.runCollect, Effect.fork)
+        yield* awaitSubscriptions(ca, 1)
+        const pb = yield* cb.publisher
+        for (let i = 0; i < n; i += 50) {
+          yield* pb.publishAll(Array.from({ length: 50 }, (_, j) => [`/udp/${(i + j) % 10}`, String(i + j)] as const))
+          yield* Effect.sleep("1 millis")
+        }
+        expect(Chunk.size(yield* Fiber.join(received))).toBe(n)
+
+        const stats = yield* decodeStats(JSON.parse((yield* get(`${a.consoleUrl}api/stats`)).body))
+        const [conn] = stats.connections
+        expect(conn.connection).toBe("239.255.70.1:7701")
+        expect(conn.counters.updatesIn).toBe(n)
+        // Datagrams dropped on receive were recovered with NAKs and retransmissions.
+        expect(conn.counters.naksSent).toBeGreaterThan(0)
+        expect(conn.counters.retransmissionsReceived).toBeGreaterThan(0)
+        expect(conn.counters.lostSegments).toBe(0)
+        // A real socket reports its buffer sizes; Linux exposes the kernel's receive-buffer drops.
+        expect(conn.socket.recvBufferSize).toBeGreaterThan(0)
+        expect(conn.socket.sendBufferSize).toBeGreaterThan(0)
+        if (existsSync("/proc/net/snmp")) expect(conn.kernelReceiveBufferErrors).toBeGreaterThanOrEqual(0)
+        else expect(conn.kernelReceiveBufferErrors).toBeNull()
+        const remote = conn.remoteSessions.find((r) => r.sessionId === pb.source.sessionId)
+        expect(remote).toMatchObject({ host: "host-b", application: "udp-console-b", state: "active", delivered: n })
+      }).pipe(
+        Effect.provide(Transport.layerLossy({ receiveLoss: 0.05, seed: 7 }).pipe(Layer.provide(Transport.layerUdp)))
       ),
     30_000
   )
