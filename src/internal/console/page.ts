@@ -59,7 +59,7 @@ section.conn { background: var(--panel); border: 1px solid var(--border); border
 .kpi .rate { font-size: 20px; font-weight: 600; font-variant-numeric: tabular-nums; }
 .kpi .rate small { font-size: 11px; font-weight: 500; color: var(--muted); margin-left: 2px; }
 .kpi .sub { color: var(--muted); font-size: 11px; font-variant-numeric: tabular-nums; }
-.charts { display: grid; grid-template-columns: repeat(auto-fit, minmax(380px, 1fr)); gap: 14px; margin-bottom: 16px; }
+.charts { display: grid; grid-template-columns: repeat(auto-fit, minmax(min(380px, 100%), 1fr)); gap: 14px; margin-bottom: 16px; }
 .chart { border: 1px solid var(--border); border-radius: 8px; padding: 10px 12px 8px; }
 .chart-head { display: flex; justify-content: space-between; align-items: baseline; margin-bottom: 6px; }
 .chart-head .title { font-weight: 600; }
@@ -72,7 +72,7 @@ section.conn { background: var(--panel); border: 1px solid var(--border); border
 .legend { display: flex; flex-wrap: wrap; gap: 4px 14px; margin-top: 6px; font-size: 11px; color: var(--muted); }
 .legend span { display: inline-flex; align-items: center; gap: 5px; font-variant-numeric: tabular-nums; }
 .legend i { width: 10px; height: 3px; border-radius: 2px; display: inline-block; }
-.grid2 { display: grid; grid-template-columns: repeat(auto-fit, minmax(420px, 1fr)); gap: 14px; }
+.grid2 { display: grid; grid-template-columns: repeat(auto-fit, minmax(min(420px, 100%), 1fr)); gap: 14px; }
 .block { border: 1px solid var(--border); border-radius: 8px; overflow: hidden; }
 .block.wide { grid-column: 1 / -1; }
 .block h3 { margin: 0; padding: 7px 12px; font-size: 12px; font-weight: 600; background: var(--faint);
