@@ -22,7 +22,7 @@ import * as Transport from "../src/Transport.js"
 
 const CHROMIUM = "/usr/bin/chromium"
 const available = existsSync(CHROMIUM)
-const inCI = process.env.CI === "true"
+const inCI = /^(true|1)$/i.test(process.env.CI ?? "")
 if (!available && !inCI) {
   console.warn(
     `[WebConsole.browser.test] skipped: ${CHROMIUM} not found (install it with: apt-get install -y chromium)`
