@@ -16,6 +16,7 @@ import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as MetricBoundaries from "effect/MetricBoundaries"
+import * as MetricState from "effect/MetricState"
 import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
@@ -181,6 +182,13 @@ describe("WebConsole over a live Distributor", () => {
         // Both Distributors of this process share the counter of their (same) connection key.
         expect(samples.get(`distributor_updates_out_total{connection="${key}"}`)).toBe(2 * n)
         expect(samples.get(`distributor_retransmissions_sent_total{connection="${key}"}`)).toBeGreaterThan(0)
+        // What any Effect metrics exporter reads: the same counter in Effect's metric registry.
+        const pair = (yield* Metric.snapshot).find(
+          (p) =>
+            p.metricKey.name === "distributor_updates_out_total" &&
+            p.metricKey.tags.some((t) => t.key === "connection" && t.value === key)
+        )
+        expect(pair !== undefined && MetricState.isCounterState(pair.metricState) && pair.metricState.count).toBe(2 * n)
         // The shell's own counters are metrics too, exported from the start even while zero.
         for (const name of [
           "subscriber_overflows",
