@@ -1,0 +1,258 @@
+/**
+ * The `distributor` command-line tools, each run as a child process (`node --import tsx
+ * src/cli/main.ts …`) on loopback multicast (interface 127.0.0.1, groups 239.255.50.x, ports
+ * 7500–7599): bad arguments and help, pub → sub with simulated loss, the demo, and Ctrl-C.
+ */
+import { type ChildProcess, spawn } from "node:child_process"
+import { createInterface } from "node:readline"
+import { describe, expect, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+
+interface Run {
+  readonly child: ChildProcess
+  readonly lines: Array<string>
+  readonly stderr: () => string
+  readonly exit: Promise<number | null>
+  /** The first stdout line (so far or to come) that satisfies `match`. */
+  readonly line: (match: (l: string) => boolean) => Promise<string>
+}
+
+const distributor = (args: ReadonlyArray<string>): Run => {
+  const child = spawn(process.execPath, ["--import", "tsx", "src/cli/main.ts", ...args], {
+    stdio: ["ignore", "pipe", "pipe"]
+  })
+  const lines: Array<string> = []
+  let stderr = ""
+  child.stderr!.on("data", (d) => {
+    stderr += String(d)
+  })
+  const waiters: Array<{ match: (l: string) => boolean; resolve: (l: string) => void }> = []
+  createInterface({ input: child.stdout! }).on("line", (l) => {
+    lines.push(l)
+    for (const w of waiters.slice()) {
+      if (w.match(l)) {
+        waiters.splice(waiters.indexOf(w), 1)
+        w.resolve(l)
+      }
+    }
+  })
+  const exit = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)))
+  return {
+    child,
+    lines,
+    stderr: () => stderr,
+    exit,
+    line: (match) =>
+      new Promise<string>((resolve, reject) => {
+        const found = lines.find(match)
+        if (found !== undefined) return resolve(found)
+        waiters.push({ match, resolve })
+        void exit.then((code) =>
+          reject(new Error(`distributor ${args.join(" ")} exited with ${code} before the line:\n${stderr}`))
+        )
+      })
+  }
+}
+
+const json = (l: string) => JSON.parse(l) as Record<string, any>
+const isType = (type: string) => (l: string) => l.startsWith("{") && json(l).type === type
+
+/** Runs to completion; the summary is the JSON line of type "summary". */
+const complete = async (args: ReadonlyArray<string>) => {
+  const run = distributor(args)
+  const code = await run.exit
+  return { code, stdout: run.lines, stderr: run.stderr(), summary: run.lines.filter(isType("summary")).map(json)[0] }
+}
+
+const loopback = (n: number) => ["-g", `239.255.50.${n}`, "-p", String(7500 + n), "-i", "127.0.0.1"]
+
+describe("distributor command line", () => {
+  it.live(
+    "--help shows examples and exit codes; bad arguments exit 2 with a one-line message",
+    () =>
+      Effect.promise(async () => {
+        const [pubHelp, subHelp, demoHelp, badRate, badGroup, badPattern] = await Promise.all([
+          complete(["pub", "--help"]),
+          complete(["sub", "--help"]),
+          complete(["demo", "--help"]),
+          complete(["pub", "--rate", "abc"]),
+          complete(["pub", "--group", "10.0.0.1", "--count", "1"]),
+          complete(["sub", "-i", "127.0.0.1", "no-slash"])
+        ])
+        for (const [help, command] of [
+          [pubHelp, "pub"],
+          [subHelp, "sub"],
+          [demoHelp, "demo"]
+        ] as const) {
+          expect(help.code).toBe(0)
+          const text = help.stdout.join("\n")
+          expect(text).toContain("EXAMPLES")
+          expect(text).toContain(`distributor ${command}`)
+          expect(text).toContain("Exit codes: 0 ok")
+        }
+        expect(badRate.code).toBe(2)
+        expect(badRate.stderr).toContain("'abc' is not a float")
+        expect(badGroup.code).toBe(2)
+        expect(badGroup.stderr).toContain("10.0.0.1 is not a multicast address")
+        expect(badPattern.code).toBe(2)
+        expect(badPattern.stderr).toContain('Invalid topic "no-slash"')
+        for (const bad of [badRate, badGroup, badPattern]) {
+          // A message, not a stack trace.
+          expect(bad.stderr).not.toMatch(/\n\s+at /)
+          expect(bad.stdout).toEqual([])
+        }
+      }),
+    60_000
+  )
+
+  it.live(
+    "pub → sub with 5% send and 5% receive loss: every update delivered in order, or its loss reported",
+    () =>
+      Effect.promise(async () => {
+        const count = 3000
+        const sub = distributor([
+          "sub",
+          ...loopback(1),
+          "--publishers",
+          "1",
+          "--receive-loss",
+          "5",
+          "--on-loss",
+          "report",
+          "--duration",
+          "45s",
+          "--json-lines"
+        ])
+        try {
+          await sub.line(isType("ready"))
+          const pub = await complete([
+            "pub",
+            ...loopback(1),
+            "--count",
+            String(count),
+            "--rate",
+            "3000",
+            "--topics",
+            "7",
+            "--size",
+            "32-600",
+            "--send-loss",
+            "5",
+            "--json"
+          ])
+          expect(pub.code).toBe(0)
+          expect(pub.stdout).toHaveLength(1)
+          expect(pub.summary).toMatchObject({ published: count, endMarkers: 7, topics: 7, interrupted: false })
+          expect(pub.summary.simulatedSendDrops).toBeGreaterThan(0)
+          expect(pub.summary.retransmissionsSent).toBeGreaterThan(0)
+
+          const s = json(await sub.line(isType("summary")))
+          expect(await sub.exit).toBe(0)
+          expect(s).toMatchObject({
+            stopReason: "publishers",
+            publishers: 1,
+            unreportedMissing: 0,
+            duplicates: 0,
+            outOfOrder: 0,
+            corrupt: 0,
+            ok: true,
+            exitCode: 0
+          })
+          // Every update is accounted for: delivered, or inside a loss the library reported.
+          expect(s.received + s.missing).toBe(count)
+          if (s.missing > 0) expect(s.lossReports).toBeGreaterThan(0)
+          expect(s.subscriptions[0].publishers[0]).toMatchObject({ published: count, ended: true })
+          expect(s.subscriptions[0].publishers[0].sessionId).toBe(pub.summary.session)
+          expect(s.simulatedReceiveDrops).toBeGreaterThan(0)
+          expect(s.naksSent).toBeGreaterThan(0)
+          expect(s.retransmissionsReceived).toBeGreaterThan(0)
+          expect(s.latency.samples).toBe(s.received)
+          expect(s.latency.p50Ms).toBeLessThanOrEqual(s.latency.p99Ms)
+          expect(s.latency.p99Ms).toBeLessThanOrEqual(s.latency.maxMs)
+        } finally {
+          sub.child.kill()
+        }
+      }),
+    60_000
+  )
+
+  it.live(
+    "demo with a short duration exits 0 and reports zero unreported loss",
+    () =>
+      Effect.promise(async () => {
+        const demo = await complete([
+          "demo",
+          "-g",
+          "239.255.50.3",
+          "-p",
+          "7503",
+          "--duration",
+          "2s",
+          "--console-port",
+          "0",
+          "--json"
+        ])
+        expect(demo.code).toBe(0)
+        expect(demo.stdout).toHaveLength(1)
+        const s = demo.summary
+        expect(s).toMatchObject({ ok: true, unreportedMissing: 0, exitCode: 0, interrupted: false, loss: 0.05 })
+        expect(s.consoleUrl).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/$/)
+        expect(s.published).toBeGreaterThan(1000)
+        expect(s.subscribers).toHaveLength(2)
+        for (const sub of s.subscribers) {
+          expect(sub.delivered + sub.missing).toBe(s.published)
+          expect(sub).toMatchObject({ unreportedMissing: 0, duplicates: 0, outOfOrder: 0, corrupt: 0 })
+          expect(sub.simulatedReceiveDrops).toBeGreaterThan(0)
+          expect(sub.naksSent).toBeGreaterThan(0)
+        }
+        expect(s.publisher.retransmissionsSent).toBeGreaterThan(0)
+      }),
+    60_000
+  )
+
+  it.live(
+    "Ctrl-C (SIGINT) ends pub and sub cleanly: goodbye sent, connections closed, summaries printed",
+    () =>
+      Effect.promise(async () => {
+        const sub = distributor(["sub", ...loopback(4), "--json-lines"])
+        let pub: Run | undefined
+        try {
+          await sub.line(isType("ready"))
+          pub = distributor(["pub", ...loopback(4), "--rate", "500", "--topics", "3", "--json-lines"])
+          await pub.line(isType("ready"))
+          // Interrupt while the publisher is running, once the subscriber has received something.
+          await sub.line((l) => isType("progress")(l) && json(l).received > 0)
+          pub.child.kill("SIGINT")
+          const p = json(await pub.line(isType("summary")))
+          expect(await pub.exit).toBe(0)
+          expect(p).toMatchObject({ interrupted: true, connectionClosed: true, endMarkers: 3, exitCode: 0 })
+          expect(p.published).toBeGreaterThan(0)
+
+          // The subscriber receives the end markers, then the goodbye; wait for it to see them.
+          await sub.line((l) => isType("progress")(l) && json(l).received >= p.published)
+          sub.child.kill("SIGINT")
+          const s = json(await sub.line(isType("summary")))
+          expect(await sub.exit).toBe(0)
+          expect(s).toMatchObject({
+            interrupted: true,
+            stopReason: "interrupted",
+            connectionClosed: true,
+            received: p.published,
+            missing: 0,
+            ok: true,
+            exitCode: 0
+          })
+          expect(s.subscriptions[0].publishers[0]).toMatchObject({
+            sessionId: p.session,
+            published: p.published,
+            ended: true,
+            state: "closed"
+          })
+        } finally {
+          sub.child.kill()
+          pub?.child.kill()
+        }
+      }),
+    60_000
+  )
+})
