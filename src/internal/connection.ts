@@ -105,7 +105,6 @@ export const make = (
 
     // Outputs of one synchronous drive of the engine, dispatched right after it.
     let pendingUpdates: Array<ReceivedUpdate> = []
-    let pendingLosses: Array<LossReport> = []
     let pendingEvents: Array<SessionEvent> = []
     const sink: EngineSink = {
       send: socket.send,
@@ -113,7 +112,9 @@ export const make = (
         pendingUpdates.push(update)
       },
       loss: (loss) => {
-        pendingLosses.push(loss)
+        // Order matters: updates the engine delivered before this loss reach subscribers before it.
+        flushUpdates()
+        dispatchLoss(loss)
       },
       event: (event) => {
         pendingEvents.push(event)
@@ -206,18 +207,17 @@ export const make = (
     }
 
     const recentLosses: Array<Connection.LossRecord> = []
-    const dispatchLosses = (losses: Array<LossReport>) => {
-      const at = now()
-      for (const report of losses) {
-        const error = lossError(key, report)
-        if (recentLosses.length >= RECENT_LOSSES) recentLosses.shift()
-        recentLosses.push({ at, loss: error })
-        events.unsafeOffer({ _tag: "Loss", loss: error })
-        for (const sub of Array.from(subscribers)) {
-          if (sub.done) continue
-          if (sub.notify) sub.mailbox.unsafeOffer(error)
-          else finish(sub, Exit.fail(error))
-        }
+    // Called from inside the engine drive, after the updates that preceded the loss were handed
+    // out, so a subscriber sees updates and losses in the session's order.
+    const dispatchLoss = (report: LossReport) => {
+      const error = lossError(key, report)
+      if (recentLosses.length >= RECENT_LOSSES) recentLosses.shift()
+      recentLosses.push({ at: now(), loss: error })
+      events.unsafeOffer({ _tag: "Loss", loss: error })
+      for (const sub of Array.from(subscribers)) {
+        if (sub.done) continue
+        if (sub.notify) sub.mailbox.unsafeOffer(error)
+        else finish(sub, Exit.fail(error))
       }
     }
 
@@ -225,18 +225,17 @@ export const make = (
     const wake = yield* Effect.makeLatch(false)
     let timerTarget = Number.POSITIVE_INFINITY
 
-    /** Hand the outputs of the last engine call to subscribers and event listeners. */
-    const dispatch = () => {
+    const flushUpdates = () => {
       if (pendingUpdates.length > 0) {
         const updates = pendingUpdates
         pendingUpdates = []
         dispatchUpdates(updates)
       }
-      if (pendingLosses.length > 0) {
-        const losses = pendingLosses
-        pendingLosses = []
-        dispatchLosses(losses)
-      }
+    }
+
+    /** Hand the outputs of the last engine call to subscribers and event listeners. */
+    const dispatch = () => {
+      flushUpdates()
       if (pendingEvents.length > 0) {
         const evs = pendingEvents
         pendingEvents = []
