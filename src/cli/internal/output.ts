@@ -71,7 +71,9 @@ export class Reporter {
   progress(line: string, now: number): void {
     if (this.machine) return
     if (this.tty) {
-      process.stderr.write(`${CLEAR_LINE}${line}`)
+      // A line wider than the terminal would wrap, and `\r` only returns to its last row.
+      const width = process.stderr.columns ?? 0
+      process.stderr.write(`${CLEAR_LINE}${width > 1 && line.length >= width ? line.slice(0, width - 1) : line}`)
       this.progressShown = true
     } else if (now - this.lastPlainProgress >= 5000) {
       this.lastPlainProgress = now
