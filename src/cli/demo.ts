@@ -29,7 +29,7 @@ import { ExitCode, exitCodesHelp, fmtInt, fmtMs, Reporter } from "./internal/out
 import { preciseNow } from "./internal/payload.js"
 import { transportLayer } from "./internal/transport.js"
 import { Verifier } from "./internal/verify.js"
-import { endMarkers, linger, type PubState, publishLoop } from "./pub.js"
+import { linger, type PubState, publishLoop, sendEndMarkers } from "./pub.js"
 
 const PATTERN = "/demo/..."
 
@@ -178,31 +178,29 @@ const run = (o: DemoOptions) =>
           const publisher = yield* connection.publisher
           source = publisher.source
           state.session = publisher.source.sessionIdHex
-          yield* Effect.addFinalizer(() =>
-            Effect.suspend(() => {
-              const markers = endMarkers(topics, state)
-              state.finishedAt = Date.now()
-              return Effect.ignore(publisher.publishAll(markers))
-            })
-          )
+          yield* Effect.addFinalizer(() => sendEndMarkers(publisher, topics, state))
           state.startedAt = Date.now()
           yield* publishLoop(publisher, topics, { rate: o.rate, size: o.size, durationMs: o.duration }, state)
+          yield* sendEndMarkers(publisher, topics, state)
+          // With the session still open (after a goodbye receivers soon give up their gaps), wait
+          // (bounded) until both subscribers have every end marker: all data before them arrived
+          // or was reported lost.
+          const drainStart = Date.now()
+          while (!complete() && Date.now() - drainStart < o.drain) yield* Effect.sleep(20)
+          drained = complete()
+          yield* linger(connection.stats, 1000, 100)
         })
       )
-      // Wait (bounded) until both subscribers have every end marker: all data before them arrived
-      // or was reported lost.
-      const complete = () =>
-        subscribers.every((s) => {
-          const p = state.session ? s.verifier.publishers.get(state.session) : undefined
-          if (!p?.ended) return false
-          return Array.from(p.topics.values()).filter((t) => t.total !== undefined).length === topics.length
-        })
-      const drainStart = Date.now()
-      while (!complete() && Date.now() - drainStart < o.drain) yield* Effect.sleep(20)
-      drained = complete()
-      yield* linger(connection.stats, 1000, 100)
       yield* progress
     })
+
+    function complete(): boolean {
+      return subscribers.every((s) => {
+        const p = state.session ? s.verifier.publishers.get(state.session) : undefined
+        if (!p?.ended) return false
+        return Array.from(p.topics.values()).filter((t) => t.total !== undefined).length === topics.length
+      })
+    }
 
     const summarize = (interrupted: boolean) =>
       Effect.gen(function* () {

@@ -125,14 +125,32 @@ export const publishLoop = (
   return step
 }
 
-/** The end markers: one per topic, with the topic's total and the publisher's total. */
-export const endMarkers = (topics: ReadonlyArray<string>, state: PubState): Array<readonly [string, Uint8Array]> => {
-  const sentAt = Payload.preciseNow()
-  return topics.map((t) => [
-    t,
-    Payload.encode(Payload.HEADER_SIZE, state.published, state.perTopic.get(t) ?? 0, sentAt, true)
-  ])
-}
+/**
+ * The end markers, once: one per topic, with the topic's total and the publisher's total. They
+ * follow every data update in the publisher's order, so a subscriber that sees one has seen (or
+ * been told it lost) everything before it.
+ */
+export const sendEndMarkers = (
+  publisher: Connection.Publisher,
+  topics: ReadonlyArray<string>,
+  state: PubState
+): Effect.Effect<void> =>
+  Effect.suspend(() => {
+    if (state.finishedAt > 0) return Effect.void
+    state.finishedAt = Date.now()
+    const sentAt = Payload.preciseNow()
+    const markers = topics.map(
+      (t) =>
+        [t, Payload.encode(Payload.HEADER_SIZE, state.published, state.perTopic.get(t) ?? 0, sentAt, true)] as const
+    )
+    return publisher.publishAll(markers).pipe(
+      Effect.zipRight(publisher.flush),
+      Effect.tap(() => {
+        state.endMarkers = markers.length
+      }),
+      Effect.ignore
+    )
+  })
 
 /**
  * Keep the connection open while subscribers still ask for retransmissions: until no NAK arrived
@@ -196,19 +214,8 @@ const run = (o: PubOptions) =>
         Effect.gen(function* () {
           const publisher = yield* connection.publisher
           state.session = publisher.source.sessionIdHex
-          // Runs before the publisher closes, also on Ctrl-C: subscribers learn the totals.
-          yield* Effect.addFinalizer(() =>
-            Effect.suspend(() => {
-              const markers = endMarkers(topics, state)
-              state.finishedAt = Date.now()
-              return publisher.publishAll(markers).pipe(
-                Effect.tap(() => {
-                  state.endMarkers = markers.length
-                }),
-                Effect.ignore
-              )
-            })
-          )
+          // Also on Ctrl-C, before the publisher closes: subscribers learn the totals.
+          yield* Effect.addFinalizer(() => sendEndMarkers(publisher, topics, state))
           const limits = [
             Option.isSome(o.count) ? `${fmtInt(o.count.value)} updates` : undefined,
             Option.isSome(o.duration) ? `${o.duration.value / 1000} s` : undefined
@@ -257,10 +264,14 @@ const run = (o: PubOptions) =>
             },
             state
           )
+          yield* sendEndMarkers(publisher, topics, state)
+          // The session stays open while subscribers repair: its heartbeats reveal a lost tail, and
+          // a receiver gives up its remaining gaps soon after a goodbye.
+          yield* linger(connection.stats, o.linger)
         })
       )
-      // The session said goodbye; its cache still answers NAKs while the connection is open.
-      yield* linger(connection.stats, o.linger)
+      // Goodbye sent; the closed session still answers NAKs for a moment.
+      yield* linger(connection.stats, 500, 200)
     })
 
     const summarize = Effect.gen(function* () {

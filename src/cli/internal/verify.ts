@@ -53,6 +53,8 @@ export interface PublisherSummary {
   /** Missing updates of a publisher that never had a loss reported: updates that vanished silently. */
   readonly unreportedMissing: number
   readonly ended: boolean
+  /** The missing updates (first 50 ranges): topic and `topicSeq` range, inclusive. */
+  readonly gaps: ReadonlyArray<{ readonly topic: string; readonly first: number; readonly last: number }>
 }
 
 export interface LossSummary {
@@ -223,7 +225,11 @@ export class Verifier {
   summary(): VerifierSummary {
     const publishers = Array.from(this.publishers.values(), (p): PublisherSummary => {
       let missing = 0
-      for (const t of p.topics.values()) missing += countMissing(t)
+      const gaps: Array<{ topic: string; first: number; last: number }> = []
+      for (const [topic, t] of p.topics) {
+        missing += countMissing(t)
+        for (const [first, last] of t.missing) if (gaps.length < 50) gaps.push({ topic, first, last })
+      }
       // Overflow drops are reported too (as SubscriberOverflow), not silent.
       const reported = p.lossReports > 0 || this.overflows > 0
       return {
@@ -238,7 +244,8 @@ export class Verifier {
         lossReports: p.lossReports,
         lostSegments: p.lostSegments,
         unreportedMissing: reported ? 0 : missing,
-        ended: p.ended
+        ended: p.ended,
+        gaps
       }
     })
     const sum = (f: (p: PublisherSummary) => number) => publishers.reduce((n, p) => n + f(p), 0)
