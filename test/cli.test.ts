@@ -138,7 +138,7 @@ describe("distributor command line", () => {
             "--topics",
             "7",
             "--size",
-            "32-600",
+            "40-600",
             "--send-loss",
             "5",
             "--seed",

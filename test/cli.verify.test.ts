@@ -20,7 +20,7 @@ const source: Source = {
 /** The `seq`-th update of `source`, on `topic` as its `topicSeq`-th. */
 const update = (topic: string, seq: number, topicSeq: number, sentAt = 0, end = false): Update => ({
   topic,
-  payload: Payload.encode(40 + (seq % 7), seq, topicSeq, sentAt, end),
+  payload: Payload.encode(48 + (seq % 7), { end, seq, topicSeq, sentAt, startedAt: 0 }),
   source,
   sequence: seq
 })
@@ -37,9 +37,11 @@ const loss = new IrrecoverableLoss({
 
 describe("payload", () => {
   it("round-trips the header and detects truncation and corruption", () => {
-    const bytes = Payload.encode(100, 42, 7, 1234.5)
-    expect(Payload.decode(bytes)).toEqual({ end: false, seq: 42, topicSeq: 7, sentAt: 1234.5 })
-    expect(Payload.decode(Payload.encode(32, 9, 3, 1, true))).toEqual({ end: true, seq: 9, topicSeq: 3, sentAt: 1 })
+    const header = { end: false, seq: 42, topicSeq: 7, sentAt: 1234.5, startedAt: 1000.25 }
+    const bytes = Payload.encode(100, header)
+    expect(Payload.decode(bytes)).toEqual(header)
+    const end = { end: true, seq: 9, topicSeq: 3, sentAt: 1, startedAt: 0 }
+    expect(Payload.decode(Payload.encode(Payload.HEADER_SIZE, end))).toEqual(end)
     expect(Payload.decode(bytes.subarray(0, 99))).toBe("corrupt")
     const flipped = bytes.slice()
     flipped[77] ^= 1
@@ -99,6 +101,27 @@ describe("Verifier", () => {
       corrupt: 1,
       ok: false
     })
+  })
+
+  it("a subscriber that joined after the publisher started expects each topic from its first arrival", () => {
+    const late = new Verifier()
+    late.subscribedAt = 500
+    const early = new Verifier()
+    early.subscribedAt = -1
+    for (const v of [late, early]) {
+      // The publisher started at 0; the first updates to arrive are seq 5 (/a) and 6 (/b).
+      v.onItem(update("/a", 5, 3), 0)
+      v.onItem(update("/b", 6, 3), 0)
+      v.onItem(update("/a", 7, 4), 0)
+    }
+    expect(late.summary()).toMatchObject({ received: 3, missing: 0, ok: true })
+    expect(late.summary().publishers[0].joinedLate).toBe(true)
+    // Subscribed before the publisher started: updates 1..4 went missing silently.
+    expect(early.summary()).toMatchObject({ received: 3, missing: 4, unreportedMissing: 4, ok: false })
+    expect(early.summary().publishers[0].gaps).toEqual([
+      { topic: "/a", first: 1, last: 2 },
+      { topic: "/b", first: 1, last: 2 }
+    ])
   })
 
   it("expect() makes a lost tail visible without an end marker", () => {

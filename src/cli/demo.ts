@@ -68,6 +68,7 @@ const run = (o: DemoOptions) =>
       bytes: 0,
       endMarkers: 0,
       startedAt: Date.now(),
+      firstSentAt: 0,
       finishedAt: 0,
       perTopic: new Map(),
       stats: undefined
@@ -216,6 +217,7 @@ const run = (o: DemoOptions) =>
           const st = s.stats ? yield* s.stats : undefined
           subs.push({
             name: s.name,
+            gaps: v.publishers.flatMap((p) => p.gaps),
             delivered: v.received,
             missing: v.missing,
             unreportedMissing: v.unreportedMissing,
@@ -285,6 +287,9 @@ const run = (o: DemoOptions) =>
                       `${fmtInt(s.retransmissionsReceived)} retransmissions received; latency p50 ${fmtMs(s.latency.p50Ms)} ms, ` +
                       `p99 ${fmtMs(s.latency.p99Ms)} ms, max ${fmtMs(s.latency.maxMs)} ms.`
                   )
+                  for (const g of s.gaps.slice(0, 10)) {
+                    lines.push(`  missing on ${g.topic}: ${g.first === g.last ? g.first : `${g.first}..${g.last}`}`)
+                  }
                   for (const l of s.losses.slice(0, 10)) {
                     lines.push(
                       `  reported loss: segments ${l.firstSeq}..${l.lastSeq} of session ${l.sessionId} (${l.reason})`

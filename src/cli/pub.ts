@@ -69,6 +69,8 @@ export interface PubState {
   bytes: number
   endMarkers: number
   startedAt: number
+  /** `sentAt` of the first update (carried in every payload as `startedAt`); 0 before it. */
+  firstSentAt: number
   finishedAt: number
   readonly perTopic: Map<string, number>
   stats: Effect.Effect<Connection.ConnectionStats> | undefined
@@ -96,7 +98,8 @@ export const publishLoop = (
       const topicSeq = (state.perTopic.get(topic) ?? 0) + 1
       state.perTopic.set(topic, topicSeq)
       const size = o.size.min + Math.floor(Math.random() * span)
-      batch.push([topic, Payload.encode(size, seq, topicSeq, sentAt)])
+      if (state.firstSentAt === 0) state.firstSentAt = sentAt
+      batch.push([topic, Payload.encode(size, { end: false, seq, topicSeq, sentAt, startedAt: state.firstSentAt })])
     }
     return batch
   }
@@ -141,7 +144,16 @@ export const sendEndMarkers = (
     const sentAt = Payload.preciseNow()
     const markers = topics.map(
       (t) =>
-        [t, Payload.encode(Payload.HEADER_SIZE, state.published, state.perTopic.get(t) ?? 0, sentAt, true)] as const
+        [
+          t,
+          Payload.encode(Payload.HEADER_SIZE, {
+            end: true,
+            seq: state.published,
+            topicSeq: state.perTopic.get(t) ?? 0,
+            sentAt,
+            startedAt: state.firstSentAt || sentAt
+          })
+        ] as const
     )
     return publisher.publishAll(markers).pipe(
       Effect.zipRight(publisher.flush),
@@ -185,6 +197,7 @@ const run = (o: PubOptions) =>
       bytes: 0,
       endMarkers: 0,
       startedAt: Date.now(),
+      firstSentAt: 0,
       finishedAt: 0,
       perTopic: new Map(),
       stats: undefined

@@ -65,8 +65,12 @@ export const describe = (v: VerifierSummary, indent = ""): Array<string> => {
       `${indent}  ${p.application}@${p.host} session ${p.sessionId}: received ${fmtInt(p.received)}` +
         (p.published !== null ? ` of ${fmtInt(p.published)} published` : "") +
         (p.missing > 0 ? `, missing ${fmtInt(p.missing)}` : "") +
-        (p.lossReports > 0 ? `, ${p.lossReports} loss report(s) (${fmtInt(p.lostSegments)} segments)` : "")
+        (p.lossReports > 0 ? `, ${p.lossReports} loss report(s) (${fmtInt(p.lostSegments)} segments)` : "") +
+        (p.joinedLate ? " (joined after it started)" : "")
     )
+    for (const g of p.gaps.slice(0, 10)) {
+      lines.push(`${indent}    missing on ${g.topic}: ${g.first === g.last ? g.first : `${g.first}..${g.last}`}`)
+    }
   }
   for (const l of v.losses.slice(0, 20)) lines.push(indent + lossLine(l))
   if (v.losses.length > 20) lines.push(`${indent}  … and ${v.losses.length - 20} more losses`)
@@ -90,6 +94,8 @@ const run = (o: SubOptions) =>
     let stats: Effect.Effect<Connection.ConnectionStats> | undefined
     let key = `${o.group}:${o.port}`
     let connectionClosed = false
+    /** Remote session states, as last seen while the connection was open. */
+    const sessionStates = new Map<string, string>()
     const received = () => verifiers.reduce((n, v) => n + v.received, 0)
     const losses = () => verifiers.reduce((n, v) => n + v.losses.length + v.overflows, 0)
 
@@ -150,6 +156,9 @@ const run = (o: SubOptions) =>
           )
         }
       }
+      // Publishers that start from now on are expected in full, from their first update.
+      const subscribedAt = preciseNow()
+      for (const v of verifiers) v.subscribedAt = subscribedAt
       reporter.info(
         `Subscribed to ${patterns.join(" ")} on ${key} (interface ${o.iface})` +
           (o.receiveLoss > 0 ? ` with ${o.receiveLoss * 100}% simulated receive loss` : "") +
@@ -159,6 +168,7 @@ const run = (o: SubOptions) =>
 
       const progress = Effect.gen(function* () {
         const s = yield* connection.stats
+        for (const r of s.remoteSessions) sessionStates.set(r.session.sessionIdHex, r.state)
         const now = Date.now()
         if (now >= settleAt) Deferred.unsafeDone(done, Exit.succeed("publishers"))
         const latency = verifiers[0].latency.summary()
@@ -193,12 +203,14 @@ const run = (o: SubOptions) =>
         ? Effect.as(Effect.sleep(o.duration.value), "duration" as const)
         : Effect.never
       stopReason = yield* Effect.raceAll([Deferred.await(done), all, timer])
+      yield* progress
     })
 
     const summarize = Effect.gen(function* () {
       const s = stats ? yield* stats : undefined
       // Session state as the connection last saw it: "closed" means the publisher said goodbye.
-      const states = new Map((s?.remoteSessions ?? []).map((r) => [r.session.sessionIdHex, r.state]))
+      const states = new Map(sessionStates)
+      for (const r of s?.remoteSessions ?? []) states.set(r.session.sessionIdHex, r.state)
       const perPattern = verifiers.map((v) => {
         const summary = v.summary()
         return {

@@ -32,6 +32,12 @@ export interface PublisherTrack {
   outOfOrder: number
   /** Seen an end marker: everything this publisher sent before it has been delivered or reported lost. */
   ended: boolean
+  /**
+   * Whether this subscriber was there before the publisher's first update (every update from 1 on
+   * is expected), or joined late (each topic's first update sets its baseline). Decided by the
+   * first update that arrives.
+   */
+  fromStart: boolean | undefined
   /** Total published, from the end marker. */
   published: number | undefined
   lossReports: number
@@ -53,6 +59,8 @@ export interface PublisherSummary {
   /** Missing updates of a publisher that never had a loss reported: updates that vanished silently. */
   readonly unreportedMissing: number
   readonly ended: boolean
+  /** Subscribed after the publisher had started: updates before each topic's first arrival are not expected. */
+  readonly joinedLate: boolean
   /** The missing updates (first 50 ranges): topic and `topicSeq` range, inclusive. */
   readonly gaps: ReadonlyArray<{ readonly topic: string; readonly first: number; readonly last: number }>
 }
@@ -94,6 +102,11 @@ export class Verifier {
   overflows = 0
   overflowDropped = 0
   readonly losses: Array<IrrecoverableLoss> = []
+  /**
+   * When the subscription was registered (epoch ms, the payloads' clock). Publishers whose first
+   * update was sent after it are expected in full. Default: before everything.
+   */
+  subscribedAt = Number.NEGATIVE_INFINITY
   /** Called with a publisher's session id the first time its end marker arrives. */
   onEnd: ((sessionId: string) => void) | undefined
 
@@ -110,6 +123,7 @@ export class Verifier {
         duplicates: 0,
         outOfOrder: 0,
         ended: false,
+        fromStart: undefined,
         published: undefined,
         lossReports: 0,
         lostSegments: 0
@@ -136,9 +150,12 @@ export class Verifier {
       return
     }
     const p = this.track(item.source.sessionIdHex, item.source.host, item.source.application)
+    if (p.fromStart === undefined) p.fromStart = header.startedAt >= this.subscribedAt
     let t = p.topics.get(item.topic)
     if (t === undefined) {
-      t = { next: 1, received: 0, missing: [], total: undefined }
+      // Joined late: what this topic carried before its first arrival was never expected.
+      const next = p.fromStart ? 1 : header.end ? header.topicSeq + 1 : header.topicSeq
+      t = { next, received: 0, missing: [], total: undefined }
       p.topics.set(item.topic, t)
     }
     if (header.end) {
@@ -245,6 +262,7 @@ export class Verifier {
         lostSegments: p.lostSegments,
         unreportedMissing: reported ? 0 : missing,
         ended: p.ended,
+        joinedLate: p.fromStart === false,
         gaps
       }
     })
