@@ -266,6 +266,7 @@ const run = (o: PubOptions) =>
               )
             )
           }
+          state.startedAt = Date.now()
           yield* publishLoop(
             publisher,
             topics,
