@@ -68,16 +68,18 @@ const loopback = (n: number) => ["-g", `239.255.50.${n}`, "-p", String(7500 + n)
 
 describe("distributor command line", () => {
   it.live(
-    "--help shows examples and exit codes; bad arguments exit 2 with a one-line message",
+    "--help shows examples and exit codes; bad arguments exit 2 with a one-line message; --count not reached exits 5",
     () =>
       Effect.promise(async () => {
-        const [pubHelp, subHelp, demoHelp, badRate, badGroup, badPattern] = await Promise.all([
+        const [pubHelp, subHelp, demoHelp, badRate, badGroup, badPattern, incomplete] = await Promise.all([
           complete(["pub", "--help"]),
           complete(["sub", "--help"]),
           complete(["demo", "--help"]),
           complete(["pub", "--rate", "abc"]),
           complete(["pub", "--group", "10.0.0.1", "--count", "1"]),
-          complete(["sub", "-i", "127.0.0.1", "no-slash"])
+          complete(["sub", "-i", "127.0.0.1", "no-slash"]),
+          // Nobody publishes on this group: --count is not reached within --duration.
+          complete(["sub", ...loopback(2), "--count", "10", "--duration", "1s", "--json"])
         ])
         for (const [help, command] of [
           [pubHelp, "pub"],
@@ -96,6 +98,8 @@ describe("distributor command line", () => {
         expect(badGroup.stderr).toContain("10.0.0.1 is not a multicast address")
         expect(badPattern.code).toBe(2)
         expect(badPattern.stderr).toContain('Invalid topic "no-slash"')
+        expect(incomplete.code).toBe(5)
+        expect(incomplete.summary).toMatchObject({ stopReason: "duration", received: 0, exitCode: 5 })
         for (const bad of [badRate, badGroup, badPattern]) {
           // A message, not a stack trace.
           expect(bad.stderr).not.toMatch(/\n\s+at /)
