@@ -120,8 +120,10 @@ export const publishLoop = (
         state.published += batch.length
         for (const [, p] of batch) state.bytes += p.length
       }),
-      // Let the receive loop run (NAKs are answered from it) before the next batch.
-      Effect.zipRight(o.rate > 0 ? Effect.yieldNow() : Effect.sleep(0)),
+      // Sent and counted together, or neither (Ctrl-C): the end markers' totals must be exact.
+      Effect.uninterruptible,
+      // Let socket I/O run (NAKs are answered from the receive loop) before the next batch.
+      Effect.zipRight(Effect.sleep(0)),
       Effect.zipRight(step)
     )
   })
