@@ -39,6 +39,7 @@ export class Reporter {
   private readonly tty: boolean
   private progressShown = false
   private lastPlainProgress = Date.now()
+  private lastTtyProgress = 0
 
   constructor(
     readonly command: string,
@@ -71,6 +72,8 @@ export class Reporter {
   progress(line: string, now: number): void {
     if (this.machine) return
     if (this.tty) {
+      if (now - this.lastTtyProgress < 200) return
+      this.lastTtyProgress = now
       // A line wider than the terminal would wrap, and `\r` only returns to its last row.
       const width = process.stderr.columns ?? 0
       process.stderr.write(`${CLEAR_LINE}${width > 1 && line.length >= width ? line.slice(0, width - 1) : line}`)
