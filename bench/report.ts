@@ -1,0 +1,427 @@
+/**
+ * Rendering of the benchmark suite's results: the markdown tables (with ratios to raw dgram and
+ * to the best peer measured in the same run), the issue's targets, and two hand-written SVG charts.
+ */
+import type { System } from "./worker.js"
+
+export interface CaseResult {
+  readonly scenario: "throughput" | "latency" | "recovery" | "fanout"
+  readonly system: System
+  readonly subscribers: number
+  readonly size: number
+  readonly rate: number
+  readonly sendLoss: number
+  readonly ok: boolean
+  readonly error?: string
+  readonly sent?: number
+  readonly publisher?: Record<string, number | undefined>
+  readonly ratePerSubscriber?: number
+  readonly minRatePerSubscriber?: number
+  readonly deliveredPct?: number
+  readonly perSubscriber?: ReadonlyArray<Record<string, number>>
+  readonly latencyUs?: { count: number; p50: number; p99: number; p999: number; max: number } | undefined
+  readonly [key: string]: unknown
+}
+
+export interface Results {
+  readonly startedAt: string
+  readonly durationS: number
+  readonly command: string
+  readonly quick: boolean
+  readonly machine: Record<string, unknown>
+  readonly systems: ReadonlyArray<System>
+  readonly notes: ReadonlyArray<string>
+  readonly cases: ReadonlyArray<CaseResult>
+}
+
+export const NAMES: Record<System, string> = {
+  ours: "effect-distributor",
+  ours0: "effect-distributor, holdbackDelayMs 0",
+  dgram: "raw node:dgram multicast",
+  zeromq: "ZeroMQ PUB/SUB (tcp)",
+  nats: "NATS",
+  redis: "Redis pub/sub"
+}
+const PEERS: ReadonlyArray<System> = ["zeromq", "nats", "redis"]
+const COLORS: Record<System, string> = {
+  ours: "#2b6cb0",
+  ours0: "#90cdf4",
+  dgram: "#718096",
+  zeromq: "#dd6b20",
+  nats: "#38a169",
+  redis: "#c53030"
+}
+
+const find = (r: Results, scenario: CaseResult["scenario"], system: System, f: (c: CaseResult) => boolean) =>
+  r.cases.find((c) => c.scenario === scenario && c.system === system && c.ok && f(c))
+
+const fmtRate = (x: number | undefined) =>
+  x === undefined || !Number.isFinite(x)
+    ? "—"
+    : x >= 1e6
+      ? `${(x / 1e6).toFixed(2)} M`
+      : x >= 1e3
+        ? `${(x / 1e3).toFixed(1)} k`
+        : x.toFixed(0)
+const fmtUs = (x: number | undefined) =>
+  x === undefined || !Number.isFinite(x) ? "—" : x >= 10_000 ? `${(x / 1000).toFixed(1)} ms` : `${x.toFixed(0)} µs`
+const fmtRatio = (a: number | undefined, b: number | undefined) =>
+  a === undefined || b === undefined || !Number.isFinite(a) || !Number.isFinite(b) || b === 0
+    ? "—"
+    : `${(a / b).toFixed(2)}×`
+const sizeLabel = (n: number) => (n >= 1024 ? `${n / 1024} KiB` : `${n} B`)
+
+/** The best peer for a metric: highest (throughput) or lowest (latency) among the peers measured. */
+const bestPeer = (
+  _r: Results,
+  value: (s: System) => number | undefined,
+  higherIsBetter: boolean
+): { system: System; value: number } | undefined => {
+  let best: { system: System; value: number } | undefined
+  for (const s of PEERS) {
+    const v = value(s)
+    if (v === undefined || !Number.isFinite(v)) continue
+    if (!best || (higherIsBetter ? v > best.value : v < best.value)) best = { system: s, value: v }
+  }
+  return best
+}
+
+/** The systems of the latency scenario: effect-distributor also with holdback off, when measured. */
+const latencySystems = (r: Results): ReadonlyArray<System> =>
+  r.systems.flatMap(
+    (s): Array<System> => (s === "ours" && r.cases.some((c) => c.system === "ours0") ? ["ours", "ours0"] : [s])
+  )
+
+const throughputOf = (r: Results, s: System, size: number) =>
+  find(r, "throughput", s, (c) => c.size === size)?.ratePerSubscriber
+const latencyOf = (r: Results, s: System, rate: number) => find(r, "latency", s, (c) => c.rate === rate)?.latencyUs
+
+export const renderMarkdown = (r: Results): string => {
+  const L: Array<string> = []
+  const m = r.machine as Record<string, any>
+  L.push(`# Benchmark results${r.quick ? " (quick run: short, noisy — smoke test only)" : ""}`)
+  L.push("")
+  L.push(`Run ${r.startedAt}, ${r.durationS} s, \`${r.command}\`.`)
+  L.push(
+    `Machine: ${m.cpu}, ${m.cores} cores, ${m.memoryGiB} GiB, Node ${m.node}, ${m.platform}; ` +
+      `load average at start ${m.loadAverage?.join(" / ")}, at end ${m.loadAverageAtEnd?.join(" / ")} (1/5/15 min).`
+  )
+  L.push("")
+  L.push(
+    "Loopback only: multicast on 127.0.0.1 (TTL 1, loopback on, 4 MiB socket buffers), servers on 127.0.0.1. " +
+      "1 publisher process, N subscriber processes. Ratios compare figures measured in this same run; " +
+      "absolute numbers on a shared machine move from run to run."
+  )
+  for (const n of r.notes) L.push(`\n> ${n}`)
+  const failed = r.cases.filter((c) => !c.ok)
+  if (failed.length > 0) {
+    L.push("")
+    L.push("Cases that failed (no figure reported):")
+    for (const c of failed) L.push(`- ${c.scenario} ${c.system} ${sizeLabel(c.size)} N=${c.subscribers}: ${c.error}`)
+  }
+
+  // Throughput
+  const sizes = [64, 1024, 65536].filter((size) => r.cases.some((c) => c.scenario === "throughput" && c.size === size))
+  if (sizes.length > 0) {
+    L.push("")
+    L.push("## Throughput: updates/s delivered per subscriber (N = 2, publisher sending as fast as it can)")
+    L.push("")
+    L.push(`| system | ${sizes.map((s) => `${sizeLabel(s)} | ×dgram | ×best peer`).join(" | ")} |`)
+    L.push(`| --- | ${sizes.map(() => "---: | ---: | ---:").join(" | ")} |`)
+    for (const s of r.systems) {
+      const cells = sizes.map((size) => {
+        const v = throughputOf(r, s, size)
+        const peer = bestPeer(r, (p) => throughputOf(r, p, size), true)
+        const d = find(r, "throughput", s, (c) => c.size === size)
+        const delivered =
+          d?.deliveredPct !== undefined && d.deliveredPct < 99.95 ? ` (${d.deliveredPct.toFixed(1)} %)` : ""
+        return `${fmtRate(v)}${delivered} | ${fmtRatio(v, throughputOf(r, "dgram", size))} | ${fmtRatio(v, peer?.value)}`
+      })
+      L.push(`| ${NAMES[s]} | ${cells.join(" | ")} |`)
+    }
+    L.push("")
+    L.push(
+      "A percentage is the share of published messages a subscriber got when it is below 100 % (raw dgram and " +
+        "ZeroMQ drop when a receiver falls behind). effect-distributor publishes with `publishAll` bursts (natural " +
+        "batching); raw dgram sends one message per datagram; a 64 KiB raw dgram message is cut by hand into " +
+        "1 400-byte datagrams and counts only when all of them arrived (no recovery). Raw dgram datagrams/s: " +
+        sizes
+          .map((size) => {
+            const d = find(r, "throughput", "dgram", (c) => c.size === size)
+            const dps = d?.perSubscriber
+            const pub = d?.publisher
+            return dps && pub
+              ? `${sizeLabel(size)} ${fmtRate(((dps[0]?.datagramsIn ?? 0) / (pub.elapsedUs ?? 1)) * 1e6)}`
+              : `${sizeLabel(size)} —`
+          })
+          .join(", ") +
+        "."
+    )
+  }
+
+  // Latency
+  const rates = [1000, 10_000].filter((rate) => r.cases.some((c) => c.scenario === "latency" && c.rate === rate))
+  if (rates.length > 0) {
+    L.push("")
+    L.push("## One-way latency, 64 B updates at a fixed rate (N = 2, both subscribers' samples)")
+    L.push("")
+    L.push("| system | rate | p50 | p99 | p99.9 | max | p50 ×dgram | p99 ×dgram | p50 ×best peer | p99 ×best peer |")
+    L.push("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for (const rate of rates) {
+      const dg = latencyOf(r, "dgram", rate)
+      const b50 = bestPeer(r, (p) => latencyOf(r, p, rate)?.p50, false)
+      const b99 = bestPeer(r, (p) => latencyOf(r, p, rate)?.p99, false)
+      for (const s of latencySystems(r)) {
+        const l = latencyOf(r, s, rate)
+        L.push(
+          `| ${NAMES[s]} | ${rate}/s | ${fmtUs(l?.p50)} | ${fmtUs(l?.p99)} | ${fmtUs(l?.p999)} | ${fmtUs(l?.max)} | ` +
+            `${fmtRatio(l?.p50, dg?.p50)} | ${fmtRatio(l?.p99, dg?.p99)} | ${fmtRatio(l?.p50, b50?.value)} | ` +
+            `${fmtRatio(l?.p99, b99?.value)} |`
+        )
+      }
+    }
+    L.push("")
+    L.push(
+      "Send and receive times come from `process.hrtime` (CLOCK_MONOTONIC, shared by every process on the " +
+        "machine). effect-distributor publishes each update with `publish`. From `holdbackThreshold` " +
+        "(default 1 000 updates/s) up it packs updates for up to `holdbackDelayMs` (default 2 ms), by " +
+        "design; its rate estimate counts two publishes in the same millisecond as a burst, so a paced " +
+        "1 000/s already engages it. The `holdbackDelayMs 0` row is the same library with holdback off. " +
+        "Lower ratios are better."
+    )
+  }
+
+  // Recovery
+  const rec = r.cases.filter((c) => c.scenario === "recovery")
+  if (rec.length > 0) {
+    L.push("")
+    L.push("## Recovery: effect-distributor with loss injected on the publisher's sends (64 B, 1 000 updates/s)")
+    L.push("")
+    L.push(
+      "| loss | N | delivered | latency p50 | p99 | p99.9 | datagrams dropped | retransmissions / dropped | NAKs / dropped | irrecoverable |"
+    )
+    L.push("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for (const c of rec) {
+      if (!c.ok) {
+        L.push(`| ${c.sendLoss * 100} % | ${c.subscribers} | failed: ${c.error} | | | | | | | |`)
+        continue
+      }
+      const p = c.publisher!
+      const subs = c.perSubscriber!
+      const dropped = p.simulatedSendDrops ?? 0
+      const naks = subs.reduce((a, s) => a + (s.naksSent ?? 0), 0)
+      const lost = subs.reduce((a, s) => a + (s.lossNotices ?? 0), 0)
+      L.push(
+        `| ${c.sendLoss * 100} % | ${c.subscribers} | ${c.deliveredPct!.toFixed(3)} % | ${fmtUs(c.latencyUs?.p50)} | ` +
+          `${fmtUs(c.latencyUs?.p99)} | ${fmtUs(c.latencyUs?.p999)} | ${dropped} | ` +
+          `${fmtRatio(p.retransmissionsSent, dropped)} | ${fmtRatio(naks, dropped)} | ${lost} |`
+      )
+    }
+    L.push("")
+    L.push(
+      "`Transport.layerLossy({ sendLoss })` drops that fraction of every datagram the publisher sends " +
+        "(retransmissions included, so each dropped datagram ideally costs one retransmission); subscribers' NAKs " +
+        "are not dropped. Latency is over every update, so at ≥ 1 % loss the p99 is the recovery latency " +
+        "(gap noticed → NAK after 0–10 ms back-off → retransmission; updates behind a gap wait for it, " +
+        "in order). `irrecoverable` counts loss notices delivered to subscribers. NAKs / dropped is summed " +
+        "over all subscribers: ~1 means NAK suppression works, ~N means every subscriber NAKed."
+    )
+  }
+
+  // Fan-out
+  const fan = r.cases.filter((c) => c.scenario === "fanout")
+  if (fan.length > 0) {
+    const ns = [...new Set(fan.map((c) => c.subscribers))].sort((a, b) => a - b)
+    L.push("")
+    L.push("## Fan-out: 64 B updates offered at 20 000/s in bursts of 100, N subscribers")
+    L.push("")
+    L.push(
+      `| system | ${ns.map((n) => `N=${n} pub CPU/update | delivered/s (min sub)`).join(" | ")} | CPU N=${ns[ns.length - 1]} / N=${ns[0]} | server CPU/update |`
+    )
+    L.push(`| --- | ${ns.map(() => "---: | ---:").join(" | ")} | ---: | ---: |`)
+    for (const s of r.systems) {
+      const row = ns.map((n) => find(r, "fanout", s, (c) => c.subscribers === n))
+      const cpu = row.map((c) => c?.publisher?.cpuUsPerUpdate)
+      const server = row
+        .map((c) => c?.publisher?.serverCpuUsPerUpdate)
+        .filter((x): x is number => x !== undefined)
+        .map((x) => `${x.toFixed(1)}`)
+        .join(" / ")
+      L.push(
+        `| ${NAMES[s]} | ${row.map((c, i) => `${cpu[i] !== undefined ? `${cpu[i]!.toFixed(2)} µs` : "—"} | ${fmtRate(c?.minRatePerSubscriber)}`).join(" | ")} | ` +
+          `${fmtRatio(cpu[cpu.length - 1], cpu[0])} | ${server === "" ? "—" : `${server} µs`} |`
+      )
+    }
+    L.push("")
+    L.push(
+      "Publisher CPU is `process.cpuUsage()` (user + system) of the publisher process over the sending phase, per " +
+        "update sent. The brokers do the fan-out in the server process; its CPU per update (from /proc) is listed " +
+        "for N = " +
+        ns.join(" / ") +
+        "."
+    )
+  }
+
+  // Targets
+  L.push("")
+  L.push("## Targets (issues 4 and 6)")
+  L.push("")
+  L.push("| target | measured | met |")
+  L.push("| --- | --- | :---: |")
+  const t = (name: string, measured: string, ok: boolean | undefined) =>
+    L.push(`| ${name} | ${measured} | ${ok === undefined ? "n/a" : ok ? "yes" : "no"} |`)
+  const o64 = throughputOf(r, "ours", 64)
+  const n64 = throughputOf(r, "nats", 64)
+  const o1k = throughputOf(r, "ours", 1024)
+  const n1k = throughputOf(r, "nats", 1024)
+  const d1k = find(r, "throughput", "dgram", (c) => c.size === 1024)
+  const d1kDatagrams = d1k
+    ? (d1k.perSubscriber!.reduce((a, s) => a + s.datagramsIn, 0) /
+        d1k.perSubscriber!.length /
+        (d1k.publisher!.elapsedUs ?? 1)) *
+      1e6
+    : undefined
+  const has = (x: number | undefined) => x !== undefined && Number.isFinite(x)
+  t("64 B ≥ 1 000 000 updates/s per subscriber", fmtRate(o64), has(o64) ? o64! >= 1e6 : undefined)
+  t("64 B ≥ 4× NATS", fmtRatio(o64, n64), has(o64) && has(n64) ? o64! / n64! >= 4 : undefined)
+  t("1 KiB ≥ 1.0× NATS", fmtRatio(o1k, n1k), has(o1k) && has(n1k) ? o1k! / n1k! >= 1 : undefined)
+  t(
+    "1 KiB ≥ 1.0× raw dgram's datagram rate",
+    `${fmtRate(o1k)} vs ${fmtRate(d1kDatagrams)} datagrams/s: ${fmtRatio(o1k, d1kDatagrams)}`,
+    has(o1k) && has(d1kDatagrams) ? o1k! / d1kDatagrams! >= 1 : undefined
+  )
+  const ol = latencyOf(r, "ours", 1000)
+  const dl = latencyOf(r, "dgram", 1000)
+  t(
+    "latency at 1 000/s: p50 ≤ 1.2× raw dgram",
+    fmtRatio(ol?.p50, dl?.p50),
+    ol && dl ? ol.p50 / dl.p50 <= 1.2 : undefined
+  )
+  t(
+    "latency at 1 000/s: p99 ≤ 1.5× raw dgram",
+    fmtRatio(ol?.p99, dl?.p99),
+    ol && dl ? ol.p99 / dl.p99 <= 1.5 : undefined
+  )
+  const r20 = rec.find((c) => c.ok && c.sendLoss === 0.2 && c.subscribers === 8)
+  const r20p = r20?.publisher
+  t(
+    "20 % loss, N = 8: 100 % delivered",
+    r20 ? `${r20.deliveredPct!.toFixed(3)} %` : "—",
+    r20 ? r20.deliveredPct! >= 100 : undefined
+  )
+  t(
+    "20 % loss, N = 8: ≤ 1.2 retransmissions per lost datagram",
+    r20p ? fmtRatio(r20p.retransmissionsSent, r20p.simulatedSendDrops) : "—",
+    r20p ? (r20p.retransmissionsSent ?? 0) / (r20p.simulatedSendDrops ?? 1) <= 1.2 : undefined
+  )
+  const cpus = fan
+    .filter((c) => c.system === "ours" && c.ok)
+    .map((c) => c.publisher!.cpuUsPerUpdate!)
+    .filter(Number.isFinite)
+  const spread = cpus.length > 1 ? Math.max(...cpus) / Math.min(...cpus) : undefined
+  t(
+    "publisher CPU per update flat (±20 %) from N = 1 to N = 8",
+    cpus.length > 1 ? `${cpus.map((x) => x.toFixed(2)).join(" / ")} µs (max/min ${spread!.toFixed(2)}×)` : "—",
+    spread !== undefined ? cpus.every((x) => Math.abs(x / cpus[0] - 1) <= 0.2) : undefined
+  )
+  L.push("")
+  L.push("Charts: [throughput](throughput.svg), [latency](latency.svg). Raw figures: [results.json](results.json).")
+  L.push("")
+  return L.join("\n")
+}
+
+// ---- SVG ----------------------------------------------------------------------------------
+
+const esc = (s: string) => s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;")
+
+interface Group {
+  readonly label: string
+  readonly bars: ReadonlyArray<{ readonly system: System; readonly value: number | undefined; readonly text: string }>
+}
+
+/** A grouped bar chart on a log scale (the systems differ by orders of magnitude). */
+const barChart = (title: string, unit: string, groups: ReadonlyArray<Group>, systems: ReadonlyArray<System>) => {
+  const values = groups.flatMap((g) => g.bars.map((b) => b.value)).filter((v): v is number => v !== undefined && v > 0)
+  const lo = 10 ** Math.floor(Math.log10(Math.min(...values, 1e9)))
+  const hi = 10 ** Math.ceil(Math.log10(Math.max(...values, 1)))
+  const W = 860
+  const H = 420
+  const left = 70
+  const right = 190
+  const top = 40
+  const bottom = 50
+  const plotW = W - left - right
+  const plotH = H - top - bottom
+  const y = (v: number) => top + plotH - ((Math.log10(v) - Math.log10(lo)) / (Math.log10(hi) - Math.log10(lo))) * plotH
+  const s: Array<string> = []
+  s.push(
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`
+  )
+  s.push(`<rect width="${W}" height="${H}" fill="white"/>`)
+  s.push(
+    `<text x="${W / 2 - right / 2}" y="22" text-anchor="middle" font-size="15" font-weight="bold">${esc(title)}</text>`
+  )
+  for (let v = lo; v <= hi * 1.0001; v *= 10) {
+    s.push(`<line x1="${left}" x2="${left + plotW}" y1="${y(v)}" y2="${y(v)}" stroke="#e2e8f0"/>`)
+    s.push(`<text x="${left - 6}" y="${y(v) + 4}" text-anchor="end">${esc(fmtRate(v).replace(" ", ""))}</text>`)
+  }
+  s.push(
+    `<text x="16" y="${top + plotH / 2}" transform="rotate(-90 16 ${top + plotH / 2})" text-anchor="middle">${esc(unit)} (log scale)</text>`
+  )
+  const gw = plotW / Math.max(groups.length, 1)
+  groups.forEach((g, gi) => {
+    const bw = (gw * 0.8) / Math.max(g.bars.length, 1)
+    g.bars.forEach((b, bi) => {
+      const x = left + gi * gw + gw * 0.1 + bi * bw
+      if (b.value === undefined || !(b.value > 0)) {
+        s.push(`<text x="${x + bw / 2}" y="${top + plotH - 4}" text-anchor="middle" font-size="10">n/a</text>`)
+        return
+      }
+      s.push(
+        `<rect x="${x.toFixed(1)}" y="${y(b.value).toFixed(1)}" width="${(bw - 2).toFixed(1)}" height="${(top + plotH - y(b.value)).toFixed(1)}" fill="${COLORS[b.system]}"><title>${esc(`${NAMES[b.system]}: ${b.text}`)}</title></rect>`
+      )
+      if (bw >= 26)
+        s.push(
+          `<text x="${(x + bw / 2 - 1).toFixed(1)}" y="${(y(b.value) - 3).toFixed(1)}" text-anchor="middle" font-size="9">${esc(b.text)}</text>`
+        )
+    })
+    s.push(`<text x="${left + gi * gw + gw / 2}" y="${top + plotH + 18}" text-anchor="middle">${esc(g.label)}</text>`)
+  })
+  s.push(`<line x1="${left}" x2="${left + plotW}" y1="${top + plotH}" y2="${top + plotH}" stroke="black"/>`)
+  systems.forEach((sys, i) => {
+    s.push(`<rect x="${W - right + 15}" y="${top + i * 20}" width="12" height="12" fill="${COLORS[sys]}"/>`)
+    s.push(`<text x="${W - right + 32}" y="${top + i * 20 + 10}">${esc(NAMES[sys])}</text>`)
+  })
+  s.push("</svg>")
+  return s.join("\n") + "\n"
+}
+
+export const renderThroughputSvg = (r: Results): string =>
+  barChart(
+    "Throughput by message size (N = 2)",
+    "updates/s per subscriber",
+    [64, 1024, 65536].map((size) => ({
+      label: sizeLabel(size),
+      bars: r.systems.map((s) => {
+        const v = throughputOf(r, s, size)
+        return { system: s, value: v, text: fmtRate(v).replace(" ", "") }
+      })
+    })),
+    r.systems
+  )
+
+export const renderLatencySvg = (r: Results): string =>
+  barChart(
+    "One-way latency, 64 B (N = 2): p50 / p99 / p99.9",
+    "µs",
+    [1000, 10_000].flatMap((rate) =>
+      (["p50", "p99", "p999"] as const).map((p) => ({
+        label: `${rate / 1000}k/s ${p === "p999" ? "p99.9" : p}`,
+        bars: latencySystems(r).map((s) => {
+          const v = latencyOf(r, s, rate)?.[p]
+          return { system: s, value: v, text: fmtUs(v).replace(" ", "") }
+        })
+      }))
+    ),
+    latencySystems(r)
+  )

@@ -1,0 +1,535 @@
+/**
+ * One publisher or subscriber process of the benchmark suite (spawned by bench/run.ts).
+ *
+ *   node --import tsx bench/worker.ts '<WorkerArgs as JSON>'
+ *
+ * Protocol on stdio, one JSON object a line on stdout:
+ * - both roles print `{"ready":true}` once set up (a subscriber: once subscribed).
+ * - publisher: waits for `go` on stdin, runs the load, prints its result, then waits for `exit`
+ *   (it stays up meanwhile so that it still answers NAKs) and closes.
+ * - subscriber: counts what arrives; on `stop <sent>` it waits until it has `sent` distinct
+ *   messages or has been idle for `idleMs`, prints its result and exits.
+ *
+ * Every message carries its sequence number (u32 at 0) and its send time (f64 µs at 4) from
+ * `process.hrtime` — CLOCK_MONOTONIC, one time base for every process on the machine — so one-way
+ * latency is `receive time - send time` with no clock sync.
+ */
+import * as Dgram from "node:dgram"
+import { createRequire } from "node:module"
+import { createInterface } from "node:readline"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Layer from "effect/Layer"
+import * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
+import * as Distributor from "../src/Distributor.js"
+import * as Transport from "../src/Transport.js"
+
+/** `ours0`: effect-distributor with holdback off (`holdbackDelayMs: 0`), for the latency scenario. */
+export type System = "ours" | "ours0" | "dgram" | "zeromq" | "nats" | "redis"
+
+export interface WorkerArgs {
+  readonly role: "pub" | "sub"
+  readonly system: System
+  /** Message size in bytes (payload; for ours the topic comes on top). */
+  readonly size: number
+  /** Multicast group/port (ours, dgram) or the TCP port of the server / ZeroMQ publisher. */
+  readonly group: string
+  readonly port: number
+  /** publisher: "burst" sends as fast as it can; "paced" sends `rate` messages/s. */
+  readonly mode: "burst" | "paced"
+  readonly rate: number
+  readonly durationMs: number
+  /** burst: messages per batch; paced: 1 = one publish call per message, >1 = the due messages as one batch. */
+  readonly batch: number
+  /** subscriber: keep latency samples. */
+  readonly latency: boolean
+  /** subscriber: idle time after which it reports, once asked to stop. */
+  readonly idleMs: number
+  /** ours, publisher: fraction of the publisher's datagrams dropped before the socket (Transport.layerLossy). */
+  readonly sendLoss: number
+}
+
+const IFACE = "127.0.0.1"
+const RECV_BUFFER = 4 * 1024 * 1024
+const SEGMENT = 1400
+const TOPIC = "/bench/t"
+
+const nowUs = (): number => Number(process.hrtime.bigint()) / 1000
+
+/** Resolves once written: stdout to a pipe is asynchronous, and `process.exit` would cut a long line. */
+const out = (o: unknown) =>
+  new Promise<void>((resolve) => {
+    process.stdout.write(JSON.stringify(o) + "\n", () => resolve())
+  })
+
+// The peers' clients live in bench/peers/ (their own package.json); the suite passes the path, as
+// this file may run bundled from elsewhere.
+const peersRequire = createRequire(
+  process.env.BENCH_PEERS_DIR
+    ? `${process.env.BENCH_PEERS_DIR}/package.json`
+    : new URL("./peers/package.json", import.meta.url)
+)
+
+// ---- messages -----------------------------------------------------------------------------
+
+const makeMessage = (size: number, seq: number): Uint8Array => {
+  const buf = new Uint8Array(Math.max(size, 12))
+  const view = new DataView(buf.buffer)
+  view.setUint32(0, seq)
+  view.setFloat64(4, nowUs())
+  return buf
+}
+
+// ---- publishers ---------------------------------------------------------------------------
+
+interface Pub {
+  /** Send several messages (a burst); may resolve later (flow control of the client). */
+  readonly sendBatch: (messages: Array<Uint8Array>) => void | Promise<void>
+  readonly sendOne: (message: Uint8Array) => void | Promise<void>
+  readonly stats: () => Record<string, number>
+  readonly close: () => Promise<void>
+}
+
+const oursConfig = (a: WorkerArgs) => ({
+  group: a.group,
+  port: a.port,
+  interface: IFACE,
+  loopback: true,
+  recvBufferSize: RECV_BUFFER,
+  sendBufferSize: RECV_BUFFER,
+  ...(a.system === "ours0" ? { holdbackDelayMs: 0 } : {})
+})
+
+const oursPub = async (a: WorkerArgs): Promise<Pub> => {
+  const scope = Effect.runSync(Scope.make())
+  const transport =
+    a.sendLoss > 0
+      ? Transport.layerLossy({ sendLoss: a.sendLoss, seed: 42 }).pipe(Layer.provide(Transport.layerUdp))
+      : Transport.layerUdp
+  const { connection, publisher } = await Effect.runPromise(
+    Effect.gen(function* () {
+      const d = yield* Distributor.make({ application: "bench-pub", console: { enabled: false } })
+      const connection = yield* d.connection(oursConfig(a))
+      const publisher = yield* connection.publisher
+      return { connection, publisher }
+    }).pipe(Effect.provide(transport), Scope.extend(scope))
+  )
+  return {
+    sendBatch: (messages) => Effect.runSync(publisher.publishAll(messages.map((m) => [TOPIC, m] as const))),
+    sendOne: (message) => Effect.runSync(publisher.publish(TOPIC, message)),
+    stats: () => {
+      const s = Effect.runSync(connection.stats)
+      const drops = Transport.simulatedDrops(s.socket)
+      return {
+        datagramsOut: s.datagramsOut,
+        updatesOut: s.updatesOut,
+        naksReceived: s.naksReceived,
+        retransmissionsSent: s.retransmissionsSent,
+        simulatedSendDrops: drops?.send ?? 0,
+        sendErrors: s.socket.sendErrors
+      }
+    },
+    close: () => Effect.runPromise(Scope.close(scope, Exit.void))
+  }
+}
+
+const dgramPub = async (a: WorkerArgs): Promise<Pub> => {
+  const socket = Dgram.createSocket({ type: "udp4" })
+  await new Promise<void>((resolve) => socket.bind({ port: 0, address: IFACE }, resolve))
+  socket.setMulticastInterface(IFACE)
+  socket.setMulticastLoopback(true)
+  socket.setMulticastTTL(1)
+  socket.setSendBufferSize(RECV_BUFFER)
+  await new Promise<void>((resolve) => socket.connect(a.port, a.group, () => resolve()))
+  let datagrams = 0
+  // One message per datagram; a message bigger than a segment is cut into SEGMENT-byte
+  // datagrams by hand (8-byte header: message seq, fragment index, fragment count) — no recovery.
+  const sendOne = (m: Uint8Array) => {
+    if (m.length + 8 <= SEGMENT) {
+      datagrams++
+      socket.send(m)
+      return
+    }
+    const chunk = SEGMENT - 8
+    const count = Math.ceil(m.length / chunk)
+    const seq = new DataView(m.buffer, m.byteOffset).getUint32(0)
+    for (let i = 0; i < count; i++) {
+      const part = m.subarray(i * chunk, (i + 1) * chunk)
+      const d = new Uint8Array(8 + part.length)
+      const v = new DataView(d.buffer)
+      v.setUint32(0, seq)
+      v.setUint16(4, i)
+      v.setUint16(6, count)
+      d.set(part, 8)
+      datagrams++
+      socket.send(d)
+    }
+  }
+  return {
+    sendBatch: (messages) => {
+      for (const m of messages) sendOne(m)
+    },
+    sendOne,
+    stats: () => ({ datagramsOut: datagrams }),
+    close: () => new Promise((resolve) => socket.close(() => resolve()))
+  }
+}
+
+const zeromqPub = async (a: WorkerArgs): Promise<Pub> => {
+  const zmq = peersRequire("zeromq")
+  const sock = new zmq.Publisher({ sendHighWaterMark: 100_000, linger: 0 })
+  await sock.bind(`tcp://127.0.0.1:${a.port}`)
+  return {
+    // zeromq v6 allows one send in flight per socket.
+    sendBatch: async (messages) => {
+      for (const m of messages) await sock.send(m)
+    },
+    sendOne: (m) => sock.send(m),
+    stats: () => ({}),
+    close: async () => sock.close()
+  }
+}
+
+const natsPub = async (a: WorkerArgs): Promise<Pub> => {
+  const nats = peersRequire("nats")
+  const nc = await nats.connect({ servers: `127.0.0.1:${a.port}` })
+  return {
+    // Flow control: a round trip to the server after each burst.
+    sendBatch: async (messages) => {
+      for (const m of messages) nc.publish("bench.t", m)
+      await nc.flush()
+    },
+    sendOne: (m) => nc.publish("bench.t", m),
+    stats: () => ({}),
+    close: async () => {
+      await nc.flush()
+      await nc.close()
+    }
+  }
+}
+
+const redisPub = async (a: WorkerArgs): Promise<Pub> => {
+  const Redis = peersRequire("ioredis")
+  const r = new Redis({ host: "127.0.0.1", port: a.port, commandTimeout: undefined, maxRetriesPerRequest: null })
+  await r.ping()
+  return {
+    // One pipeline per burst: its reply is the flow control.
+    sendBatch: async (messages) => {
+      const p = r.pipeline()
+      for (const m of messages) p.publish("bench", Buffer.from(m.buffer, m.byteOffset, m.byteLength))
+      await p.exec()
+    },
+    sendOne: (m) => {
+      r.publish("bench", Buffer.from(m.buffer, m.byteOffset, m.byteLength)).catch(() => {})
+    },
+    stats: () => ({}),
+    close: async () => {
+      await r.quit()
+    }
+  }
+}
+
+// ---- subscribers --------------------------------------------------------------------------
+
+interface Sub {
+  readonly stats: () => Record<string, number>
+  readonly close: () => Promise<void>
+}
+
+type OnMessage = (seq: number, sentAt: number) => void
+
+const header = (m: Uint8Array): [number, number] => {
+  const v = new DataView(m.buffer, m.byteOffset, m.byteLength)
+  return [v.getUint32(0), v.getFloat64(4)]
+}
+
+const oursSub = async (a: WorkerArgs, on: OnMessage): Promise<Sub> => {
+  const scope = Effect.runSync(Scope.make())
+  let losses = 0
+  const connection = await Effect.runPromise(
+    Effect.gen(function* () {
+      const d = yield* Distributor.make({ application: "bench-sub", console: { enabled: false } })
+      const connection = yield* d.connection(oursConfig(a))
+      const stream = yield* connection.subscribeScoped("/bench/...", { onLoss: "notify", bufferSize: 1 << 20 })
+      yield* Effect.forkIn(
+        Stream.runForEachChunk(stream, (chunk) =>
+          Effect.sync(() => {
+            for (const item of chunk) {
+              if ("payload" in item) {
+                const [seq, t] = header(item.payload)
+                on(seq, t)
+              } else losses++
+            }
+          })
+        ),
+        scope
+      )
+      return connection
+    }).pipe(Effect.provide(Transport.layerUdp), Scope.extend(scope))
+  )
+  return {
+    stats: () => {
+      const s = Effect.runSync(connection.stats)
+      if (process.env.BENCH_TRACE)
+        process.stderr.write(
+          `sub sessions: ${JSON.stringify(s.remoteSessions, (_k, v) => (typeof v === "bigint" ? String(v) : v))}\n`
+        )
+      return {
+        datagramsIn: s.datagramsIn,
+        updatesIn: s.updatesIn,
+        decodeErrors: s.decodeErrors,
+        remoteSessions: s.remoteSessions.length,
+        naksSent: s.naksSent,
+        retransmissionsReceived: s.retransmissionsReceived,
+        duplicates: s.duplicates,
+        lossEvents: s.lossEvents,
+        lostSegments: s.lostSegments,
+        lossNotices: losses,
+        queueDrops: s.socket.queueDrops,
+        kernelReceiveBufferErrors: s.kernelReceiveBufferErrors ?? -1
+      }
+    },
+    close: () => Effect.runPromise(Scope.close(scope, Exit.void))
+  }
+}
+
+const dgramSub = async (a: WorkerArgs, on: OnMessage): Promise<Sub> => {
+  const socket = Dgram.createSocket({ type: "udp4", reuseAddr: true })
+  await new Promise<void>((resolve) => socket.bind({ port: a.port, address: a.group }, resolve))
+  socket.addMembership(a.group, IFACE)
+  socket.setRecvBufferSize(RECV_BUFFER)
+  let datagrams = 0
+  const fragmented = a.size + 8 > SEGMENT
+  // Reassembly of hand-segmented messages: a message counts when every fragment arrived.
+  let curSeq = -1
+  let curSent = 0
+  let curFrags = 0
+  socket.on("message", (m) => {
+    datagrams++
+    if (!fragmented) {
+      const [seq, t] = header(m)
+      on(seq, t)
+      return
+    }
+    const seq = m.readUInt32BE(0)
+    const index = m.readUInt16BE(4)
+    const count = m.readUInt16BE(6)
+    if (seq !== curSeq) {
+      curSeq = seq
+      curFrags = 0
+    }
+    if (index === 0) curSent = m.readDoubleBE(12)
+    curFrags++
+    if (index === count - 1 && curFrags === count) on(seq, curSent)
+  })
+  return {
+    stats: () => ({ datagramsIn: datagrams }),
+    close: () => new Promise((resolve) => socket.close(() => resolve()))
+  }
+}
+
+const zeromqSub = async (a: WorkerArgs, on: OnMessage): Promise<Sub> => {
+  const zmq = peersRequire("zeromq")
+  const sock = new zmq.Subscriber({ receiveHighWaterMark: 100_000, linger: 0 })
+  sock.connect(`tcp://127.0.0.1:${a.port}`)
+  sock.subscribe()
+  void (async () => {
+    try {
+      for await (const [m] of sock) {
+        const [seq, t] = header(m)
+        on(seq, t)
+      }
+    } catch {
+      // closed
+    }
+  })()
+  return { stats: () => ({}), close: async () => sock.close() }
+}
+
+const natsSub = async (a: WorkerArgs, on: OnMessage): Promise<Sub> => {
+  const nats = peersRequire("nats")
+  const nc = await nats.connect({ servers: `127.0.0.1:${a.port}` })
+  nc.subscribe("bench.t", {
+    callback: (_err: unknown, msg: { data: Uint8Array }) => {
+      const [seq, t] = header(msg.data)
+      on(seq, t)
+    }
+  })
+  await nc.flush()
+  return { stats: () => ({}), close: () => nc.close() }
+}
+
+const redisSub = async (a: WorkerArgs, on: OnMessage): Promise<Sub> => {
+  const Redis = peersRequire("ioredis")
+  const r = new Redis({ host: "127.0.0.1", port: a.port, commandTimeout: undefined, maxRetriesPerRequest: null })
+  r.on("messageBuffer", (_channel: Buffer, m: Buffer) => {
+    const [seq, t] = header(m)
+    on(seq, t)
+  })
+  await r.subscribe("bench")
+  return {
+    stats: () => ({}),
+    close: async () => {
+      r.disconnect()
+    }
+  }
+}
+
+// ---- roles --------------------------------------------------------------------------------
+
+const lines = () => {
+  const waiting: Array<(line: string) => void> = []
+  const queued: Array<string> = []
+  createInterface({ input: process.stdin })
+    .on("line", (l) => {
+      const w = waiting.shift()
+      if (w) w(l)
+      else queued.push(l)
+    })
+    // The suite went away: never linger (a stray publisher would disturb the next runs).
+    .on("close", () => process.exit(2))
+  return () => new Promise<string>((resolve) => (queued.length > 0 ? resolve(queued.shift()!) : waiting.push(resolve)))
+}
+
+const tick = () => new Promise<void>((resolve) => setImmediate(resolve))
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
+
+const publish = async (a: WorkerArgs, p: Pub) => {
+  let seq = 0
+  const cpu0 = process.cpuUsage()
+  const t0 = nowUs()
+  const end = t0 + a.durationMs * 1000
+  if (a.mode === "burst") {
+    let inSend = 0
+    let iterations = 0
+    while (nowUs() < end) {
+      const batch: Array<Uint8Array> = []
+      for (let i = 0; i < a.batch; i++) batch.push(makeMessage(a.size, seq++))
+      const s0 = nowUs()
+      await p.sendBatch(batch)
+      inSend += nowUs() - s0
+      iterations++
+      // Let the event loop in: socket callbacks, timers, NAKs.
+      await tick()
+    }
+    if (process.env.BENCH_TRACE)
+      process.stderr.write(`pub: ${iterations} bursts, ${Math.round(inSend / 1000)} ms sending\n`)
+  } else {
+    const interval = 1e6 / a.rate
+    const total = Math.floor((a.rate * a.durationMs) / 1000)
+    let next = t0
+    while (seq < total) {
+      const t = nowUs()
+      if (a.batch > 1) {
+        const batch: Array<Uint8Array> = []
+        while (next <= t && seq < total) {
+          batch.push(makeMessage(a.size, seq++))
+          next += interval
+        }
+        if (batch.length > 0) await p.sendBatch(batch)
+      } else {
+        while (next <= t && seq < total) {
+          const r = p.sendOne(makeMessage(a.size, seq++))
+          if (r !== undefined) await r
+          next += interval
+        }
+      }
+      const wait = (next - nowUs()) / 1000
+      // Timers are ~1 ms coarse: sleep when the next send is far, else just let the loop in.
+      if (wait >= 1.5) await sleep(Math.floor(wait - 0.5))
+      else await tick()
+    }
+  }
+  const elapsedUs = nowUs() - t0
+  const cpu = process.cpuUsage(cpu0)
+  return { sent: seq, elapsedUs, cpuUs: cpu.user + cpu.system, ...p.stats() }
+}
+
+const runPub = async (a: WorkerArgs) => {
+  const open = { ours: oursPub, ours0: oursPub, dgram: dgramPub, zeromq: zeromqPub, nats: natsPub, redis: redisPub }[
+    a.system
+  ]
+  const p = await open(a)
+  const next = lines()
+  await out({ ready: true })
+  while ((await next()) !== "go") {}
+  await out({ result: await publish(a, p) })
+  while ((await next()) !== "exit") {}
+  // Final stats (NAKs answered after the load ended included).
+  await out({ final: p.stats() })
+  await p.close()
+}
+
+const runSub = async (a: WorkerArgs) => {
+  let received = 0
+  let duplicates = 0
+  let first = 0
+  let last = 0
+  let seen = new Uint8Array(1 << 16)
+  let distinct = 0
+  let samples = new Float64Array(a.latency ? 1 << 16 : 0)
+  let nSamples = 0
+  const on: OnMessage = (seq, sentAt) => {
+    const t = nowUs()
+    if (received === 0) first = t
+    last = t
+    received++
+    if (seq >= seen.length) {
+      const grown = new Uint8Array(Math.max(seen.length * 2, seq + 1))
+      grown.set(seen)
+      seen = grown
+    }
+    if (seen[seq] === 1) {
+      duplicates++
+      return
+    }
+    seen[seq] = 1
+    distinct++
+    if (a.latency) {
+      if (nSamples === samples.length) {
+        const grown = new Float64Array(samples.length * 2)
+        grown.set(samples)
+        samples = grown
+      }
+      samples[nSamples++] = t - sentAt
+    }
+  }
+  const open = { ours: oursSub, ours0: oursSub, dgram: dgramSub, zeromq: zeromqSub, nats: natsSub, redis: redisSub }[
+    a.system
+  ]
+  const s = await open(a, on)
+  const next = lines()
+  await out({ ready: true })
+  let line = await next()
+  while (!line.startsWith("stop")) line = await next()
+  const sent = Number(line.split(" ")[1] ?? "0")
+  // Wait for the tail (brokers' backlogs, NAK recovery) until everything arrived or it went quiet.
+  const deadline = Date.now() + 20_000
+  while (distinct < sent && Date.now() < deadline) {
+    const before = received
+    await sleep(a.idleMs)
+    if (received === before) break
+  }
+  await out({
+    result: {
+      received,
+      distinct,
+      duplicates,
+      firstUs: first,
+      lastUs: last,
+      latencyUs: Array.from(samples.subarray(0, nSamples), (x) => Math.round(x * 10) / 10),
+      ...s.stats()
+    }
+  })
+  await s.close()
+}
+
+const args = JSON.parse(process.argv[2] ?? "{}") as WorkerArgs
+;(args.role === "pub" ? runPub(args) : runSub(args)).then(
+  () => process.exit(0),
+  (err) => {
+    process.stderr.write(`worker ${args.role}/${args.system}: ${err instanceof Error ? err.stack : String(err)}\n`)
+    process.exit(1)
+  }
+)
