@@ -297,6 +297,9 @@ const run = (o: DemoOptions) =>
                   }
                 }
                 const lost = summary.subscribers.reduce((n, s) => n + s.missing, 0)
+                if (!interrupted && !summary.drained) {
+                  lines.push(`The subscribers had not caught up ${o.drain / 1000} s after publishing ended (--drain).`)
+                }
                 lines.push(
                   !summary.ok
                     ? `FAILED: ${fmtInt(summary.unreportedMissing)} update(s) went missing without a reported loss, or ` +
