@@ -311,6 +311,7 @@ const runCase = async (c: Case): Promise<CaseResult> => {
       distinct: r.distinct,
       duplicates: r.duplicates,
       rate: r.distinct > 1 ? ((r.distinct - 1) / (r.lastUs - r.firstUs)) * 1e6 : 0,
+      cpuUsPerUpdate: r.received > 0 ? r.cpuUs / r.received : 0,
       naksSent: r.naksSent,
       retransmissionsReceived: r.retransmissionsReceived,
       lossNotices: r.lossNotices,

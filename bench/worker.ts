@@ -501,6 +501,7 @@ const runSub = async (a: WorkerArgs) => {
   const s = await open(a, on)
   const next = lines()
   await out({ ready: true })
+  const cpu0 = process.cpuUsage()
   let line = await next()
   while (!line.startsWith("stop")) line = await next()
   const sent = Number(line.split(" ")[1] ?? "0")
@@ -511,8 +512,10 @@ const runSub = async (a: WorkerArgs) => {
     await sleep(a.idleMs)
     if (received === before) break
   }
+  const cpu = process.cpuUsage(cpu0)
   await out({
     result: {
+      cpuUs: cpu.user + cpu.system,
       received,
       distinct,
       duplicates,
