@@ -289,7 +289,9 @@ export const make = (
       wake.unsafeClose()
       return deadline === Number.POSITIVE_INFINITY
         ? wake.await
-        : Effect.raceFirst(Clock.sleep(deadline - t), wake.await)
+        : // Whole milliseconds, rounded up: a fractional sleep can wake a hair before the deadline
+          // (TestClock keeps nanoseconds), and the loop would spin on sleeps of zero.
+          Effect.raceFirst(Clock.sleep(Math.ceil(deadline - t)), wake.await)
     })
 
     yield* Effect.forkIn(receiveLoop, scope)
