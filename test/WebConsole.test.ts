@@ -179,16 +179,24 @@ describe("WebConsole over a live Distributor", () => {
         expect(metrics.body).toContain("# HELP distributor_naks_received_total ")
         expect(metrics.body).toContain("# TYPE distributor_naks_received_total counter")
         const samples = parseExposition(metrics.body)
-        // Both Distributors of this process share the counter of their (same) connection key.
-        expect(samples.get(`distributor_updates_out_total{connection="${key}"}`)).toBe(2 * n)
-        expect(samples.get(`distributor_retransmissions_sent_total{connection="${key}"}`)).toBeGreaterThan(0)
+        // Both Distributors of this process use the same connection key; the application label keeps
+        // their counters apart.
+        const sample = (name: string, application: string) =>
+          samples.get(`${name}{connection="${key}",application="${application}"}`)
+        expect(sample("distributor_updates_out_total", "console-a")).toBe(n)
+        expect(sample("distributor_updates_out_total", "console-b")).toBe(n)
+        expect(
+          (sample("distributor_retransmissions_sent_total", "console-a") ?? 0) +
+            (sample("distributor_retransmissions_sent_total", "console-b") ?? 0)
+        ).toBeGreaterThan(0)
         // What any Effect metrics exporter reads: the same counter in Effect's metric registry.
         const pair = (yield* Metric.snapshot).find(
           (p) =>
             p.metricKey.name === "distributor_updates_out_total" &&
-            p.metricKey.tags.some((t) => t.key === "connection" && t.value === key)
+            p.metricKey.tags.some((t) => t.key === "connection" && t.value === key) &&
+            p.metricKey.tags.some((t) => t.key === "application" && t.value === "console-a")
         )
-        expect(pair !== undefined && MetricState.isCounterState(pair.metricState) && pair.metricState.count).toBe(2 * n)
+        expect(pair !== undefined && MetricState.isCounterState(pair.metricState) && pair.metricState.count).toBe(n)
         // The shell's own counters are metrics too, exported from the start even while zero.
         for (const name of [
           "subscriber_overflows",
@@ -199,7 +207,7 @@ describe("WebConsole over a live Distributor", () => {
           "out_of_window",
           "loss_events"
         ]) {
-          expect(samples.get(`distributor_${name}_total{connection="${key}"}`), name).toBe(0)
+          expect(sample(`distributor_${name}_total`, "console-a"), name).toBe(0)
         }
 
         // ---- the page and health
@@ -279,10 +287,12 @@ describe("WebConsole over a live Distributor", () => {
         expect(remote?.delivered).toBe(delivered)
 
         const samples = parseExposition((yield* get(`${url}metrics`)).body)
-        expect(samples.get(`distributor_loss_events_total{connection="${lossKey}"}`)).toBe(1)
-        expect(samples.get(`distributor_lost_segments_total{connection="${lossKey}"}`)).toBe(3)
+        const sample = (name: string, application: string) =>
+          samples.get(`${name}{connection="${lossKey}",application="${application}"}`)
+        expect(sample("distributor_loss_events_total", "loss-a")).toBe(1)
+        expect(sample("distributor_lost_segments_total", "loss-a")).toBe(3)
         // b answered every NAK of a with "lost".
-        expect(samples.get(`distributor_lost_packets_sent_total{connection="${lossKey}"}`)).toBeGreaterThan(0)
+        expect(sample("distributor_lost_packets_sent_total", "loss-b")).toBeGreaterThan(0)
       }).pipe(
         Effect.provide(
           Transport.layerMemory({

@@ -299,7 +299,7 @@ export const make = (
 
     // ---- metrics -----------------------------------------------------------------------------
 
-    const metrics = metricsFor(key)
+    const metrics = metricsFor(key, options.distributor.application)
     const syncMetrics = Effect.suspend(() => {
       const { queueDrops, sendErrors } = socket.stats()
       return metrics.update({ ...endpoint.stats, ...counters, queueDrops, sendErrors })

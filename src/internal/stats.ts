@@ -52,12 +52,19 @@ export interface ConnectionMetrics {
   readonly update: (stats: MetricSource) => Effect.Effect<void>
 }
 
-export const metricsFor = (connection: string): ConnectionMetrics => {
+/**
+ * Tagged by connection and application: several Distributors in one process (a demo, a test) may
+ * open the same group:port, and their counters must not add up.
+ */
+export const metricsFor = (connection: string, application: string): ConnectionMetrics => {
   const counters = names.map(
     ([field, name, description]) =>
       [
         field,
-        Metric.counter(name, { description, incremental: true }).pipe(Metric.tagged("connection", connection))
+        Metric.counter(name, { description, incremental: true }).pipe(
+          Metric.tagged("connection", connection),
+          Metric.tagged("application", application)
+        )
       ] as const
   )
   const last: Record<string, number> = {}
