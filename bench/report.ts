@@ -340,14 +340,20 @@ interface Group {
 }
 
 /** A grouped bar chart on a log scale (the systems differ by orders of magnitude). */
-const barChart = (title: string, unit: string, groups: ReadonlyArray<Group>, systems: ReadonlyArray<System>) => {
+const barChart = (
+  title: string,
+  unit: string,
+  groups: ReadonlyArray<Group>,
+  systems: ReadonlyArray<System>,
+  tick: (v: number) => string
+) => {
   const values = groups.flatMap((g) => g.bars.map((b) => b.value)).filter((v): v is number => v !== undefined && v > 0)
   const lo = 10 ** Math.floor(Math.log10(Math.min(...values, 1e9)))
   const hi = 10 ** Math.ceil(Math.log10(Math.max(...values, 1)))
-  const W = 860
+  const W = 940
   const H = 420
   const left = 70
-  const right = 190
+  const right = 270
   const top = 40
   const bottom = 50
   const plotW = W - left - right
@@ -363,7 +369,7 @@ const barChart = (title: string, unit: string, groups: ReadonlyArray<Group>, sys
   )
   for (let v = lo; v <= hi * 1.0001; v *= 10) {
     s.push(`<line x1="${left}" x2="${left + plotW}" y1="${y(v)}" y2="${y(v)}" stroke="#e2e8f0"/>`)
-    s.push(`<text x="${left - 6}" y="${y(v) + 4}" text-anchor="end">${esc(fmtRate(v).replace(" ", ""))}</text>`)
+    s.push(`<text x="${left - 6}" y="${y(v) + 4}" text-anchor="end">${esc(tick(v))}</text>`)
   }
   s.push(
     `<text x="16" y="${top + plotH / 2}" transform="rotate(-90 16 ${top + plotH / 2})" text-anchor="middle">${esc(unit)} (log scale)</text>`
@@ -407,13 +413,14 @@ export const renderThroughputSvg = (r: Results): string =>
         return { system: s, value: v, text: fmtRate(v).replace(" ", "") }
       })
     })),
-    r.systems
+    r.systems,
+    (v) => fmtRate(v).replace(" ", "")
   )
 
 export const renderLatencySvg = (r: Results): string =>
   barChart(
     "One-way latency, 64 B (N = 2): p50 / p99 / p99.9",
-    "µs",
+    "one-way latency",
     [1000, 10_000].flatMap((rate) =>
       (["p50", "p99", "p999"] as const).map((p) => ({
         label: `${rate / 1000}k/s ${p === "p999" ? "p99.9" : p}`,
@@ -423,5 +430,6 @@ export const renderLatencySvg = (r: Results): string =>
         })
       }))
     ),
-    latencySystems(r)
+    latencySystems(r),
+    (v) => (v >= 1e6 ? `${v / 1e6} s` : v >= 1000 ? `${v / 1000} ms` : `${v} µs`)
   )

@@ -422,12 +422,14 @@ const publish = async (a: WorkerArgs, p: Pub) => {
     while (seq < total) {
       const t = nowUs()
       if (a.batch > 1) {
-        const batch: Array<Uint8Array> = []
+        // Always whole batches of `batch` messages (late ones catch up as more whole batches), so
+        // the packing is the same however busy the machine is.
         while (next <= t && seq < total) {
-          batch.push(makeMessage(a.size, seq++))
-          next += interval
+          const batch: Array<Uint8Array> = []
+          for (let i = 0; i < a.batch && seq < total; i++) batch.push(makeMessage(a.size, seq++))
+          await p.sendBatch(batch)
+          next += interval * a.batch
         }
-        if (batch.length > 0) await p.sendBatch(batch)
       } else {
         while (next <= t && seq < total) {
           const r = p.sendOne(makeMessage(a.size, seq++))
