@@ -17,7 +17,6 @@ import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
-import * as Schedule from "effect/Schedule"
 import * as Stream from "effect/Stream"
 import type * as Connection from "../Connection.js"
 import * as Distributor from "../Distributor.js"
@@ -29,7 +28,7 @@ import { ExitCode, exitCodesHelp, fmtInt, fmtMs, Reporter } from "./internal/out
 import { preciseNow } from "./internal/payload.js"
 import { transportLayer } from "./internal/transport.js"
 import { Verifier } from "./internal/verify.js"
-import { linger, type PubState, publishLoop, sendEndMarkers } from "./pub.js"
+import { linger, makePubState, publishLoop, sendEndMarkers } from "./pub.js"
 
 const PATTERN = "/demo/..."
 
@@ -62,17 +61,7 @@ const run = (o: DemoOptions) =>
     const topics = Array.from({ length: o.topics }, (_, i) => `/demo/${i}`)
     const config = { group: o.group, port: o.port, interface: "127.0.0.1", loopback: true }
     const key = `${o.group}:${o.port}`
-    const state: PubState = {
-      session: undefined,
-      published: 0,
-      bytes: 0,
-      endMarkers: 0,
-      startedAt: Date.now(),
-      firstSentAt: 0,
-      finishedAt: 0,
-      perTopic: new Map(),
-      stats: undefined
-    }
+    const state = makePubState()
     let source: Connection.Source | undefined
     let consoleUrl: string | undefined
     let drained = false
@@ -164,15 +153,7 @@ const run = (o: DemoOptions) =>
         )
         return fields
       })
-      yield* Effect.forkScoped(Effect.repeat(progress, Schedule.spaced("250 millis")))
-      if (o.jsonLines) {
-        yield* Effect.forkScoped(
-          Effect.repeat(
-            Effect.flatMap(progress, (f) => Effect.sync(() => reporter.progressJson(f))),
-            Schedule.spaced("1 second")
-          )
-        )
-      }
+      yield* reporter.forkProgress(progress, "250 millis")
 
       yield* Effect.scoped(
         Effect.gen(function* () {

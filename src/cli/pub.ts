@@ -12,7 +12,6 @@ import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
-import * as Schedule from "effect/Schedule"
 import type * as Connection from "../Connection.js"
 import * as Distributor from "../Distributor.js"
 import type { InvalidTopic } from "../DistributorError.js"
@@ -75,6 +74,18 @@ export interface PubState {
   readonly perTopic: Map<string, number>
   stats: Effect.Effect<Connection.ConnectionStats> | undefined
 }
+
+export const makePubState = (): PubState => ({
+  session: undefined,
+  published: 0,
+  bytes: 0,
+  endMarkers: 0,
+  startedAt: Date.now(),
+  firstSentAt: 0,
+  finishedAt: 0,
+  perTopic: new Map(),
+  stats: undefined
+})
 
 /**
  * The publishing loop: paced to `rate` updates/s (0 = as fast as possible), round-robin over the
@@ -193,17 +204,7 @@ const run = (o: PubOptions) =>
   Effect.gen(function* () {
     const reporter = new Reporter("pub", o)
     const topics = yield* topicList(o)
-    const state: PubState = {
-      session: undefined,
-      published: 0,
-      bytes: 0,
-      endMarkers: 0,
-      startedAt: Date.now(),
-      firstSentAt: 0,
-      finishedAt: 0,
-      perTopic: new Map(),
-      stats: undefined
-    }
+    const state = makePubState()
     let key = `${o.group}:${o.port}`
     let connectionClosed = false
 
@@ -259,15 +260,7 @@ const run = (o: PubOptions) =>
             )
             return fields
           })
-          yield* Effect.forkScoped(Effect.repeat(progress, Schedule.spaced("250 millis")))
-          if (o.jsonLines) {
-            yield* Effect.forkScoped(
-              Effect.repeat(
-                Effect.flatMap(progress, (f) => Effect.sync(() => reporter.progressJson(f))),
-                Schedule.spaced("1 second")
-              )
-            )
-          }
+          yield* reporter.forkProgress(progress, "250 millis")
           state.startedAt = Date.now()
           yield* publishLoop(
             publisher,

@@ -13,7 +13,6 @@ import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
-import * as Schedule from "effect/Schedule"
 import * as Stream from "effect/Stream"
 import type * as Connection from "../Connection.js"
 import * as Distributor from "../Distributor.js"
@@ -189,15 +188,7 @@ const run = (o: SubOptions) =>
         )
         return fields
       })
-      yield* Effect.forkScoped(Effect.repeat(progress, Schedule.spaced("50 millis")))
-      if (o.jsonLines) {
-        yield* Effect.forkScoped(
-          Effect.repeat(
-            Effect.flatMap(progress, (f) => Effect.sync(() => reporter.progressJson(f))),
-            Schedule.spaced("1 second")
-          )
-        )
-      }
+      yield* reporter.forkProgress(progress, "50 millis")
       const all = Effect.as(Effect.all(consumers, { concurrency: "unbounded", discard: true }), "ended" as const)
       const timer = Option.isSome(o.duration)
         ? Effect.as(Effect.sleep(o.duration.value), "duration" as const)

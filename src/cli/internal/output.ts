@@ -5,6 +5,10 @@
  * process exits right after.
  */
 
+import * as Effect from "effect/Effect"
+import * as Schedule from "effect/Schedule"
+import type * as Scope from "effect/Scope"
+
 /** Process exit codes of every command (also in the README and in `--help`). */
 export const ExitCode = {
   /** Done; everything received was verified (reported losses allowed with `--on-loss report`). */
@@ -87,6 +91,25 @@ export class Reporter {
   /** A progress JSON line (with `--json-lines`); separate so it can be rate-limited by the caller. */
   progressJson(fields: Record<string, unknown>): void {
     this.event("progress", fields)
+  }
+
+  /**
+   * Run `progress` (which draws the progress line and returns its fields) every `every` in the
+   * scope, and with `--json-lines` also emit its fields as a JSON line once a second.
+   */
+  forkProgress<A extends Record<string, unknown>, E, R>(
+    progress: Effect.Effect<A, E, R>,
+    every: string & `${number} millis`
+  ): Effect.Effect<void, never, R | Scope.Scope> {
+    const draw = Effect.forkScoped(Effect.repeat(progress, Schedule.spaced(every)))
+    if (!this.options.jsonLines) return Effect.asVoid(draw)
+    const lines = Effect.forkScoped(
+      Effect.repeat(
+        Effect.flatMap(progress, (f) => Effect.sync(() => this.progressJson(f))),
+        Schedule.spaced("1 second")
+      )
+    )
+    return Effect.asVoid(Effect.zipRight(draw, lines))
   }
 
   summary(summary: Record<string, unknown>, lines: ReadonlyArray<string>): void {
