@@ -35,6 +35,8 @@ const make = (overrides: Partial<EngineConfig> = {}, seed = "receiver") => {
 /** A remote session crafting its datagrams. */
 class Remote {
   readonly source: Source
+  /** Sets the fresh flag on the Data, Heartbeat and Announce packets crafted from now on. */
+  fresh = false
   constructor(sessionId: bigint, senderIndex = 0, host = "remote-host", application = "remote-app") {
     this.source = { sessionId, senderIndex, host, application }
   }
@@ -43,6 +45,7 @@ class Remote {
       kind: PacketKind.Data,
       source: this.source,
       retransmission,
+      fresh: this.fresh,
       seq,
       body: { fragment: Fragment.None, updates: topics.map((topic) => ({ topic, payload: Uint8Array.of(seq & 0xff) })) }
     })
@@ -52,6 +55,7 @@ class Remote {
       kind: PacketKind.Data,
       source: this.source,
       retransmission: false,
+      fresh: this.fresh,
       seq,
       body: { fragment: Fragment.First, topic, totalLength, chunk }
     })
@@ -61,15 +65,28 @@ class Remote {
       kind: PacketKind.Data,
       source: this.source,
       retransmission: false,
+      fresh: this.fresh,
       seq,
       body: { fragment, chunk }
     })
   }
   heartbeat(highestSeq: number, oldestCached: number): Uint8Array {
-    return encodePacket({ kind: PacketKind.Heartbeat, source: this.source, highestSeq, oldestCached })
+    return encodePacket({
+      kind: PacketKind.Heartbeat,
+      source: this.source,
+      highestSeq,
+      oldestCached,
+      fresh: this.fresh
+    })
   }
   announce(highestSeq = 0): Uint8Array {
-    return encodePacket({ kind: PacketKind.Announce, source: this.source, highestSeq, startedAt: 0 })
+    return encodePacket({
+      kind: PacketKind.Announce,
+      source: this.source,
+      highestSeq,
+      startedAt: 0,
+      fresh: this.fresh
+    })
   }
   goodbye(highestSeq: number): Uint8Array {
     return encodePacket({ kind: PacketKind.Goodbye, source: this.source, highestSeq })
@@ -186,6 +203,164 @@ describe("engine receiver", () => {
     expect(endpoint.stats.duplicates).toBe(4)
     expect(endpoint.stats.updatesIn).toBe(10)
     expect(endpoint.remoteSessions()[0]).toMatchObject({ state: "active", highestSeq: 5, delivered: 10, duplicates: 4 })
+  })
+
+  describe('fresh sessions (docs/PROTOCOL.md "Fresh sessions")', () => {
+    // testConfig: freshWindowMs = max(1000, 2 · 1000) = 2000 ms, + 100 ms margin: an endpoint opened
+    // at 0 synchronises fresh sessions at 1 from t = 2100 on.
+    const OLD = 5000
+    const freshRemote = (id: bigint, senderIndex = 0): Remote => {
+      const r = new Remote(id, senderIndex)
+      r.fresh = true
+      return r
+    }
+
+    it("an endpoint listening before the session started syncs at 1 and repairs the lost head", () => {
+      const { endpoint, sink } = make()
+      const F = freshRemote(0x5001n)
+      endpoint.onDatagram(F.data(4), "a", OLD)
+      expect(sink.events.map((e) => e._tag)).toEqual(["Joined"])
+      advance(endpoint, OLD + 10)
+      expect(sentNaks(sink).map((n) => [n.target, n.ranges])).toEqual([[0x5001n, [{ first: 1, last: 3 }]]])
+      for (const s of [2, 1, 3]) endpoint.onDatagram(F.data(s, [`/s/${s}`], true), "a", OLD + 11)
+      endpoint.onDatagram(F.data(5), "a", OLD + 12)
+      advance(endpoint, OLD + 2000)
+      expect(seqs(sink)).toEqual([1, 2, 3, 4, 5])
+      expect(sink.losses).toEqual([])
+      expect(sentNaks(sink).length).toBe(1)
+    })
+
+    it("the head the sender no longer has is reported (NotInSenderCache), never skipped silently", () => {
+      const { endpoint, sink } = make()
+      const F = freshRemote(0x5002n)
+      endpoint.onDatagram(F.data(4), "a", OLD)
+      advance(endpoint, OLD + 10)
+      endpoint.onDatagram(F.lost([{ first: 1, last: 2 }]), "a", OLD + 11)
+      endpoint.onDatagram(F.data(3, ["/s/3"], true), "a", OLD + 11)
+      expect(losses(sink)).toEqual([[1, 2, "NotInSenderCache"]])
+      expect(seqs(sink)).toEqual([3, 4])
+    })
+
+    it("unanswered head NAKs end in RetriesExhausted for exactly the head", () => {
+      const { endpoint, sink } = make({ nakMaxRetries: 2 })
+      const F = freshRemote(0x5003n)
+      endpoint.onDatagram(F.data(3), "a", OLD)
+      advance(endpoint, OLD + 1000)
+      expect(losses(sink)).toEqual([[1, 2, "RetriesExhausted"]])
+      expect(seqs(sink)).toEqual([3])
+      expect(sentNaks(sink).length).toBe(3)
+    })
+
+    it("a fresh heartbeat first: syncs at 1 and NAKs 1..highest; a fresh announce at 0 needs nothing", () => {
+      const { endpoint, sink } = make()
+      const F = freshRemote(0x5004n)
+      endpoint.onDatagram(F.heartbeat(3, 1), "a", OLD)
+      advance(endpoint, OLD + 10)
+      expect(sentNaks(sink).map((n) => n.ranges)).toEqual([[{ first: 1, last: 3 }]])
+      const G = freshRemote(0x5005n, 1)
+      endpoint.onDatagram(G.announce(0), "a", OLD)
+      endpoint.onDatagram(G.data(1), "a", OLD + 1)
+      expect(sink.updates.filter((u) => u.source.sessionId === 0x5005n).map((u) => u.sequence)).toEqual([1])
+      expect(endpoint.remoteSession(0x5004n)!.next).toBe(1)
+    })
+
+    it("an endpoint younger than the fresh window + margin ignores the mark (late-joiner sync)", () => {
+      const { endpoint, sink } = make()
+      const F = freshRemote(0x5006n)
+      endpoint.onDatagram(F.data(4), "a", 2099)
+      endpoint.onDatagram(F.data(5), "a", 2100)
+      advance(endpoint, 5000)
+      expect(seqs(sink)).toEqual([4, 5])
+      expect(sentNaks(sink)).toEqual([])
+      // The same endpoint, now old enough, syncs another fresh session at 1.
+      const G = freshRemote(0x5007n, 1)
+      endpoint.onDatagram(G.data(2), "a", 5000)
+      advance(endpoint, 5020)
+      expect(sentNaks(sink).map((n) => [n.target, n.ranges])).toEqual([[0x5007n, [{ first: 1, last: 1 }]]])
+    })
+
+    it("an unmarked session first heard by an old endpoint is a late joiner: no history NAKed", () => {
+      const { endpoint, sink } = make()
+      const L = new Remote(0x5008n)
+      endpoint.onDatagram(L.data(40), "a", OLD)
+      endpoint.onDatagram(L.heartbeat(40, 1), "a", OLD + 1)
+      advance(endpoint, OLD + 2000)
+      expect(seqs(sink)).toEqual([40])
+      expect(sentNaks(sink)).toEqual([])
+    })
+
+    it("a fresh retransmission from an unknown session still creates nothing", () => {
+      const { endpoint, sink } = make()
+      const F = freshRemote(0x5009n)
+      endpoint.onDatagram(F.data(3, ["/r"], true), "a", OLD)
+      expect(sink.events).toEqual([])
+      expect(endpoint.remoteSessions()).toEqual([])
+    })
+
+    it("first heard on a Middle fragment: the head is requested and the whole update reassembled", () => {
+      const { endpoint, sink } = make()
+      const F = freshRemote(0x500an)
+      const chunk = (b: number) => new Uint8Array(10).fill(b)
+      endpoint.onDatagram(F.cont(3, 2, chunk(3)), "a", OLD)
+      endpoint.onDatagram(F.cont(4, 3, chunk(4)), "a", OLD)
+      advance(endpoint, OLD + 10)
+      expect(sentNaks(sink).map((n) => n.ranges)).toEqual([[{ first: 1, last: 2 }]])
+      endpoint.onDatagram(F.first(1, 40, chunk(1), "/big"), "a", OLD + 11)
+      endpoint.onDatagram(F.cont(2, 2, chunk(2)), "a", OLD + 11)
+      expect(sink.updates.map((u) => [u.topic, u.sequence, Array.from(u.payload.subarray(0, 40))])).toEqual([
+        ["/big", 4, [...chunk(1), ...chunk(2), ...chunk(3), ...chunk(4)]]
+      ])
+      expect(sink.losses).toEqual([])
+    })
+
+    it("a fresh session heard first at a far sequence number stays within the window caps", () => {
+      const window = 16
+      const { endpoint, sink } = make({ reorderBufferSegments: window })
+      const F = freshRemote(0x500bn)
+      endpoint.onDatagram(F.data(1000), "a", OLD)
+      expect(endpoint.stats.outOfWindow).toBe(1)
+      const session = endpoint.remoteSession(0x500bn)!
+      expect([session.next, session.highest, session.gapCount]).toEqual([1, 0, 0])
+      endpoint.onDatagram(F.heartbeat(2 ** 53 - 1, 1), "a", OLD + 1)
+      advance(endpoint, OLD + 20)
+      expect(sentNaks(sink).map((n) => n.ranges)).toEqual([[{ first: 1, last: window }]])
+      expect(session.gapCount).toBeLessThanOrEqual(2)
+      expect(session.slotCapacity).toBeLessThanOrEqual(64)
+      expect(sink.updates).toEqual([])
+    })
+
+    it("a restarted sender's fresh session syncs at 1: Restarted, its head repaired", () => {
+      const { endpoint, sink } = make()
+      const before = new Remote(0x500cn)
+      endpoint.onDatagram(before.data(100), "a", OLD)
+      const after = freshRemote(0x500dn)
+      endpoint.onDatagram(after.data(3), "a", OLD + 10)
+      expect(sink.events.map((e) => e._tag)).toEqual(["Joined", "Restarted"])
+      advance(endpoint, OLD + 25)
+      expect(sentNaks(sink).map((n) => [n.target, n.ranges])).toEqual([[0x500dn, [{ first: 1, last: 2 }]]])
+      endpoint.onDatagram(after.data(1, ["/s/1"], true), "a", OLD + 26)
+      endpoint.onDatagram(after.data(2, ["/s/2"], true), "a", OLD + 26)
+      expect(sink.updates.map((u) => [u.source.sessionId, u.sequence])).toEqual([
+        [0x500cn, 100],
+        [0x500dn, 1],
+        [0x500dn, 2],
+        [0x500dn, 3]
+      ])
+    })
+
+    it("a Gone session coming back with the mark resumes where it is (no re-delivery)", () => {
+      const { endpoint, sink } = make({ senderTimeoutMs: 1000 })
+      const F = freshRemote(0x500en)
+      endpoint.onDatagram(F.data(1), "a", OLD)
+      endpoint.onDatagram(F.data(2), "a", OLD + 1)
+      advance(endpoint, OLD + 1500)
+      expect(sink.events.map((e) => e._tag)).toEqual(["Joined", "Gone"])
+      endpoint.onDatagram(F.data(6), "a", OLD + 1600)
+      advance(endpoint, OLD + 1700)
+      expect(sink.events.map((e) => e._tag)).toEqual(["Joined", "Gone", "Joined"])
+      expect(seqs(sink)).toEqual([1, 2, 6])
+      expect(sentNaks(sink)).toEqual([])
+    })
   })
 
   describe("NAKs", () => {

@@ -349,6 +349,59 @@ describe("engine sender", () => {
     expect(endpoint.nextDeadline()).toBe(3020)
   })
 
+  it("fresh flag: announce, data and heartbeats until freshWindowMs after the first data segment", () => {
+    // testConfig: freshWindowMs = max(1000, 2 · heartbeatIntervalMs 1000) = 2000.
+    const { endpoint, sink } = make()
+    const s = endpoint.openSender(0)
+    advance(endpoint, 3000) // idle: Announce + heartbeats, all fresh (no data yet, nothing to lose)
+    const idle = decodeAll(sink.sent)
+    expect(idle.map((p) => p.kind)).toEqual([
+      PacketKind.Announce,
+      PacketKind.Heartbeat,
+      PacketKind.Heartbeat,
+      PacketKind.Heartbeat
+    ])
+    expect(idle.every((p) => (p.kind === PacketKind.Announce || p.kind === PacketKind.Heartbeat) && p.fresh)).toBe(true)
+    sink.sent.length = 0
+    // First data at 3000: the window runs to 5000.
+    for (const t of [3000, 4000, 4999, 5000, 6000]) {
+      advance(endpoint, t)
+      endpoint.publish(s, "/f", payloadFor(t, 10), t)
+      endpoint.endBatch(s, t)
+    }
+    advance(endpoint, 8000)
+    const sent = decodeAll(sink.sent)
+    expect(dataPackets(sink).map((p) => [p.seq, p.fresh])).toEqual([
+      [1, true],
+      [2, true],
+      [3, true],
+      [4, false],
+      [5, false]
+    ])
+    const heartbeats = sent.filter((p) => p.kind === PacketKind.Heartbeat)
+    expect(heartbeats.length).toBeGreaterThan(4)
+    // Every packet before 5000 is marked, nothing after: the flag follows the send order.
+    const flags = sent.map((p) => (p.kind === PacketKind.Data || p.kind === PacketKind.Heartbeat ? p.fresh : null))
+    const firstUnmarked = flags.indexOf(false)
+    expect(flags.slice(0, firstUnmarked).every((f) => f === true)).toBe(true)
+    expect(flags.slice(firstUnmarked).every((f) => f === false)).toBe(true)
+    expect(sent[firstUnmarked].kind === PacketKind.Data && sent[firstUnmarked].seq).toBe(4)
+    // A retransmission keeps the flag of the original; the Goodbye never carries it.
+    sink.sent.length = 0
+    endpoint.onDatagram(nakFrom(s.session.sessionId, [{ first: 1, last: 5 }]), "x", 8000)
+    endpoint.closeSender(s, 8001)
+    expect(
+      decodeAll(sink.sent).map((p) => (p.kind === PacketKind.Data ? [p.seq, p.retransmission, p.fresh] : p.kind))
+    ).toEqual([
+      [1, true, true],
+      [2, true, true],
+      [3, true, true],
+      [4, true, false],
+      [5, true, false],
+      PacketKind.Goodbye
+    ])
+  })
+
   it("token bucket: datagrams always go out, publishDelay reports the debt", () => {
     const { endpoint, sink } = make({ maxBandwidth: 1_000_000 })
     const s = endpoint.openSender(0)

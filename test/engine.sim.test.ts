@@ -46,6 +46,10 @@ interface ScenarioResult {
  * Lossless start (the Announce gets through), a lossy publishing phase, a healed network so the
  * tail converges, then the sender closes; every receiver must satisfy the invariant up to the
  * sender's highest sequence number and end with a Closed event.
+ *
+ * `listenFirstMs`: the receivers listen this long before the session starts, and the start is
+ * lossy too (the Announce and the first data may be lost). With `listenFirstMs` beyond the fresh
+ * window + margin (2 100 ms with testConfig) every receiver must still cover the session from seq 1.
  */
 const runScenario = (options: {
   readonly seed: number | string
@@ -53,9 +57,15 @@ const runScenario = (options: {
   readonly link: Partial<LinkConfig>
   readonly config?: Partial<EngineConfig>
   readonly workload?: Workload
+  readonly listenFirstMs?: number
 }): ScenarioResult => {
   const c = makeCluster({ seed: options.seed, receivers: options.receivers, config: options.config })
   const { net, pub } = c
+  const listenFirst = options.listenFirstMs ?? 0
+  if (listenFirst > 0) {
+    net.runFor(listenFirst)
+    net.setLinkAll(options.link)
+  }
   const sender = pub.endpoint.openSender(net.now)
   net.runFor(5)
   net.setLinkAll(options.link)
@@ -75,6 +85,26 @@ const runScenario = (options: {
     lostUpdates.push(result.lostUpdates)
   }
   return { c, sender, delivered, lostUpdates }
+}
+
+/** testConfig: freshWindowMs 2 000 + FRESH_JOIN_MARGIN_MS 100: from this age on an endpoint syncs fresh sessions at 1. */
+const FRESH_SYNC_AGE = 2100
+
+/** Drops, on every link from the publisher to a receiver, the Announce and the first transmission of data seqs 1..k. */
+const dropHead = (c: Cluster, k: number, loss = 0): void => {
+  for (const rx of c.receivers) {
+    c.net.setLink(c.pub.node, rx.node, {
+      loss,
+      drop: (bytes, ctx) =>
+        ctx.packetKind === PacketKind.Announce ||
+        (ctx.packetKind === PacketKind.Data && !ctx.retransmission && seqOf(bytes) <= k)
+    })
+  }
+}
+
+/** `count` small updates on 4 topics, `every` ms apart from `start`. */
+const publishSeries = (c: Cluster, sender: LocalSender, start: number, count: number, every: number): void => {
+  for (let i = 0; i < count; i++) publishAt(c, sender, start + i * every, i, 20 + (i % 50), `/t/${i % 4}`)
 }
 
 describe("engine over the simulated network", () => {
@@ -326,6 +356,90 @@ describe("engine over the simulated network", () => {
     net.runFor(10)
     expect(late.sink.updates.map((u) => u.sequence)).toEqual([sender.highestSeq])
     expect(late.endpoint.stats.naksSent).toBe(0)
+  })
+
+  describe("fresh sessions: receivers listening before the session started", () => {
+    it("losing the Announce and the first k data datagrams: everything from seq 1, exactly once, in order (40 seeds)", () => {
+      for (let s = 0; s < 40; s++) {
+        const prng = new Prng(`head-${s}`)
+        const c = makeCluster({ seed: `head-net-${s}`, receivers: 1 + prng.int(3) })
+        const { net, pub } = c
+        net.runFor(FRESH_SYNC_AGE + prng.int(5000))
+        const k = 1 + prng.int(30)
+        dropHead(c, k, [0, 0.1, 0.2][prng.int(3)])
+        const sender = pub.endpoint.openSender(net.now)
+        publishSeries(c, sender, net.now + 1 + prng.int(500), 80, 1 + prng.int(8))
+        net.runFor(4000)
+        expect(sender.highestSeq).toBeGreaterThan(k)
+        for (const rx of c.receivers) {
+          const r = checkInvariant(pub.sink.updates, rx.sink, sender.session.sessionId, sender.highestSeq)
+          expect([s, r.syncStart, r.delivered, rx.sink.losses.length]).toEqual([s, 1, 80, 0])
+          expect(rx.sink.events.map((e) => e._tag)).toEqual(["Joined"])
+        }
+        // The head came back through NAKs (one receiver's NAK may suppress the others').
+        expect(c.receivers.reduce((n, rx) => n + rx.endpoint.stats.naksSent, 0)).toBeGreaterThan(0)
+        expect(pub.endpoint.stats.retransmissionsSent).toBeGreaterThanOrEqual(k)
+      }
+    })
+
+    it("the CLI case (40% receive loss, head lost): coverage from seq 1, anything unrepaired reported (20 seeds)", () => {
+      for (let s = 0; s < 20; s++) {
+        const c = makeCluster({ seed: `head40-${s}`, receivers: 1 })
+        const { net, pub } = c
+        net.runFor(3000)
+        dropHead(c, 2, 0.4)
+        const sender = pub.endpoint.openSender(net.now)
+        publishSeries(c, sender, net.now + 1, 500, 0.5)
+        net.runFor(5000)
+        const rx = c.receivers[0]
+        const r = checkInvariant(pub.sink.updates, rx.sink, sender.session.sessionId, sender.highestSeq)
+        expect(r.syncStart).toBe(1)
+        expect(r.coveredTo).toBe(sender.highestSeq)
+      }
+    })
+
+    it("late joiner: listening for long but cut off until after the fresh window, it syncs without NAKing history", () => {
+      for (let s = 0; s < 10; s++) {
+        const c = makeCluster({ seed: `late-fresh-${s}`, receivers: 1 })
+        const { net, pub } = c
+        const rx = c.receivers[0]
+        net.runFor(FRESH_SYNC_AGE + 1000)
+        net.isolate(rx.node)
+        const sender = pub.endpoint.openSender(net.now)
+        const start = net.now + 1
+        publishSeries(c, sender, start, 200, 20)
+        // First data at `start`: the session is fresh until start + 2000.
+        net.schedule(start + 2000 + 50 + s * 37, () => net.heal(rx.node))
+        net.runFor(6000)
+        expect(rx.sink.events.map((e) => e._tag)).toEqual(["Joined"])
+        expect(rx.endpoint.stats.naksSent).toBe(0)
+        const r = checkInvariant(pub.sink.updates, rx.sink, sender.session.sessionId, sender.highestSeq)
+        expect(r.syncStart).toBeGreaterThan(100)
+        expect(r.delivered).toBe(200 - (r.syncStart - 1))
+        expect(rx.sink.losses).toEqual([])
+      }
+    })
+
+    it("a receiver younger than the fresh window + margin syncs on the first packet it hears, as before (20 seeds)", () => {
+      for (let s = 0; s < 20; s++) {
+        const prng = new Prng(`young-${s}`)
+        const c = makeCluster({ seed: `young-net-${s}`, receivers: 2 })
+        const { net, pub } = c
+        // The receivers are at most ~2 000 ms old when they first hear the session.
+        net.runFor(prng.int(1500))
+        const k = 1 + prng.int(20)
+        dropHead(c, k)
+        const sender = pub.endpoint.openSender(net.now)
+        publishSeries(c, sender, net.now + 1, 60, 5)
+        net.runFor(3000)
+        for (const rx of c.receivers) {
+          const r = checkInvariant(pub.sink.updates, rx.sink, sender.session.sessionId, sender.highestSeq)
+          expect([s, r.syncStart, rx.endpoint.stats.naksSent]).toEqual([s, k + 1, 0])
+          expect(r.delivered).toBe(60 - k)
+          expect(rx.sink.losses).toEqual([])
+        }
+      }
+    })
   })
 
   it("sender restart is a new session: Restarted event, old gaps reported as SenderGone", () => {
@@ -600,14 +714,18 @@ describe("engine over the simulated network", () => {
         jitterMs: prng.range(0, 3)
       }
       const receivers = 1 + prng.int(5)
-      const tag = `run ${run}: ${JSON.stringify({ config, link, receivers })}`
+      // Half of the runs: receivers listening before the session starts, with a lossy start.
+      const early = new Prng(`property-early-${run}`)
+      const listenFirstMs = early.chance(0.5) ? FRESH_SYNC_AGE + early.int(2000) : 0
+      const tag = `run ${run}: ${JSON.stringify({ config, link, receivers, listenFirstMs })}`
       try {
         const r = runScenario({
           seed: `property-net-${run}`,
           receivers,
           link,
           config,
-          workload: { updates: 150, largeChance: 0.05, largeMax: 6000 }
+          workload: { updates: 150, largeChance: 0.05, largeMax: 6000 },
+          listenFirstMs
         })
         for (const rx of r.c.receivers) {
           const session = rx.endpoint.remoteSessions()[0]

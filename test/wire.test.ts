@@ -7,6 +7,7 @@ import { describe, expect, it } from "@effect/vitest"
 import * as fc from "fast-check"
 import {
   type DecodeFailureReason,
+  FLAG_FRESH,
   FLAG_RETRANSMISSION,
   Fragment,
   MAGIC,
@@ -34,6 +35,7 @@ import {
   MAX_NAME_BYTES,
   MAX_UPDATE_BYTES,
   makeSourcePrefix,
+  markFresh,
   maxRangesPerPacket,
   PACKED_UPDATE_OVERHEAD,
   PackedSegmentWriter,
@@ -156,6 +158,7 @@ describe("wire round trips", () => {
           kind: PacketKind.Data,
           source,
           retransmission: false,
+          fresh: false,
           seq,
           body: { fragment: Fragment.None, updates }
         })
@@ -184,6 +187,7 @@ describe("wire round trips", () => {
               kind: PacketKind.Data,
               source,
               retransmission: false,
+              fresh: false,
               seq,
               body: { fragment: 1, topic, totalLength, chunk }
             })
@@ -193,6 +197,7 @@ describe("wire round trips", () => {
               kind: PacketKind.Data,
               source,
               retransmission: false,
+              fresh: false,
               seq,
               body: { fragment, chunk }
             })
@@ -216,6 +221,7 @@ describe("wire round trips", () => {
           kind: PacketKind.Data,
           source,
           retransmission: true,
+          fresh: false,
           seq,
           body: { fragment: Fragment.None, updates }
         })
@@ -233,12 +239,52 @@ describe("wire round trips", () => {
           kind: PacketKind.Heartbeat,
           source,
           highestSeq,
-          oldestCached
+          oldestCached,
+          fresh: false
         })
-        roundTrip(encodeAnnounce(prefix, a, startedAt), { kind: PacketKind.Announce, source, highestSeq: a, startedAt })
+        roundTrip(encodeAnnounce(prefix, a, startedAt), {
+          kind: PacketKind.Announce,
+          source,
+          highestSeq: a,
+          startedAt,
+          fresh: false
+        })
         roundTrip(encodeGoodbye(prefix, b), { kind: PacketKind.Goodbye, source, highestSeq: b })
       })
     ))
+
+  it("fresh flag (bit 1) on data, retransmitted data, heartbeat and announce", () =>
+    run(
+      fc.property(sourceArb, seqArb, seqOrZeroArb, updatesArb, (source, seq, startedAt, updates) => {
+        const prefix = makeSourcePrefix(source)
+        const original = encodePackedExact(prefix, seq, updates)
+        expect(markFresh(original)).toBe(original) // in place
+        expect(original[4]).toBe(FLAG_FRESH)
+        const data = { kind: PacketKind.Data, source, seq, body: { fragment: Fragment.None, updates } } as const
+        roundTrip(original, { ...data, retransmission: false, fresh: true })
+        // A retransmission keeps the original's fresh flag.
+        const copy = asRetransmission(original)
+        expect(copy[4]).toBe(FLAG_FRESH | FLAG_RETRANSMISSION)
+        roundTrip(copy, { ...data, retransmission: true, fresh: true })
+        const hb = markFresh(encodeHeartbeat(prefix, seq, seq))
+        expect(hb[4]).toBe(FLAG_FRESH)
+        roundTrip(hb, { kind: PacketKind.Heartbeat, source, highestSeq: seq, oldestCached: seq, fresh: true })
+        const announce = markFresh(encodeAnnounce(prefix, 0, startedAt))
+        roundTrip(announce, { kind: PacketKind.Announce, source, highestSeq: 0, startedAt, fresh: true })
+        // Unmarked packets differ from marked ones only in byte 4.
+        const plainHb = encodeHeartbeat(prefix, seq, seq)
+        expect(Buffer.compare(plainHb.subarray(5), hb.subarray(5))).toBe(0)
+      }),
+      50
+    ))
+
+  it("markFresh refuses the kinds that cannot carry the flag", () => {
+    const prefix = makeSourcePrefix(source0)
+    expect(() => markFresh(encodeGoodbye(prefix, 1))).toThrow(RangeError)
+    expect(() => markFresh(encodeNak(prefix, 1n, [{ first: 1, last: 1 }]))).toThrow(RangeError)
+    expect(() => markFresh(encodeLost(prefix, [{ first: 1, last: 1 }]))).toThrow(RangeError)
+    expect(() => markFresh(new Uint8Array(3))).toThrow(RangeError)
+  })
 
   it("nak and lost", () =>
     run(
@@ -318,6 +364,7 @@ describe("PackedSegmentWriter", () => {
             kind: PacketKind.Data,
             source: source0,
             retransmission: false,
+            fresh: false,
             seq: 42,
             body: { fragment: Fragment.None, updates: accepted }
           })
@@ -470,8 +517,14 @@ describe("decode failures", () => {
   })
 
   it("InvalidField", () => {
-    expectFailure(patched(packed, 4, [0x02]), "InvalidField") // unknown flag bit
+    expectFailure(patched(packed, 4, [0x04]), "InvalidField") // unknown flag bit
     expectFailure(patched(packed, 4, [0x81]), "InvalidField")
+    expectFailure(patched(packed, 4, [0x83]), "InvalidField")
+    expectFailure(patched(heartbeat, 4, [FLAG_FRESH | 0x04]), "InvalidField")
+    // The fresh flag is only valid on data, heartbeat and announce.
+    expectFailure(patched(goodbye, 4, [FLAG_FRESH]), "InvalidField")
+    expectFailure(patched(nak, 4, [FLAG_FRESH]), "InvalidField")
+    expectFailure(patched(lost, 4, [FLAG_FRESH]), "InvalidField")
     expectFailure(patched(heartbeat, 4, [FLAG_RETRANSMISSION]), "InvalidField") // only data is retransmitted
     expectFailure(patched(packed, H, [0, 0, 0, 0, 0, 0, 0, 0]), "InvalidField") // seq 0
     expectFailure(patched(packed, H, [0, 0x20, 0, 0, 0, 0, 0, 0]), "InvalidField") // seq 2^53

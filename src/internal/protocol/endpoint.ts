@@ -6,7 +6,11 @@
  *
  * Remote sessions (docs/PROTOCOL.md "Engine behaviour"):
  * - created on the first live packet of an unknown session (data that is not a retransmission,
- *   heartbeat, announce) and synchronised there: no NAKs for earlier history. Retransmissions,
+ *   heartbeat, announce) and synchronised there: no NAKs for earlier history (a late joiner).
+ *   Exception: when that packet carries the fresh flag and this endpoint has been open for at least
+ *   `freshWindowMs + FRESH_JOIN_MARGIN_MS`, the endpoint was listening before the session's first
+ *   data segment, so it synchronises at sequence 1 and requests whatever it missed (unless it
+ *   received the same session before, e.g. one that went Gone and came back). Retransmissions,
  *   Lost and Goodbye from an unknown session are ignored;
  * - a new session with the restart key (host, application, senderIndex) of an existing one
  *   replaces it: the old one's open gaps are reported lost (SenderGone), it is marked "restarted",
@@ -23,15 +27,17 @@
  *
  * Decoded payloads are views into the received datagram: the driver must not reuse receive buffers.
  */
-import type {
-  EngineConfig,
-  EngineSink,
-  EngineStats,
-  LossReport,
-  ReceivedUpdate,
-  RemoteSessionStats,
-  SessionEvent,
-  SessionInfo
+import {
+  type EngineConfig,
+  type EngineSink,
+  type EngineStats,
+  FRESH_JOIN_MARGIN_MS,
+  freshWindowMs,
+  type LossReport,
+  type ReceivedUpdate,
+  type RemoteSessionStats,
+  type SessionEvent,
+  type SessionInfo
 } from "./engine.js"
 import { PacketKind, type SeqRange, type Source } from "./packets.js"
 import { type ReceiverHost, RemoteSession } from "./receiver.js"
@@ -107,6 +113,8 @@ export class Endpoint implements SenderHost, ReceiverHost {
   private readonly ownIds = new Set<bigint>()
   private readonly control: SourcePrefix
   private readonly maxNakRanges: number
+  /** From this time on, a fresh session first heard is synchronised at sequence 1. */
+  private readonly freshSyncFrom: number
 
   private readonly receivers = new Map<bigint, RemoteSession>()
   private readonly byKey = new Map<string, RemoteSession>()
@@ -139,6 +147,7 @@ export class Endpoint implements SenderHost, ReceiverHost {
       application: this.config.application
     })
     this.maxNakRanges = maxRangesPerPacket(this.control, this.config.segmentSize)
+    this.freshSyncFrom = options.now + freshWindowMs(this.config) + FRESH_JOIN_MARGIN_MS
     this.burst = Math.max(65536, this.config.maxBandwidth * 0.01)
     this.tokens = this.burst
     this.tokensAt = options.now
@@ -297,7 +306,7 @@ export class Endpoint implements SenderHost, ReceiverHost {
           if (p.retransmission) return
           session = this.join(source, address, now)
           if (session === undefined) return
-          session.syncAt(p.seq)
+          session.syncAt(p.fresh && this.listenedSinceStart(source, now) ? 1 : p.seq)
         }
         session.onData(p, now)
         break
@@ -307,7 +316,7 @@ export class Endpoint implements SenderHost, ReceiverHost {
         if (session === undefined) {
           session = this.join(source, address, now)
           if (session === undefined) return
-          session.syncAt(p.highestSeq + 1)
+          session.syncAt(p.fresh && this.listenedSinceStart(source, now) ? 1 : p.highestSeq + 1)
         }
         session.onHeartbeat(p.highestSeq, p.kind === PacketKind.Heartbeat ? p.oldestCached : -1, now)
         break
@@ -342,6 +351,18 @@ export class Endpoint implements SenderHost, ReceiverHost {
     if (known !== undefined) requesters.set(host, known + 1)
     else if (requesters.size < MAX_NAK_REQUESTERS) requesters.set(host, 1)
     else requesters.set(OTHER_REQUESTERS, (requesters.get(OTHER_REQUESTERS) ?? 0) + 1)
+  }
+
+  /**
+   * A fresh session first heard now started after this endpoint was listening (it has been open
+   * longer than the fresh window plus margin), and it is not one received before (a Gone session
+   * coming back resumes where it is, whatever its mark says).
+   */
+  private listenedSinceStart(source: Source, now: number): boolean {
+    if (now < this.freshSyncFrom) return false
+    const id = source.sessionId
+    for (let i = 0; i < this.ended.length; i++) if (this.ended[i].session.sessionId === id) return false
+    return true
   }
 
   /** A receiver for a new session, or undefined while the id is tombstoned. */

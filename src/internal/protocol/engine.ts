@@ -114,3 +114,19 @@ export interface RemoteSessionStats {
   readonly lostSegments: number
   readonly duplicates: number
 }
+
+/**
+ * Fresh window W (docs/PROTOCOL.md "Fresh sessions"): a sender marks its Data, Heartbeat and
+ * Announce packets fresh until W after its first data segment. At least two full heartbeat
+ * intervals, so a receiver that loses the session's first datagrams still hears marked heartbeats;
+ * at most `senderTimeoutMs`, so a session that went silent (Gone) is never fresh when it returns.
+ */
+export const freshWindowMs = (config: EngineConfig): number =>
+  Math.min(config.senderTimeoutMs, Math.max(1000, 2 * config.heartbeatIntervalMs))
+
+/**
+ * A receiver synchronises a fresh session at sequence 1 only when its own endpoint has been open for
+ * at least `freshWindowMs + FRESH_JOIN_MARGIN_MS`: the margin covers the one-way delay and the time
+ * the group membership takes to become effective after the endpoint opened.
+ */
+export const FRESH_JOIN_MARGIN_MS = 100

@@ -21,6 +21,12 @@ export type PacketKind = (typeof PacketKind)[keyof typeof PacketKind]
 
 /** Header flag: this data packet is a retransmission answering a NAK. */
 export const FLAG_RETRANSMISSION = 0x01
+/**
+ * Header flag: the session is fresh (it has sent no data yet, or its first data segment left less
+ * than its fresh window ago). Valid on Data, Heartbeat and Announce. A receiver that was already
+ * listening when it first hears such a packet synchronises at sequence 1 (docs/PROTOCOL.md).
+ */
+export const FLAG_FRESH = 0x02
 
 /** Who sent a packet: present in every packet so a late joiner knows its source at once. */
 export interface Source {
@@ -71,6 +77,8 @@ export interface DataPacket {
   readonly kind: typeof PacketKind.Data
   readonly source: Source
   readonly retransmission: boolean
+  /** Sent while the session was fresh (FLAG_FRESH); a retransmission keeps the original's flag. */
+  readonly fresh: boolean
   /** Sequence number of this segment (1, 2, 3 …; a JS safe integer). */
   readonly seq: number
   readonly body: DataBody
@@ -83,6 +91,8 @@ export interface HeartbeatPacket {
   readonly highestSeq: number
   /** Oldest sequence number still in the retransmission cache (0 when the cache is empty). */
   readonly oldestCached: number
+  /** Sent while the session was fresh (FLAG_FRESH). */
+  readonly fresh: boolean
 }
 
 export interface NakPacket {
@@ -107,6 +117,8 @@ export interface AnnouncePacket {
   readonly highestSeq: number
   /** Wall-clock start of the session, ms since the epoch (informational). */
   readonly startedAt: number
+  /** Sent while the session was fresh (FLAG_FRESH). */
+  readonly fresh: boolean
 }
 
 export interface GoodbyePacket {

@@ -19,11 +19,15 @@
  * lost tail is noticed within tens of ms. A session that has sent nothing yet heartbeats every
  * `heartbeatIntervalMs` after its Announce.
  *
+ * Fresh mark: Data, Heartbeat and Announce carry the fresh flag from the session's start until
+ * `freshWindowMs` after its first data segment (a retransmission keeps the flag of the original), so
+ * a receiver that was listening before the session began can tell and synchronise at sequence 1.
+ *
  * Close: the open segment is flushed, then Goodbye(highestSeq). The session lingers for
  * `nakBackoffMs + (nakMaxRetries + 1) · nakRetryIntervalMs` answering NAKs from its cache (so
  * receivers can still repair a lost tail) and repeats the Goodbye on the heartbeat schedule.
  */
-import type { EngineConfig, SessionInfo } from "./engine.js"
+import { type EngineConfig, freshWindowMs, type SessionInfo } from "./engine.js"
 import type { SeqRange } from "./packets.js"
 import {
   asRetransmission,
@@ -34,6 +38,7 @@ import {
   encodeLost,
   fragmentCapacity,
   makeSourcePrefix,
+  markFresh,
   PACKED_UPDATE_OVERHEAD,
   PackedSegmentWriter,
   type SourcePrefix,
@@ -74,6 +79,8 @@ export class LocalSender {
   closed = false
   /** When a closed sender stops answering NAKs and is dropped by the endpoint. */
   lingerUntil = Number.POSITIVE_INFINITY
+  /** Packets sent before this time carry the fresh flag (set by the first data segment). */
+  freshUntil = Number.POSITIVE_INFINITY
 
   // --- rate estimate
   private bucket = Number.NEGATIVE_INFINITY
@@ -123,7 +130,7 @@ export class LocalSender {
     this.hbInitial = Math.max(1, 2 * Math.max(config.nakBackoffMs, config.holdbackDelayMs))
     this.hbInterval = config.heartbeatIntervalMs
     this.hbDue = now + this.hbInterval
-    host.emit(encodeAnnounce(this.prefix, 0, Math.max(0, Math.floor(startedAt))), now)
+    host.emit(markFresh(encodeAnnounce(this.prefix, 0, Math.max(0, Math.floor(startedAt)))), now)
   }
 
   get cachedSegments(): number {
@@ -250,6 +257,8 @@ export class LocalSender {
   }
 
   private sendData(seq: number, datagram: Uint8Array, now: number): void {
+    if (seq === 1) this.freshUntil = now + freshWindowMs(this.host.config)
+    if (now < this.freshUntil) markFresh(datagram)
     this.highestSeq = seq
     this.cachePush(datagram, now)
     this.host.emit(datagram, now)
@@ -384,7 +393,8 @@ export class LocalSender {
       if (this.closed) {
         if (now < this.lingerUntil) this.host.emit(encodeGoodbye(this.prefix, this.highestSeq), now)
       } else {
-        this.host.emit(encodeHeartbeat(this.prefix, this.highestSeq, this.oldestCached), now)
+        const hb = encodeHeartbeat(this.prefix, this.highestSeq, this.oldestCached)
+        this.host.emit(now < this.freshUntil ? markFresh(hb) : hb, now)
       }
       this.hbInterval = Math.min(this.hbInterval * 2, config.heartbeatIntervalMs)
       this.hbDue = now + this.hbInterval

@@ -18,6 +18,7 @@ import {
   type DataBody,
   type DecodeFailure,
   type DecodeFailureReason,
+  FLAG_FRESH,
   FLAG_RETRANSMISSION,
   Fragment,
   MAGIC,
@@ -65,6 +66,9 @@ const FRAG_FIRST = Fragment.First
 const FRAG_MIDDLE = Fragment.Middle
 const FRAG_LAST = Fragment.Last
 const RETRANSMISSION = FLAG_RETRANSMISSION
+const FRESH = FLAG_FRESH
+/** Flag bits allowed per kind (index = kind): retransmission on Data; fresh on Data, Heartbeat, Announce. */
+const ALLOWED_FLAGS = [0, RETRANSMISSION | FRESH, FRESH, 0, 0, FRESH, 0]
 const WIRE_MAGIC = MAGIC
 const WIRE_VERSION = VERSION
 
@@ -486,6 +490,19 @@ export const asRetransmission = (datagram: Uint8Array): Uint8Array => {
 }
 
 /**
+ * Sets the fresh flag on an encoded Data, Heartbeat or Announce packet, in place (the sender owns
+ * the datagram and marks it before it is cached or sent). Returns the same datagram.
+ */
+export const markFresh = (datagram: Uint8Array): Uint8Array => {
+  const kind = datagram.length < FIXED_HEADER_SIZE ? 0 : datagram[OFF_KIND]
+  if (kind !== KIND_DATA && kind !== KIND_HEARTBEAT && kind !== KIND_ANNOUNCE) {
+    throw new RangeError("markFresh: not an encoded Data, Heartbeat or Announce packet")
+  }
+  datagram[OFF_FLAGS] |= FRESH
+  return datagram
+}
+
+/**
  * Encodes any decoded packet (tests, tools, re-encoding). The encoding is canonical: for every
  * datagram `d` that decodes to a packet `p`, `encodePacket(p)` equals `d` byte for byte. The hot
  * paths use the specific encoders with a cached prefix instead.
@@ -495,16 +512,21 @@ export const encodePacket = (packet: Packet): Uint8Array => {
   switch (packet.kind) {
     case KIND_DATA: {
       const datagram = encodeDataBody(prefix, packet.seq, packet.body)
+      if (packet.fresh) markFresh(datagram)
       return packet.retransmission ? asRetransmission(datagram) : datagram
     }
-    case KIND_HEARTBEAT:
-      return encodeHeartbeat(prefix, packet.highestSeq, packet.oldestCached)
+    case KIND_HEARTBEAT: {
+      const datagram = encodeHeartbeat(prefix, packet.highestSeq, packet.oldestCached)
+      return packet.fresh ? markFresh(datagram) : datagram
+    }
     case KIND_NAK:
       return encodeNak(prefix, packet.target, packet.ranges)
     case KIND_LOST:
       return encodeLost(prefix, packet.ranges)
-    case KIND_ANNOUNCE:
-      return encodeAnnounce(prefix, packet.highestSeq, packet.startedAt)
+    case KIND_ANNOUNCE: {
+      const datagram = encodeAnnounce(prefix, packet.highestSeq, packet.startedAt)
+      return packet.fresh ? markFresh(datagram) : datagram
+    }
     case KIND_GOODBYE:
       return encodeGoodbye(prefix, packet.highestSeq)
   }
@@ -737,7 +759,7 @@ export const decode = (bytes: Uint8Array): Packet | DecodeFailure => {
   const kind = bytes[OFF_KIND]
   if (kind < KIND_DATA || kind > KIND_GOODBYE) return failure("UnknownKind", `kind ${kind}`)
   const flags = bytes[OFF_FLAGS]
-  if (flags !== 0 && (flags !== RETRANSMISSION || kind !== KIND_DATA)) {
+  if ((flags & ~ALLOWED_FLAGS[kind]) !== 0) {
     return failure("InvalidField", `flags 0x${flags.toString(16)} on kind ${kind}`)
   }
   const hostLength = bytes[OFF_HOST_LEN]
@@ -755,7 +777,14 @@ export const decode = (bytes: Uint8Array): Packet | DecodeFailure => {
       if (seq < 1) return failure("InvalidField", "seq is not within 1..2^53-1")
       const body = decodeDataBody(bytes, o + DATA_FIELDS, len, bytes[o + 8])
       if ("_tag" in body) return body
-      return { kind: KIND_DATA, source, retransmission: flags !== 0, seq, body }
+      return {
+        kind: KIND_DATA,
+        source,
+        retransmission: (flags & RETRANSMISSION) !== 0,
+        fresh: (flags & FRESH) !== 0,
+        seq,
+        body
+      }
     }
     case KIND_HEARTBEAT:
     case KIND_ANNOUNCE: {
@@ -766,12 +795,12 @@ export const decode = (bytes: Uint8Array): Packet | DecodeFailure => {
       if (highestSeq < 0) return failure("InvalidField", "highestSeq exceeds 2^53-1")
       if (kind === KIND_ANNOUNCE) {
         if (second < 0) return failure("InvalidField", "startedAt exceeds 2^53-1")
-        return { kind: KIND_ANNOUNCE, source, highestSeq, startedAt: second }
+        return { kind: KIND_ANNOUNCE, source, highestSeq, startedAt: second, fresh: flags !== 0 }
       }
       if (second < 0 || second > highestSeq) {
         return failure("InvalidField", `oldestCached not within 0..highestSeq (${highestSeq})`)
       }
-      return { kind: KIND_HEARTBEAT, source, highestSeq, oldestCached: second }
+      return { kind: KIND_HEARTBEAT, source, highestSeq, oldestCached: second, fresh: flags !== 0 }
     }
     case KIND_NAK: {
       if (o + 8 > len) return truncated("nak target", o + 8, len)
