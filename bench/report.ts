@@ -133,8 +133,11 @@ export const renderMarkdown = (r: Results): string => {
         const v = throughputOf(r, s, size)
         const peer = bestPeer(r, (p) => throughputOf(r, p, size), true)
         const d = find(r, "throughput", s, (c) => c.size === size)
+        const notices = (d?.perSubscriber ?? []).reduce((a, x) => a + (x.lossNotices ?? 0), 0)
         const delivered =
-          d?.deliveredPct !== undefined && d.deliveredPct < 99.95 ? ` (${d.deliveredPct.toFixed(1)} %)` : ""
+          d?.deliveredPct !== undefined && d.deliveredPct < 99.95
+            ? ` (${d.deliveredPct.toFixed(1)} %${notices > 0 ? `, ${notices} loss notices` : ""})`
+            : ""
         return `${fmtRate(v)}${delivered} | ${fmtRatio(v, throughputOf(r, "dgram", size))} | ${fmtRatio(v, peer?.value)}`
       })
       L.push(`| ${NAMES[s]} | ${cells.join(" | ")} |`)
@@ -142,7 +145,9 @@ export const renderMarkdown = (r: Results): string => {
     L.push("")
     L.push(
       "A percentage is the share of published messages a subscriber got when it is below 100 % (raw dgram and " +
-        "ZeroMQ drop when a receiver falls behind). effect-distributor publishes with `publishAll` bursts (natural " +
+        "ZeroMQ drop when a receiver falls behind; effect-distributor has no flow control, so a publisher that " +
+        "outruns its receivers meets NAK recovery and, past its limits, irrecoverable loss, reported to " +
+        "subscribers as loss notices). effect-distributor publishes with `publishAll` bursts (natural " +
         "batching); raw dgram sends one message per datagram; a 64 KiB raw dgram message is cut by hand into " +
         "1 400-byte datagrams and counts only when all of them arrived (no recovery). Raw dgram datagrams/s: " +
         sizes
