@@ -6,7 +6,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import fc from "fast-check"
 import { Endpoint } from "../src/internal/protocol/endpoint.js"
-import type { EngineConfig } from "../src/internal/protocol/engine.js"
+import { closeGraceMs, type EngineConfig } from "../src/internal/protocol/engine.js"
 import {
   Fragment,
   type NakPacket,
@@ -498,6 +498,50 @@ describe("engine receiver", () => {
       // Its late datagrams (lingering Goodbyes, retransmissions, data) do not re-create it.
       endpoint.onDatagram(A.goodbye(1), "a", 100)
       endpoint.onDatagram(A.data(2), "a", 101)
+      expect(sink.events.map((e) => e._tag)).toEqual(["Joined", "Closed"])
+    })
+  })
+
+  describe("closing grace (closeGraceMs = nakBackoffMs + (nakMaxRetries + 1) · nakRetryIntervalMs)", () => {
+    it("gaps found at the Goodbye get the full retry budget; then SenderGone at exactly heard + grace", () => {
+      const { endpoint, sink } = make()
+      const grace = closeGraceMs(testConfig())
+      expect(grace).toBe(10 + 11 * 50)
+      endpoint.onDatagram(A.data(1), "a", 0)
+      endpoint.onDatagram(A.goodbye(3), "a", 10)
+      advance(endpoint, 10 + grace - 1)
+      expect(sink.events.map((e) => e._tag)).toEqual(["Joined"])
+      expect(sink.losses).toEqual([])
+      expect(sentNaks(sink).length).toBe(11)
+      expect(sentNaks(sink).every((n) => n.ranges[0].first === 2 && n.ranges[0].last === 3)).toBe(true)
+      advance(endpoint, 10 + grace)
+      expect(sink.events.map((e) => e._tag)).toEqual(["Joined", "Closed"])
+      expect(losses(sink)).toEqual([[2, 3, "SenderGone"]])
+    })
+
+    it("a retransmission late in the grace still repairs the tail", () => {
+      const { endpoint, sink } = make()
+      endpoint.onDatagram(A.data(1), "a", 0)
+      endpoint.onDatagram(A.goodbye(3), "a", 10)
+      advance(endpoint, 500)
+      endpoint.onDatagram(A.data(2, ["/s/2"], true), "a", 500)
+      endpoint.onDatagram(A.data(3, ["/s/3"], true), "a", 501)
+      expect(seqs(sink)).toEqual([1, 2, 3])
+      expect(sink.losses).toEqual([])
+      expect(sink.events.map((e) => e._tag)).toEqual(["Joined", "Closed"])
+    })
+
+    it("a gap that runs out of retries after the Goodbye is reported SenderGone at the close", () => {
+      const { endpoint, sink } = make({ nakMaxRetries: 2 })
+      endpoint.onDatagram(A.data(1), "a", 0)
+      endpoint.onDatagram(A.data(3), "a", 0)
+      endpoint.onDatagram(A.goodbye(3), "a", 100) // closes at 100 + 10 + 3 · 50 = 260
+      advance(endpoint, 259)
+      expect(sentNaks(sink).length).toBe(3)
+      expect(sink.losses).toEqual([])
+      advance(endpoint, 260)
+      expect(losses(sink)).toEqual([[2, 2, "SenderGone"]])
+      expect(seqs(sink)).toEqual([1, 3])
       expect(sink.events.map((e) => e._tag)).toEqual(["Joined", "Closed"])
     })
   })

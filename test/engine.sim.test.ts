@@ -538,19 +538,79 @@ describe("engine over the simulated network", () => {
     for (const rx of c.receivers) expect(rx.sink.events.map((e) => e._tag)).toEqual(["Joined", "Closed"])
   })
 
-  it("goodbye with an unrecoverable tail reports SenderGone within the closing grace", () => {
-    const c = makeCluster({ seed: "goodbye-lost", receivers: 1 })
-    const { net, pub } = c
-    const rx = c.receivers[0]
-    const sender = pub.endpoint.openSender(net.now)
-    net.runFor(5)
-    net.setLink(pub.node, rx.node, { drop: (_b, ctx) => ctx.packetKind === PacketKind.Data && ctx.classIndex >= 2 })
-    for (let i = 0; i < 3; i++) publishAt(c, sender, 10 + i * 5, i, 10)
-    net.schedule(21, (now) => pub.endpoint.closeSender(sender, now))
-    // Closing grace: nakBackoffMs + 2 · nakRetryIntervalMs = 110 ms.
-    net.run({ until: 21 + 111 })
-    expect(rx.sink.events.map((e) => e._tag)).toEqual(["Joined", "Closed"])
-    expect(rx.sink.losses.map((l) => [l.firstSeq, l.lastSeq, l.reason])).toEqual([[2, 3, "SenderGone"]])
+  describe("closing: receivers repair for closeGraceMs after the Goodbye, as long as the sender lingers", () => {
+    // testConfig: closeGraceMs = nakBackoffMs + (nakMaxRetries + 1) · nakRetryIntervalMs = 10 + 11 · 50 = 560 ms.
+    const GRACE = 560
+
+    it("an unrecoverable tail uses the full retry budget, every NAK answered, then SenderGone for exactly it", () => {
+      const c = makeCluster({ seed: "goodbye-lost", receivers: 1 })
+      const { net, pub } = c
+      const rx = c.receivers[0]
+      const sender = pub.endpoint.openSender(net.now)
+      net.runFor(5)
+      // Segments 2 and 3 never arrive, neither sent nor retransmitted.
+      net.setLink(pub.node, rx.node, { drop: (_b, ctx) => ctx.packetKind === PacketKind.Data && ctx.classIndex >= 2 })
+      for (let i = 0; i < 3; i++) publishAt(c, sender, 10 + i * 5, i, 10)
+      net.schedule(21, (now) => pub.endpoint.closeSender(sender, now))
+      // The Goodbye leaves at 21 and arrives at 22 (1 ms link delay): the receiver closes at 22 + 560.
+      net.run({ until: 22 + GRACE - 1 })
+      expect(rx.sink.events.map((e) => e._tag)).toEqual(["Joined"])
+      expect(rx.sink.losses).toEqual([])
+      net.run({ until: 22 + GRACE })
+      expect(rx.sink.events.map((e) => e._tag)).toEqual(["Joined", "Closed"])
+      expect(rx.sink.losses.map((l) => [l.firstSeq, l.lastSeq, l.reason])).toEqual([[2, 3, "SenderGone"]])
+      expect(rx.sink.updates.map((u) => u.sequence)).toEqual([1])
+      // The whole budget (first NAK + nakMaxRetries retries), each answered by the lingering sender.
+      expect(rx.endpoint.stats.naksSent).toBe(11)
+      expect(pub.endpoint.stats.naksReceived).toBe(11)
+      expect(pub.endpoint.stats.retransmissionsSent).toBe(2 * 11)
+      net.runFor(2000)
+      expect(rx.sink.losses.length).toBe(1)
+      expect(pub.endpoint.localSenders()).toEqual([])
+    })
+
+    it("gaps at the close under loss are repaired when a retransmission arrives within the linger (30 seeds)", () => {
+      for (let s = 0; s < 30; s++) {
+        const prng = new Prng(`close-repair-${s}`)
+        const c = makeCluster({ seed: `close-repair-net-${s}`, receivers: 1 + prng.int(3) })
+        const { net, pub } = c
+        const sender = pub.endpoint.openSender(net.now)
+        net.runFor(5)
+        const n = 10 + prng.int(20)
+        const tail = 1 + prng.int(5)
+        // The last `tail` segments are lost, and so are the first `failures` retransmissions of each
+        // of them on every link: repair needs up to 9 NAK rounds (the budget is 11), far beyond the 2
+        // rounds a receiver used to get after a Goodbye. Earlier segments see 10% random loss.
+        const failures = prng.int(9)
+        const randomLoss = new Prng(`close-repair-loss-${s}`)
+        for (const rx of c.receivers) {
+          const retransmitted = new Map<number, number>()
+          net.setLink(pub.node, rx.node, {
+            drop: (bytes, ctx) => {
+              if (ctx.packetKind !== PacketKind.Data) return false
+              const seq = seqOf(bytes)
+              if (seq <= n - tail) return randomLoss.chance(0.1)
+              if (!ctx.retransmission) return true
+              const k = (retransmitted.get(seq) ?? 0) + 1
+              retransmitted.set(seq, k)
+              return k <= failures
+            }
+          })
+        }
+        // 5 ms apart: below the holdback threshold, one update per datagram (seq i + 1).
+        for (let i = 0; i < n; i++) publishAt(c, sender, 10 + i * 5, i, 10)
+        // Closes right after the last publish: every tail gap is first learned from the Goodbye.
+        net.schedule(10 + (n - 1) * 5 + 0.5, (now) => pub.endpoint.closeSender(sender, now))
+        net.runFor(3000)
+        expect(sender.highestSeq).toBe(n)
+        expect(pub.endpoint.stats.retransmissionsSent).toBeGreaterThanOrEqual(tail * (failures + 1))
+        for (const rx of c.receivers) {
+          const r = checkInvariant(pub.sink.updates, rx.sink, sender.session.sessionId, sender.highestSeq)
+          expect([s, r.delivered, rx.sink.losses.length]).toEqual([s, n, 0])
+          expect(rx.sink.events.map((e) => e._tag)).toEqual(["Joined", "Closed"])
+        }
+      }
+    })
   })
 
   describe("large updates", () => {

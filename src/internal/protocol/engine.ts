@@ -116,6 +116,15 @@ export interface RemoteSessionStats {
 }
 
 /**
+ * Closing grace (docs/PROTOCOL.md "Closing"): one full NAK retry budget. A closed sender keeps
+ * answering NAKs for this long after its Goodbye, and a receiver keeps repairing gaps for this long
+ * after it hears the Goodbye, so a gap found at the close gets every retry and every retry is
+ * answered; what is still missing then is reported SenderGone.
+ */
+export const closeGraceMs = (config: EngineConfig): number =>
+  config.nakBackoffMs + (config.nakMaxRetries + 1) * config.nakRetryIntervalMs
+
+/**
  * Fresh window W (docs/PROTOCOL.md "Fresh sessions"): a sender marks its Data, Heartbeat and
  * Announce packets fresh until W after its first data segment. At least two full heartbeat
  * intervals, so a receiver that loses the session's first datagrams still hears marked heartbeats;

@@ -24,7 +24,14 @@
  * and should learn of it at once.
  */
 import type { LossReason } from "../../DistributorError.js"
-import type { EngineConfig, LossReport, ReceivedUpdate, SessionEvent, SessionInfo } from "./engine.js"
+import {
+  closeGraceMs,
+  type EngineConfig,
+  type LossReport,
+  type ReceivedUpdate,
+  type SessionEvent,
+  type SessionInfo
+} from "./engine.js"
 import { type DataPacket, Fragment, type SeqRange } from "./packets.js"
 
 /** What a receiver needs from its endpoint. */
@@ -69,7 +76,10 @@ export class RemoteSession {
   next = 1
   highest = 0
   lastHeardAt: number
-  /** Set by Goodbye: when remaining gaps are given up and the session ends. */
+  /**
+   * Set by Goodbye (heard + `closeGraceMs`, as long as the sender lingers): when the gaps still
+   * open are reported SenderGone and the session ends.
+   */
   closeAt = Number.POSITIVE_INFINITY
 
   private readonly host: ReceiverHost
@@ -183,10 +193,7 @@ export class RemoteSession {
   onGoodbye(highestSeq: number, now: number): void {
     this.lastHeardAt = now
     this.raiseHighest(highestSeq, now)
-    if (this.closeAt === Number.POSITIVE_INFINITY) {
-      const config = this.host.config
-      this.closeAt = now + config.nakBackoffMs + 2 * config.nakRetryIntervalMs
-    }
+    if (this.closeAt === Number.POSITIVE_INFINITY) this.closeAt = now + closeGraceMs(this.host.config)
   }
 
   /**
@@ -257,7 +264,8 @@ export class RemoteSession {
   /**
    * A NAK timer fired. Gaps due now are NAKed (or given up after `nakMaxRetries` retries); other
    * gaps whose NAK would be due within the next `nakBackoffMs` ride along in the same packet, so
-   * one receiver sends one NAK for a burst of losses instead of one per gap.
+   * one receiver sends one NAK for a burst of losses instead of one per gap. After a Goodbye an
+   * exhausted gap waits for `closeAt` and is reported SenderGone with the rest: the sender left.
    */
   private runNaks(now: number): void {
     const config = this.host.config
@@ -272,6 +280,10 @@ export class RemoteSession {
       if (g.lost !== undefined || g.due > soon) continue
       if (g.naks > maxRetries) {
         if (g.due > now) continue
+        if (this.closeAt !== Number.POSITIVE_INFINITY) {
+          g.due = this.closeAt
+          continue
+        }
         g.lost = "RetriesExhausted"
         g.due = Number.POSITIVE_INFINITY
         anyLost = true

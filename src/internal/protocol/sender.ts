@@ -24,10 +24,11 @@
  * a receiver that was listening before the session began can tell and synchronise at sequence 1.
  *
  * Close: the open segment is flushed, then Goodbye(highestSeq). The session lingers for
- * `nakBackoffMs + (nakMaxRetries + 1) · nakRetryIntervalMs` answering NAKs from its cache (so
- * receivers can still repair a lost tail) and repeats the Goodbye on the heartbeat schedule.
+ * `closeGraceMs` = `nakBackoffMs + (nakMaxRetries + 1) · nakRetryIntervalMs` answering NAKs from its
+ * cache (receivers repair gaps for the same time after the Goodbye) and repeats the Goodbye on the
+ * heartbeat schedule.
  */
-import { type EngineConfig, freshWindowMs, type SessionInfo } from "./engine.js"
+import { closeGraceMs, type EngineConfig, freshWindowMs, type SessionInfo } from "./engine.js"
 import type { SeqRange } from "./packets.js"
 import {
   asRetransmission,
@@ -408,7 +409,7 @@ export class LocalSender {
     this.closed = true
     const config = this.host.config
     this.host.emit(encodeGoodbye(this.prefix, this.highestSeq), now)
-    this.lingerUntil = now + config.nakBackoffMs + (config.nakMaxRetries + 1) * config.nakRetryIntervalMs
+    this.lingerUntil = now + closeGraceMs(config)
     this.hbInterval = this.hbInitial
     this.hbDue = now + this.hbInitial
   }
