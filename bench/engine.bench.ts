@@ -20,7 +20,7 @@ const config: EngineConfig = {
   segmentSize: 1400,
   maxUpdateSize: 64 * 1024 * 1024,
   holdbackDelayMs: 2,
-  holdbackThreshold: 1000,
+  holdbackThreshold: 2000,
   heartbeatIntervalMs: 1000,
   senderTimeoutMs: 10_000,
   nakBackoffMs: 10,

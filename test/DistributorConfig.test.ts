@@ -59,7 +59,7 @@ describe("defaults", () => {
       segmentSize: 1400,
       maxUpdateSize: 64 * MiB,
       holdbackDelayMs: 2,
-      holdbackThreshold: 1000,
+      holdbackThreshold: 2000,
       heartbeatIntervalMs: 1000,
       senderTimeoutMs: 10_000,
       nakBackoffMs: 10,

@@ -22,7 +22,7 @@ export const testConfig = (overrides: Partial<EngineConfig> = {}): EngineConfig 
   segmentSize: 1400,
   maxUpdateSize: 64 * MiB,
   holdbackDelayMs: 2,
-  holdbackThreshold: 1000,
+  holdbackThreshold: 2000,
   heartbeatIntervalMs: 1000,
   senderTimeoutMs: 10_000,
   nakBackoffMs: 10,

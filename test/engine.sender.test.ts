@@ -149,13 +149,29 @@ describe("engine sender", () => {
       expect(endpoint.flush).toBeDefined()
     })
 
+    it("a publisher paced at 1 000/s on a millisecond clock is never held back, even with two calls in one ms", () => {
+      const { endpoint, sink } = make()
+      const s = endpoint.openSender(0)
+      // 1 000 calls over ~1 s of integer timestamps; every fourth call catches up in the same ms.
+      let t = 100
+      for (let i = 0; i < 1000; i++) {
+        if (i % 4 !== 3) t += i % 4 === 2 ? 2 : 1
+        endpoint.publish(s, "/paced", payloadFor(i, 64), t)
+        endpoint.endBatch(s, t)
+        // Left inside the call: no added latency.
+        expect(dataPackets(sink).length).toBe(i + 1)
+      }
+    })
+
     it("flush sends what is held back; holdbackDelayMs = 0 never holds", () => {
       const { endpoint, sink } = make()
       const s = endpoint.openSender(0)
-      endpoint.publish(s, "/f", payloadFor(1, 8), 1)
-      endpoint.endBatch(s, 1)
-      endpoint.publish(s, "/f", payloadFor(2, 8), 1)
-      endpoint.endBatch(s, 1)
+      // Three calls in the same millisecond: the third is held back (two zero gaps in a row).
+      for (let i = 1; i <= 3; i++) {
+        endpoint.publish(s, "/f", payloadFor(i, 8), 1)
+        endpoint.endBatch(s, 1)
+      }
+      expect(dataPackets(sink).length).toBe(2)
       const n = sink.sent.length
       endpoint.flush(s, 1)
       expect(sink.sent.length).toBe(n + 1)
@@ -422,15 +438,15 @@ describe("engine sender", () => {
   it("close flushes what is held back, says goodbye, answers NAKs during the linger, then nothing", () => {
     const { endpoint, sink } = make()
     const s = endpoint.openSender(0)
-    endpoint.publish(s, "/c", payloadFor(1, 8), 1)
-    endpoint.endBatch(s, 1)
-    endpoint.publish(s, "/c", payloadFor(2, 8), 1)
-    endpoint.endBatch(s, 1) // held back (two publishes in the same ms)
+    for (let i = 1; i <= 3; i++) {
+      endpoint.publish(s, "/c", payloadFor(i, 8), 1)
+      endpoint.endBatch(s, 1) // the third is held back (three publishes in the same ms)
+    }
     sink.sent.length = 0
     endpoint.closeSender(s, 1)
     const sent = decodeAll(sink.sent)
     expect(sent.map((p) => p.kind)).toEqual([PacketKind.Data, PacketKind.Goodbye])
-    expect(sent[1].kind === PacketKind.Goodbye && sent[1].highestSeq).toBe(2)
+    expect(sent[1].kind === PacketKind.Goodbye && sent[1].highestSeq).toBe(3)
     // Linger = nakBackoffMs + (nakMaxRetries + 1) · nakRetryIntervalMs = 10 + 11 · 50 = 560 ms.
     sink.sent.length = 0
     endpoint.onDatagram(nakFrom(s.session.sessionId, [{ first: 2, last: 2 }]), "x", 300)

@@ -6,7 +6,10 @@
  * Adaptive holdback (decided at `endBatch`, i.e. at the end of one publish call or burst):
  * - the publish rate is estimated as the larger of (a) a sliding 100 ms window (two fixed 100 ms
  *   buckets, the previous one weighted by how much of it still overlaps the window) and (b) the
- *   instantaneous rate 1000 / (ms since the previous publish before this batch);
+ *   instantaneous rate 1000 / (the longer of the gaps before this batch and before the previous
+ *   one). Two gaps, not one: with a millisecond clock a publisher paced at 1 000/s often makes two
+ *   calls in the same millisecond, and one zero gap must not count as a burst; a tight loop of
+ *   publish calls is still recognised from its third call on;
  * - rate < `holdbackThreshold`, or `holdbackDelayMs` = 0 → the open segment leaves now (an idle
  *   publisher gets zero added delay);
  * - otherwise the partly filled segment stays open until `holdbackDelayMs` after its FIRST update
@@ -89,6 +92,7 @@ export class LocalSender {
   private prevBucketCount = 0
   private lastPublishAt = Number.NEGATIVE_INFINITY
   private batchGap = Number.POSITIVE_INFINITY
+  private prevBatchGap = Number.POSITIVE_INFINITY
   private inBatch = false
 
   // --- retransmission cache: a ring of consecutive sequence numbers oldestSeq .. oldestSeq+count-1
@@ -165,6 +169,7 @@ export class LocalSender {
     this.bucketCount++
     if (!this.inBatch) {
       this.inBatch = true
+      this.prevBatchGap = this.batchGap
       this.batchGap = now - this.lastPublishAt
     }
     this.lastPublishAt = now
@@ -231,7 +236,7 @@ export class LocalSender {
     }
     const overlap = 1 - (now - b * RATE_WINDOW_MS) / RATE_WINDOW_MS
     const windowed = ((previous * overlap + current) * 1000) / RATE_WINDOW_MS
-    const gap = this.batchGap
+    const gap = Math.max(this.batchGap, this.prevBatchGap)
     const instant = gap > 0 ? 1000 / gap : Number.POSITIVE_INFINITY
     return Math.max(windowed, instant)
   }
