@@ -70,6 +70,10 @@ export const open = (options: OpenOptions): Effect.Effect<DatagramSocket, Transp
     let queueDrops = 0
     let sendErrors = 0
     let lastSendError: string | undefined
+    // The sending socket's address, once known: only when bound to a given interface, since a
+    // socket bound to 0.0.0.0 does not know the source address its datagrams will carry.
+    let ownAddress: string | undefined
+    let ownPort = -1
 
     const incoming = yield* Mailbox.make<Datagram>({
       capacity: options.queueCapacity ?? DEFAULT_QUEUE_CAPACITY,
@@ -101,6 +105,9 @@ export const open = (options: OpenOptions): Effect.Effect<DatagramSocket, Transp
           queueDrops += incoming.unsafeOfferAll(ready).length
         }
         socket.on("message", (data, rinfo) => {
+          // Our own datagrams, looped back by the kernel: the engine would drop them anyway (its
+          // local subscribers are served directly), so skip them before they cost a wake-up.
+          if (rinfo.port === ownPort && rinfo.address === ownAddress) return
           if (batch.length === 0) setImmediate(handOver)
           batch.push({ data, address: `${rinfo.address}:${rinfo.port}` })
         })
@@ -160,6 +167,10 @@ export const open = (options: OpenOptions): Effect.Effect<DatagramSocket, Transp
     yield* warnIfCapped("send", options.sendBufferSize, sendBufferSize, group)
 
     const local = sender.address()
+    if (iface !== undefined) {
+      ownAddress = local.address
+      ownPort = local.port
+    }
     const onSent = (err: Error | null) => {
       if (err) {
         sendErrors++
