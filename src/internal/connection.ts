@@ -248,12 +248,13 @@ export const make = (
 
     const receiveLoop = socket.incoming.pipe(
       Stream.runForEachChunk((chunk) =>
-        Effect.sync(() => {
+        Effect.suspend(() => {
           const t = now()
           let i = 0
           const n = chunk.length
           // The engine never throws by contract; if it ever did, count it and go on with the next
-          // datagram rather than kill the socket loop.
+          // datagram rather than kill the socket loop (the first fault of a chunk is logged).
+          let fault: unknown
           while (i < n) {
             try {
               for (; i < n; i++) {
@@ -263,10 +264,13 @@ export const make = (
             } catch (err) {
               counters.engineFaults++
               i++
-              Effect.runSync(Effect.logError("protocol engine fault on received datagram", err))
+              fault ??= err
             }
           }
           dispatch()
+          return fault === undefined
+            ? Effect.void
+            : Effect.logError("protocol engine fault on received datagram", fault)
         })
       )
     )
