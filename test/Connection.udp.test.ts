@@ -2,8 +2,6 @@
  * Real IP multicast on the loopback interface (127.0.0.1 only): in one process, and across
  * processes (1 publisher, 2 subscriber child processes, 100 000 updates).
  */
-import { type ChildProcess, spawn } from "node:child_process"
-import { createInterface } from "node:readline"
 import { describe, expect, it } from "@effect/vitest"
 import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
@@ -13,6 +11,7 @@ import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as Distributor from "../src/Distributor.js"
 import * as Transport from "../src/Transport.js"
+import { runScript } from "./fixtures/child.js"
 
 const loopback = { interface: "127.0.0.1", loopback: true }
 
@@ -93,31 +92,4 @@ describe("Connection over real UDP multicast on loopback", () => {
   )
 })
 
-const peer = (args: ReadonlyArray<string>) => {
-  const child: ChildProcess = spawn(process.execPath, ["--import", "tsx", "test/fixtures/peer.ts", ...args], {
-    stdio: ["ignore", "pipe", "inherit"]
-  })
-  const lines: Array<string> = []
-  const waiters: Array<{ match: (l: string) => boolean; resolve: (l: string) => void }> = []
-  createInterface({ input: child.stdout! }).on("line", (l) => {
-    lines.push(l)
-    for (const w of waiters.slice()) {
-      if (w.match(l)) {
-        waiters.splice(waiters.indexOf(w), 1)
-        w.resolve(l)
-      }
-    }
-  })
-  const exit = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)))
-  return {
-    child,
-    exit,
-    line: (match: (l: string) => boolean) =>
-      new Promise<string>((resolve, reject) => {
-        const found = lines.find(match)
-        if (found !== undefined) return resolve(found)
-        waiters.push({ match, resolve })
-        void exit.then((code) => reject(new Error(`peer ${args.join(" ")} exited with ${code}`)))
-      })
-  }
-}
+const peer = (args: ReadonlyArray<string>) => runScript("test/fixtures/peer.ts", args, { stderr: "inherit" })

@@ -3,56 +3,13 @@
  * src/cli/main.ts …`) on loopback multicast (interface 127.0.0.1, groups 239.255.50.x, ports
  * 7500–7599): bad arguments and help, pub → sub with simulated loss, the demo, and Ctrl-C.
  */
-import { type ChildProcess, spawn } from "node:child_process"
-import { createInterface } from "node:readline"
 import { describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
+import { type Child, runScript } from "./fixtures/child.js"
 
-interface Run {
-  readonly child: ChildProcess
-  readonly lines: Array<string>
-  readonly stderr: () => string
-  readonly exit: Promise<number | null>
-  /** The first stdout line (so far or to come) that satisfies `match`. */
-  readonly line: (match: (l: string) => boolean) => Promise<string>
-}
+type Run = Child
 
-const distributor = (args: ReadonlyArray<string>): Run => {
-  const child = spawn(process.execPath, ["--import", "tsx", "src/cli/main.ts", ...args], {
-    stdio: ["ignore", "pipe", "pipe"]
-  })
-  const lines: Array<string> = []
-  let stderr = ""
-  child.stderr!.on("data", (d) => {
-    stderr += String(d)
-  })
-  const waiters: Array<{ match: (l: string) => boolean; resolve: (l: string) => void }> = []
-  createInterface({ input: child.stdout! }).on("line", (l) => {
-    lines.push(l)
-    for (const w of waiters.slice()) {
-      if (w.match(l)) {
-        waiters.splice(waiters.indexOf(w), 1)
-        w.resolve(l)
-      }
-    }
-  })
-  const exit = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)))
-  return {
-    child,
-    lines,
-    stderr: () => stderr,
-    exit,
-    line: (match) =>
-      new Promise<string>((resolve, reject) => {
-        const found = lines.find(match)
-        if (found !== undefined) return resolve(found)
-        waiters.push({ match, resolve })
-        void exit.then((code) =>
-          reject(new Error(`distributor ${args.join(" ")} exited with ${code} before the line:\n${stderr}`))
-        )
-      })
-  }
-}
+const distributor = (args: ReadonlyArray<string>): Run => runScript("src/cli/main.ts", args)
 
 const json = (l: string) => JSON.parse(l) as Record<string, any>
 const isType = (type: string) => (l: string) => l.startsWith("{") && json(l).type === type

@@ -11,7 +11,6 @@
  * through the kernel's multicast loopback, exactly as between processes.
  */
 import * as Command from "@effect/cli/Command"
-import * as HelpDoc from "@effect/cli/HelpDoc"
 import * as Options from "@effect/cli/Options"
 import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
@@ -24,7 +23,7 @@ import * as Topic from "../Topic.js"
 import * as Transport from "../Transport.js"
 import * as WebConsole from "../WebConsole.js"
 import * as Opt from "./internal/options.js"
-import { ExitCode, exitCodesHelp, fmtInt, fmtMs, Reporter } from "./internal/output.js"
+import { commandHelp, ExitCode, fmtInt, fmtMs, Reporter } from "./internal/output.js"
 import { preciseNow } from "./internal/payload.js"
 import { transportLayer } from "./internal/transport.js"
 import { Verifier } from "./internal/verify.js"
@@ -334,19 +333,17 @@ export const command = Command.make(
   run
 ).pipe(
   Command.withDescription(
-    HelpDoc.blocks([
-      HelpDoc.p(
-        "One publisher and two subscribers on loopback multicast (interface 127.0.0.1) in this process, with " +
-          "simulated loss on the way (5% of the datagrams each subscriber receives, by default), recovered by NAKs " +
-          "and retransmissions. Shows a live progress line and the web console, then a summary: everything " +
-          "published was delivered in order, or exactly what was lost. Exits 3 if any update went missing without " +
-          "a reported loss."
-      ),
-      HelpDoc.h1("EXAMPLES"),
-      HelpDoc.p("distributor demo"),
-      HelpDoc.p("distributor demo --duration 30s --rate 20000 --loss 10"),
-      HelpDoc.p("distributor demo --duration 3s --console-port 0 --json"),
-      HelpDoc.p(exitCodesHelp)
-    ])
+    commandHelp(
+      "One publisher and two subscribers on loopback multicast (interface 127.0.0.1) in this process, with " +
+        "simulated loss on the way (5% of the datagrams each subscriber receives, by default), recovered by NAKs " +
+        "and retransmissions. Shows a live progress line and the web console, then a summary: everything " +
+        "published was delivered in order, or exactly what was lost. Exits 3 if any update went missing without " +
+        "a reported loss.",
+      [
+        "distributor demo",
+        "distributor demo --duration 30s --rate 20000 --loss 10",
+        "distributor demo --duration 3s --console-port 0 --json"
+      ]
+    )
   )
 )

@@ -6,7 +6,6 @@
  * subscribers still ask for retransmissions.
  */
 import * as Command from "@effect/cli/Command"
-import * as HelpDoc from "@effect/cli/HelpDoc"
 import * as Options from "@effect/cli/Options"
 import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
@@ -18,7 +17,7 @@ import type { InvalidTopic } from "../DistributorError.js"
 import * as Topic from "../Topic.js"
 import * as Transport from "../Transport.js"
 import * as Opt from "./internal/options.js"
-import { ExitCode, exitCodesHelp, fmtInt, Reporter } from "./internal/output.js"
+import { commandHelp, ExitCode, fmtInt, Reporter } from "./internal/output.js"
 import * as Payload from "./internal/payload.js"
 import { distributorLayer, transportLayer } from "./internal/transport.js"
 
@@ -393,17 +392,15 @@ export const command = Command.make(
   run
 ).pipe(
   Command.withDescription(
-    HelpDoc.blocks([
-      HelpDoc.p(
-        "Publish updates on a multicast group. Each payload carries a per-publisher sequence number, a per-topic " +
-          "sequence number and its send time, so `distributor sub` can check order, gaps, duplicates and latency. " +
-          "At the end an end marker with the totals goes out on every topic."
-      ),
-      HelpDoc.h1("EXAMPLES"),
-      HelpDoc.p("distributor pub -i 127.0.0.1 --rate 1000 --duration 10s"),
-      HelpDoc.p("distributor pub -i 127.0.0.1 --count 50000 --rate 0 --size 64-1024 --send-loss 5 --json"),
-      HelpDoc.p("distributor pub -g 239.192.0.2 -p 6000 -t /prices/eq/ABC -t /prices/eq/DEF --rate 10"),
-      HelpDoc.p(exitCodesHelp)
-    ])
+    commandHelp(
+      "Publish updates on a multicast group. Each payload carries a per-publisher sequence number, a per-topic " +
+        "sequence number and its send time, so `distributor sub` can check order, gaps, duplicates and latency. " +
+        "At the end an end marker with the totals goes out on every topic.",
+      [
+        "distributor pub -i 127.0.0.1 --rate 1000 --duration 10s",
+        "distributor pub -i 127.0.0.1 --count 50000 --rate 0 --size 64-1024 --send-loss 5 --json",
+        "distributor pub -g 239.192.0.2 -p 6000 -t /prices/eq/ABC -t /prices/eq/DEF --rate 10"
+      ]
+    )
   )
 )

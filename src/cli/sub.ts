@@ -6,7 +6,6 @@
  */
 import * as Args from "@effect/cli/Args"
 import * as Command from "@effect/cli/Command"
-import * as HelpDoc from "@effect/cli/HelpDoc"
 import * as Options from "@effect/cli/Options"
 import * as Cause from "effect/Cause"
 import * as Deferred from "effect/Deferred"
@@ -20,7 +19,7 @@ import type { IrrecoverableLoss, SubscriberOverflow } from "../DistributorError.
 import * as Topic from "../Topic.js"
 import * as Transport from "../Transport.js"
 import * as Opt from "./internal/options.js"
-import { ExitCode, exitCodesHelp, fmtInt, fmtMs, Reporter } from "./internal/output.js"
+import { commandHelp, ExitCode, fmtInt, fmtMs, Reporter } from "./internal/output.js"
 import { preciseNow } from "./internal/payload.js"
 import { distributorLayer, transportLayer } from "./internal/transport.js"
 import { Verifier, type VerifierSummary } from "./internal/verify.js"
@@ -342,19 +341,15 @@ export const command = Command.make(
   run
 ).pipe(
   Command.withDescription(
-    HelpDoc.blocks([
-      HelpDoc.p(
-        "Subscribe and verify: per publisher, updates must arrive in publishing order without gaps or duplicates " +
-          "(gaps are only allowed where the library reported an irrecoverable loss); reports delivery latency " +
-          "percentiles from the send time in each payload. Reads payloads of `distributor pub`."
-      ),
-      HelpDoc.h1("EXAMPLES"),
-      HelpDoc.p("distributor sub -i 127.0.0.1 '/distributor/...'"),
-      HelpDoc.p("distributor sub -i 127.0.0.1 --publishers 1 --receive-loss 5 --json"),
-      HelpDoc.p(
+    commandHelp(
+      "Subscribe and verify: per publisher, updates must arrive in publishing order without gaps or duplicates " +
+        "(gaps are only allowed where the library reported an irrecoverable loss); reports delivery latency " +
+        "percentiles from the send time in each payload. Reads payloads of `distributor pub`.",
+      [
+        "distributor sub -i 127.0.0.1 '/distributor/...'",
+        "distributor sub -i 127.0.0.1 --publishers 1 --receive-loss 5 --json",
         "distributor sub -g 239.192.0.2 -p 6000 '/prices/*/ABC' '/prices/fx/...' --on-loss report --duration 1m"
-      ),
-      HelpDoc.p(exitCodesHelp)
-    ])
+      ]
+    )
   )
 )

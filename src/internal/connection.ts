@@ -515,15 +515,14 @@ export const make = (
 
     type AnySubscribeOptions = Connection.SubscribeOptions & { schema?: Schema.Schema<any, any> }
 
-    const subscribe = ((pattern: string, options?: AnySubscribeOptions) => {
-      const raw = Stream.unwrapScoped(registerRaw(pattern, options))
-      return options?.schema === undefined ? raw : decodeWith(raw, options.schema)
-    }) as Connection.SubscribeFn
-
     const subscribeScoped = ((pattern: string, options?: AnySubscribeOptions) =>
       Effect.map(registerRaw(pattern, options), (raw) =>
         options?.schema === undefined ? raw : decodeWith(raw, options.schema)
       )) as Connection.SubscribeScopedFn
+
+    // The same subscription, registered when the stream starts and ended with it.
+    const subscribe = ((pattern: string, options?: AnySubscribeOptions) =>
+      Stream.unwrapScoped(subscribeScoped(pattern, options))) as Connection.SubscribeFn
 
     // ---- stats -------------------------------------------------------------------------------
 

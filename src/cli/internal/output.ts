@@ -5,6 +5,7 @@
  * process exits right after.
  */
 
+import * as HelpDoc from "@effect/cli/HelpDoc"
 import * as Effect from "effect/Effect"
 import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
@@ -30,6 +31,15 @@ export const exitCodesHelp =
   "3 verification failed (an update missing without a reported loss, a duplicate, reordering or corrupt payload); " +
   "4 irrecoverable loss reported (sub --on-loss stop); 5 incomplete (--count/--publishers not reached within --duration). " +
   "Ctrl-C ends the run cleanly: sockets closed, summary printed."
+
+/** A command's `--help` text: what it does, example command lines, then the exit codes. */
+export const commandHelp = (description: string, examples: ReadonlyArray<string>): HelpDoc.HelpDoc =>
+  HelpDoc.blocks([
+    HelpDoc.p(description),
+    HelpDoc.h1("EXAMPLES"),
+    ...examples.map((example) => HelpDoc.p(example)),
+    HelpDoc.p(exitCodesHelp)
+  ])
 
 export interface OutputOptions {
   readonly json: boolean
