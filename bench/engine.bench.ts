@@ -32,7 +32,14 @@ const config: EngineConfig = {
   cacheMaxBytes: 64 * 1024 * 1024,
   cacheMaxAgeMs: 60_000,
   maxBandwidth: 0,
-  reorderBufferSegments: 16_384
+  reorderBufferSegments: 16_384,
+  // Receivers here do not report status (not listening), so flow control has nothing to bound.
+  flowControl: "min",
+  receiverName: "",
+  receiverWindowBytes: 1024 * 1024,
+  receiverWindowSegments: 2048,
+  statusIntervalMs: 100,
+  receiverTimeoutMs: 2000
 }
 
 interface Result {

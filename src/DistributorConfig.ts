@@ -270,19 +270,57 @@ const connectionFields = {
    * Updates buffered per subscriber (1..2^24) before it overflows (`SubscriberOverflow`); a slow
    * subscriber never stalls the others. Default: `65536`.
    */
-  subscriberBufferSize: Schema.optionalWith(IntBetween(1, 16_777_216), { default: () => 65_536, exact: true })
+  subscriberBufferSize: Schema.optionalWith(IntBetween(1, 16_777_216), { default: () => 65_536, exact: true }),
+  /**
+   * This connection's name as a receiver, shown to publishers (presence, web console, `distributor
+   * pub`); up to 64 characters, no control characters. Default: none (`""`).
+   */
+  name: Schema.optionalWith(Schema.Union(Schema.Literal(""), Name("name", 64)), { default: () => "", exact: true }),
+  /**
+   * Flow control of this connection's publishers: `"min"` bounds what is in flight by the slowest
+   * live receiver (no receiver meets `NotInSenderCache` or a kernel drop from a fast publisher),
+   * `"max"` by the fastest (slow receivers may lose), `"none"` sends at will (hard real time).
+   * Default: `"min"`.
+   */
+  flowControl: Schema.optionalWith(Schema.Literal("min", "max", "none"), {
+    default: () => "min" as const,
+    exact: true
+  }),
+  /**
+   * Data bytes this connection accepts in flight as a receiver (64 KiB .. 1 GiB), shared by the
+   * sessions it receives; at most half of `recvBufferSize` is used, so a full window fits the
+   * socket buffer. Default: 1 MiB.
+   */
+  receiverWindowBytes: Schema.optionalWith(IntBetween(64 * KiB, GiB), { default: () => MiB, exact: true }),
+  /**
+   * Interval of a receiver's status reports while data flows, ms (1..10000); while idle it doubles
+   * up to a quarter of `receiverTimeoutMs`. Default: `100`.
+   */
+  statusIntervalMs: Schema.optionalWith(IntBetween(1, 10_000), { default: () => 100, exact: true }),
+  /**
+   * A receiver whose status is not heard this long leaves flow control and presence, ms (10 .. 1 h);
+   * at least 4 × `statusIntervalMs`. Default: `2000`.
+   */
+  receiverTimeoutMs: Schema.optionalWith(IntBetween(10, HOUR_MS), { default: () => 2000, exact: true })
 }
 
 /** Rules between fields. Each field alone is already valid when this runs. */
 const connectionConsistency = (c: Schema.Struct.Type<typeof connectionFields>) =>
-  c.senderTimeoutMs > c.heartbeatIntervalMs
-    ? true
-    : {
+  c.senderTimeoutMs <= c.heartbeatIntervalMs
+    ? {
         path: ["senderTimeoutMs"],
         message:
           `senderTimeoutMs (${c.senderTimeoutMs}) must exceed heartbeatIntervalMs (${c.heartbeatIntervalMs}), ` +
           "or idle senders would be timed out between heartbeats"
       }
+    : c.receiverTimeoutMs < 4 * c.statusIntervalMs
+      ? {
+          path: ["receiverTimeoutMs"],
+          message:
+            `receiverTimeoutMs (${c.receiverTimeoutMs}) must be at least 4 × statusIntervalMs (${c.statusIntervalMs}), ` +
+            "or receivers would be timed out between their status reports"
+        }
+      : true
 
 /**
  * One connection: a multicast group + UDP port, its socket options and protocol timings.
@@ -504,7 +542,12 @@ const connectionEnvSpec = {
   cacheMaxAgeMs: "integer",
   maxBandwidth: "integer",
   reorderBufferSegments: "integer",
-  subscriberBufferSize: "integer"
+  subscriberBufferSize: "integer",
+  name: "string",
+  flowControl: "string",
+  receiverWindowBytes: "integer",
+  statusIntervalMs: "integer",
+  receiverTimeoutMs: "integer"
 } as const satisfies { readonly [K in keyof typeof ConnectionConfig.fields]: Kind }
 
 /** Renders a schema path (`["console", "port"]`) as the variable it came from. */
@@ -629,5 +672,16 @@ export const toEngineConfig = (distributor: DistributorConfig, connection: Conne
   cacheMaxBytes: connection.cacheMaxBytes,
   cacheMaxAgeMs: connection.cacheMaxAgeMs,
   maxBandwidth: connection.maxBandwidth,
-  reorderBufferSegments: connection.reorderBufferSegments
+  reorderBufferSegments: connection.reorderBufferSegments,
+  flowControl: connection.flowControl,
+  receiverName: connection.name,
+  // A full window must fit the socket buffer; the kernel charges ~1 KiB of overhead per datagram
+  // on top of its bytes, hence the segment bound as well.
+  receiverWindowBytes: Math.min(connection.receiverWindowBytes, Math.floor(connection.recvBufferSize / 2)),
+  receiverWindowSegments: Math.min(
+    connection.reorderBufferSegments,
+    Math.max(16, Math.floor(connection.recvBufferSize / 2048))
+  ),
+  statusIntervalMs: connection.statusIntervalMs,
+  receiverTimeoutMs: connection.receiverTimeoutMs
 })

@@ -33,6 +33,12 @@ export const testConfig = (overrides: Partial<EngineConfig> = {}): EngineConfig 
   cacheMaxAgeMs: 60_000,
   maxBandwidth: 0,
   reorderBufferSegments: 16_384,
+  flowControl: "min",
+  receiverName: "",
+  receiverWindowBytes: MiB,
+  receiverWindowSegments: 2048,
+  statusIntervalMs: 100,
+  receiverTimeoutMs: 2000,
   ...overrides
 })
 

@@ -29,6 +29,8 @@ import {
   encodeLost,
   encodeNak,
   encodePacket,
+  encodeReceiverName,
+  encodeStatus,
   FIXED_HEADER_SIZE,
   fragmentCapacity,
   isDecodeFailure,
@@ -295,6 +297,54 @@ describe("wire round trips", () => {
       })
     ))
 
+  it("status", () =>
+    run(
+      fc.property(
+        sourceArb,
+        fc.constantFrom("", "rx-1", "récepteur ä"),
+        fc.boolean(),
+        fc.integer({ min: 0, max: 0xffffffff }),
+        fc.integer({ min: 0, max: 0xffffffff }),
+        fc.array(fc.record({ target: fc.bigInt({ min: 0n, max: (1n << 64n) - 1n }), position: seqOrZeroArb }), {
+          maxLength: 20
+        }),
+        (source, name, leaving, windowBytes, windowSegments, entries) => {
+          const datagram = encodeStatus(
+            makeSourcePrefix(source),
+            encodeReceiverName(name),
+            leaving,
+            windowBytes,
+            windowSegments,
+            entries
+          )
+          roundTrip(datagram, {
+            kind: PacketKind.Status,
+            source,
+            name,
+            leaving,
+            windowBytes,
+            windowSegments,
+            entries
+          })
+        }
+      )
+    ))
+
+  it("status layout is as documented", () => {
+    const d = encodeStatus(prefix0, encodeReceiverName("rx"), true, 0x100000, 2048, [{ target: 0xabn, position: 5 }])
+    expect(d[3]).toBe(PacketKind.Status)
+    expect(Buffer.from(d.subarray(prefix0.bytes.length)).toString("hex")).toBe(
+      "01" + // state: leaving
+        "00100000" + // windowBytes
+        "00000800" + // windowSegments
+        "02" + // name length
+        Buffer.from("rx").toString("hex") +
+        "0001" + // entries
+        "00000000000000ab" + // target
+        "0000000000000005" // position
+    )
+  })
+
   it("returns the same Source object for repeated datagrams of a session", () => {
     const a = decodeOk(encodeGoodbye(prefix0, 1))
     const b = decodeOk(encodeHeartbeat(prefix0, 5, 1))
@@ -485,7 +535,7 @@ describe("decode failures", () => {
 
   it("UnknownKind", () => {
     expectFailure(patched(goodbye, 3, [0]), "UnknownKind")
-    expectFailure(patched(goodbye, 3, [7]), "UnknownKind")
+    expectFailure(patched(goodbye, 3, [8]), "UnknownKind")
     expectFailure(patched(goodbye, 3, [255]), "UnknownKind")
   })
 
@@ -545,6 +595,13 @@ describe("decode failures", () => {
     expectFailure(patched(heartbeat, H + 8, [0, 0, 0, 0, 0, 0, 0, 10]), "InvalidField") // oldest > highest
     expectFailure(patched(heartbeat, H + 8, [0, 0x20, 0, 0, 0, 0, 0, 0]), "InvalidField")
     expectFailure(patched(encodeAnnounce(prefix0, 1, 2), H + 8, [0xff]), "InvalidField") // startedAt
+    const status = encodeStatus(prefix0, encodeReceiverName("rx"), false, 1, 1, [{ target: 1n, position: 1 }])
+    expectFailure(patched(status, 4, [FLAG_FRESH]), "InvalidField") // no flags on status
+    expectFailure(patched(status, H, [2]), "InvalidField") // state
+    expectFailure(patched(status, H + 10, [0xff]), "InvalidField") // name not UTF-8
+    expectFailure(patched(status, H + 14 + 8, [0, 0x20]), "InvalidField") // position 2^53
+    expectFailure(status.subarray(0, status.length - 1), "Truncated")
+    expectFailure(Buffer.concat([status, Uint8Array.of(0)]), "TrailingBytes")
     expectFailure(patched(nak, H + 8, [0, 0]), "InvalidField") // zero ranges
     expectFailure(patched(nak, H + 10, [0, 0, 0, 0, 0, 0, 0, 9]), "InvalidField") // reversed range
     expectFailure(patched(nak, H + 10, [0, 0, 0, 0, 0, 0, 0, 0]), "InvalidField") // first 0

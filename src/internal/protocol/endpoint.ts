@@ -25,6 +25,14 @@
  * Datagrams from this endpoint's own sessions (multicast loopback), including the control session
  * that is the source of its NAKs (senderIndex 0xffff), are ignored.
  *
+ * Receivers and flow control (docs/PROTOCOL.md "Flow control"): while `listening` (the connection has
+ * subscriptions) the endpoint reports its position in every remote session it receives in Status
+ * packets from its control session — at once when it joins a session, whenever a quarter of its
+ * window has arrived since the last report, and periodically (every `statusIntervalMs` while data
+ * flows, doubling while idle up to a quarter of `receiverTimeoutMs`), plus once `leaving` when it
+ * stops. As a sender it keeps the remote receivers it hears (presence) and feeds their positions to
+ * each local sender's `FlowWindow`; a receiver not heard for `receiverTimeoutMs` leaves.
+ *
  * Decoded payloads are views into the received datagram: the driver must not reuse receive buffers.
  */
 import {
@@ -35,14 +43,28 @@ import {
   freshWindowMs,
   type LossReport,
   type ReceivedUpdate,
+  type ReceiverInfo,
+  type RemoteReceiverStats,
   type RemoteSessionStats,
   type SessionEvent,
   type SessionInfo
 } from "./engine.js"
-import { PacketKind, type SeqRange, type Source } from "./packets.js"
+import { makeSenderFlow } from "./flow.js"
+import { PacketKind, type SeqRange, type Source, type StatusEntry, type StatusPacket } from "./packets.js"
 import { type ReceiverHost, RemoteSession } from "./receiver.js"
 import { LocalSender, type PublishResult, type SenderHost } from "./sender.js"
-import { decode, encodeNak, isDecodeFailure, makeSourcePrefix, maxRangesPerPacket, type SourcePrefix } from "./wire.js"
+import {
+  decode,
+  encodeNak,
+  encodeReceiverName,
+  encodeStatus,
+  isDecodeFailure,
+  makeSourcePrefix,
+  maxRangesPerPacket,
+  type SourcePrefix,
+  STATUS_ENTRY_SIZE,
+  statusHeaderSize
+} from "./wire.js"
 
 export { LocalSender, type PublishResult } from "./sender.js"
 
@@ -53,6 +75,21 @@ const MAX_ENDED_SESSIONS = 64
 /** Distinct hosts counted in `nakRequesters`; later hosts are counted under OTHER_REQUESTERS. */
 const MAX_NAK_REQUESTERS = 256
 export const OTHER_REQUESTERS = "(other hosts)"
+/** Remote receivers tracked per connection; statuses from further unknown receivers are dropped and counted. */
+const MAX_RECEIVERS = 4096
+
+/** A remote receiving endpoint heard through its Status packets. */
+interface RemoteReceiver {
+  readonly id: bigint
+  readonly info: ReceiverInfo
+  readonly joinedAt: number
+  lastHeardAt: number
+  /** Its window per session it reports on. */
+  windowBytes: number
+  windowSegments: number
+  /** Its position in each local sender it reported on. */
+  readonly positions: Map<LocalSender, number>
+}
 
 export interface EndpointOptions {
   readonly config: EngineConfig
@@ -92,7 +129,10 @@ const makeStats = (): EngineStats => ({
   duplicates: 0,
   lossEvents: 0,
   lostSegments: 0,
-  outOfWindow: 0
+  outOfWindow: 0,
+  statusSent: 0,
+  statusReceived: 0,
+  flowControlWaits: 0
 })
 
 export class Endpoint implements SenderHost, ReceiverHost {
@@ -124,6 +164,22 @@ export class Endpoint implements SenderHost, ReceiverHost {
   private lastSource: Source | undefined = undefined
   private lastSession: RemoteSession | undefined = undefined
 
+  // --- as a receiver: status reports
+  private listening: boolean
+  private readonly nameBytes: Uint8Array
+  private readonly maxStatusEntries: number
+  private statusDue = Number.POSITIVE_INFINITY
+  private statusInterval: number
+  /** Data bytes arrived since the last status (a quarter of the window triggers one). */
+  private arrivedBytes = 0
+  private arrivedSinceStatus = false
+  private statusNow = false
+
+  // --- as a sender: remote receivers (presence) and the window they allow
+  private readonly remoteReceivers = new Map<bigint, RemoteReceiver>()
+  /** Earliest time a remote receiver may time out (a lower bound; rescanned when reached). */
+  private receiversDue = Number.POSITIVE_INFINITY
+
   // token bucket (bytes); only used when maxBandwidth > 0
   private tokens: number
   private tokensAt: number
@@ -148,6 +204,14 @@ export class Endpoint implements SenderHost, ReceiverHost {
     })
     this.maxNakRanges = maxRangesPerPacket(this.control, this.config.segmentSize)
     this.freshSyncFrom = options.now + freshWindowMs(this.config) + FRESH_JOIN_MARGIN_MS
+    this.listening = this.config.listening ?? false
+    this.nameBytes = encodeReceiverName(this.config.receiverName)
+    this.maxStatusEntries = Math.max(
+      1,
+      Math.floor((this.config.segmentSize - statusHeaderSize(this.control, this.nameBytes)) / STATUS_ENTRY_SIZE)
+    )
+    this.statusInterval = this.config.statusIntervalMs
+    if (this.listening) this.statusNow = true
     this.burst = Math.max(65536, this.config.maxBandwidth * 0.01)
     this.tokens = this.burst
     this.tokensAt = options.now
@@ -226,7 +290,16 @@ export class Endpoint implements SenderHost, ReceiverHost {
       application: this.config.application,
       address: "local"
     }
-    const sender = new LocalSender(this, session, now, this.wallClock !== undefined ? this.wallClock() : now)
+    const mode = this.config.flowControl
+    const flow = mode === "none" ? undefined : makeSenderFlow(mode)
+    // Receivers present now were listening before this session began: they will start at sequence 1.
+    if (flow !== undefined) {
+      for (const r of this.remoteReceivers.values()) {
+        flow.bytes.set(r.id, r.windowBytes)
+        flow.seqs.set(r.id, r.windowSegments)
+      }
+    }
+    const sender = new LocalSender(this, session, now, this.wallClock !== undefined ? this.wallClock() : now, flow)
     this.senders.push(sender)
     this.sendersById.set(sessionId, sender)
     return sender
@@ -257,11 +330,15 @@ export class Endpoint implements SenderHost, ReceiverHost {
     if (!this.closed) sender.close(now)
   }
 
-  /** Closes every sender (flush + goodbye) and drops all receivers without further events. */
+  /**
+   * Closes every sender (flush, the flow-control queue sent at once, goodbye), tells the remote
+   * senders this receiver leaves, and drops all receivers without further events.
+   */
   close(now: number): void {
     if (this.closed) return
+    if (this.listening) this.sendStatus(now, true)
     for (const s of this.senders) {
-      s.close(now)
+      s.close(now, true)
       s.release()
     }
     this.closed = true
@@ -269,6 +346,7 @@ export class Endpoint implements SenderHost, ReceiverHost {
     this.sendersById.clear()
     this.receivers.clear()
     this.byKey.clear()
+    this.remoteReceivers.clear()
     this.lastSource = undefined
     this.lastSession = undefined
   }
@@ -309,6 +387,12 @@ export class Endpoint implements SenderHost, ReceiverHost {
           session.syncAt(p.fresh && this.listenedSinceStart(source, now) ? 1 : p.seq)
         }
         session.onData(p, now)
+        if (this.listening) {
+          this.arrivedSinceStatus = true
+          this.arrivedBytes += bytes.length
+          if (this.arrivedBytes * 4 * Math.max(1, this.receivers.size) >= this.config.receiverWindowBytes)
+            this.statusNow = true
+        }
         break
       }
       case PacketKind.Heartbeat:
@@ -341,8 +425,166 @@ export class Endpoint implements SenderHost, ReceiverHost {
         this.receivers.get(target)?.onHeardNak(p.ranges, now)
         return
       }
+      case PacketKind.Status:
+        this.onStatus(p, address, now)
+        return
     }
     if (session.closingDone) this.endSession(session, "closed", now)
+    if (this.statusNow) this.sendStatus(now, false)
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Status: as a receiver (reports) and as a sender (presence, flow control)
+  // ---------------------------------------------------------------------------------------------
+
+  /** Start or stop reporting as a receiver (the shell: while the connection has subscriptions). */
+  setListening(listening: boolean, now: number): void {
+    if (this.closed || listening === this.listening) return
+    if (!listening) this.sendStatus(now, true)
+    this.listening = listening
+    this.statusInterval = this.config.statusIntervalMs
+    if (listening) this.sendStatus(now, false)
+    else this.statusDue = Number.POSITIVE_INFINITY
+  }
+
+  /** One report (split over several packets when it lists more sessions than fit one). */
+  private sendStatus(now: number, leaving: boolean): void {
+    const config = this.config
+    const entries: Array<StatusEntry> = []
+    for (const r of this.receivers.values()) entries.push({ target: r.info.sessionId, position: r.next - 1 })
+    const max = this.maxStatusEntries
+    let i = 0
+    do {
+      this.stats.statusSent++
+      this.emit(
+        encodeStatus(
+          this.control,
+          this.nameBytes,
+          leaving,
+          config.receiverWindowBytes,
+          config.receiverWindowSegments,
+          entries.length <= max ? entries : entries.slice(i, i + max)
+        ),
+        now
+      )
+      i += max
+    } while (i < entries.length)
+    // Data flowing: report at the base interval; idle: back off to a quarter of the receiver timeout.
+    this.statusInterval = this.arrivedSinceStatus
+      ? config.statusIntervalMs
+      : Math.min(Math.max(config.statusIntervalMs, config.receiverTimeoutMs / 4), this.statusInterval * 2)
+    this.statusDue = now + this.statusInterval
+    this.arrivedBytes = 0
+    this.arrivedSinceStatus = false
+    this.statusNow = false
+  }
+
+  /** Largest window a sender allows, whatever receivers ask: nothing unconsumed may leave the cache. */
+  private maxFlowBytes(): number {
+    return Math.max(1, Math.floor(this.config.cacheMaxBytes / 2))
+  }
+
+  private onStatus(p: StatusPacket, address: string, now: number): void {
+    this.stats.statusReceived++
+    const id = p.source.sessionId
+    let r = this.remoteReceivers.get(id)
+    if (p.leaving) {
+      if (r !== undefined) this.dropReceiver(r, "Left", now)
+      return
+    }
+    // Its window is shared by the sessions it reports on, and capped so that nothing it has not
+    // consumed can be evicted from the cache or land beyond its reorder buffer.
+    const shares = Math.max(1, p.entries.length)
+    const windowBytes = Math.max(1, Math.min(this.maxFlowBytes(), Math.floor(p.windowBytes / shares)))
+    const windowSegments = Math.max(
+      1,
+      Math.min(this.config.reorderBufferSegments, Math.floor(p.windowSegments / shares))
+    )
+    if (r === undefined) {
+      if (this.remoteReceivers.size >= MAX_RECEIVERS) return
+      r = {
+        id,
+        info: {
+          sessionIdHex: hex16(id),
+          name: p.name,
+          host: p.source.host,
+          application: p.source.application,
+          address
+        },
+        joinedAt: now,
+        lastHeardAt: now,
+        windowBytes,
+        windowSegments,
+        positions: new Map()
+      }
+      this.remoteReceivers.set(id, r)
+      const due = now + this.config.receiverTimeoutMs
+      if (due < this.receiversDue) this.receiversDue = due
+      this.sink.event({ _tag: "ReceiverJoined", receiver: r.info })
+    } else {
+      r.lastHeardAt = now
+      r.windowBytes = windowBytes
+      r.windowSegments = windowSegments
+    }
+    const senders = this.senders
+    for (let i = 0; i < senders.length; i++) {
+      const s = senders[i]
+      let position: number | undefined
+      const entries = p.entries
+      const target = s.session.sessionId
+      for (let k = 0; k < entries.length; k++) {
+        if (entries[k].target === target) {
+          // A position beyond what was sent is confused or forged: it opens no more than "all consumed".
+          position = Math.min(entries[k].position, s.highestSeq)
+          break
+        }
+      }
+      if (position !== undefined) r.positions.set(s, position)
+      else r.positions.delete(s)
+      const flow = s.flow
+      if (flow === undefined) continue
+      // Not heard from this session yet: while it is fresh the receiver will start at sequence 1.
+      if (position === undefined && now < s.freshUntil) position = 0
+      if (position !== undefined) {
+        flow.bytes.set(id, s.sentThrough(position) + windowBytes)
+        flow.seqs.set(id, position + windowSegments)
+      } else {
+        flow.bytes.delete(id)
+        flow.seqs.delete(id)
+      }
+      if (s.backlog) s.pump(now)
+    }
+  }
+
+  private dropReceiver(r: RemoteReceiver, reason: "Left" | "Timeout", now: number): void {
+    this.remoteReceivers.delete(r.id)
+    this.sink.event({ _tag: "ReceiverLeft", receiver: r.info, reason })
+    for (const s of this.senders) {
+      const flow = s.flow
+      if (flow === undefined) continue
+      flow.bytes.delete(r.id)
+      if (flow.seqs.delete(r.id) && s.backlog) s.pump(now)
+    }
+  }
+
+  /** Receivers that reported on `sender` (all live receivers when `sender` is undefined). */
+  receiverCount(sender?: LocalSender): number {
+    if (sender === undefined) return this.remoteReceivers.size
+    let n = 0
+    for (const r of this.remoteReceivers.values()) if (r.positions.has(sender)) n++
+    return n
+  }
+
+  private expireReceivers(now: number): void {
+    if (now < this.receiversDue) return
+    const timeout = this.config.receiverTimeoutMs
+    let due = Number.POSITIVE_INFINITY
+    for (const r of Array.from(this.remoteReceivers.values())) {
+      const expires = r.lastHeardAt + timeout
+      if (expires <= now) this.dropReceiver(r, "Timeout", now)
+      else if (expires < due) due = expires
+    }
+    this.receiversDue = due
   }
 
   private countNakRequester(host: string): void {
@@ -392,6 +634,7 @@ export class Endpoint implements SenderHost, ReceiverHost {
     }
     this.receivers.set(id, session)
     this.byKey.set(session.key, session)
+    if (this.listening) this.statusNow = true
     this.lastSource = source
     this.lastSession = session
     this.sink.event(
@@ -435,6 +678,7 @@ export class Endpoint implements SenderHost, ReceiverHost {
 
   onTimer(now: number): void {
     if (this.closed) return
+    this.expireReceivers(now)
     const senders = this.senders
     for (let i = 0; i < senders.length; i++) {
       const s = senders[i]
@@ -453,6 +697,7 @@ export class Endpoint implements SenderHost, ReceiverHost {
       if (end !== undefined) this.endSession(r, end, now)
       else if (r.closingDone) this.endSession(r, "closed", now)
     }
+    if (this.listening && (this.statusNow || now >= this.statusDue)) this.sendStatus(now, false)
   }
 
   nextDeadline(): number {
@@ -467,6 +712,8 @@ export class Endpoint implements SenderHost, ReceiverHost {
       const t = r.deadline()
       if (t < d) d = t
     }
+    if (this.listening && this.statusDue < d) d = this.statusDue
+    if (this.receiversDue < d) d = this.receiversDue
     return d
   }
 
@@ -504,6 +751,26 @@ export class Endpoint implements SenderHost, ReceiverHost {
       cachedSegments: s.cachedSegments,
       cachedBytes: s.cachedBytes
     }))
+  }
+
+  /** Remote receivers heard on this connection (presence), with their positions in local senders. */
+  remoteReceiverStats(): ReadonlyArray<RemoteReceiverStats> {
+    const out: Array<RemoteReceiverStats> = []
+    for (const r of this.remoteReceivers.values()) {
+      const positions: Array<RemoteReceiverStats["positions"][number]> = []
+      for (const [s, position] of r.positions) {
+        positions.push({ session: s.session, position, lag: Math.max(0, s.highestSeq - position) })
+      }
+      out.push({
+        receiver: r.info,
+        joinedAt: r.joinedAt,
+        lastHeardAt: r.lastHeardAt,
+        windowBytes: r.windowBytes,
+        windowSegments: r.windowSegments,
+        positions
+      })
+    }
+    return out
   }
 
   /** The receiver of a remote session (tests and diagnostics). */

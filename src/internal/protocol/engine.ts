@@ -37,6 +37,49 @@ export interface EngineConfig {
   readonly maxBandwidth: number
   /** Out-of-order segments a receiver holds per remote session before declaring an overrun. */
   readonly reorderBufferSegments: number
+  /**
+   * Flow control of local senders (docs/PROTOCOL.md "Flow control"): bound what is in flight by the
+   * slowest live receiver ("min"), the fastest ("max"), or not at all ("none").
+   */
+  readonly flowControl: FlowControlMode
+  /**
+   * Whether this endpoint reports its status as a receiver (the shell sets it while the connection
+   * has subscriptions); `setListening` changes it at run time.
+   */
+  readonly listening?: boolean
+  /** This endpoint's name as a receiver (presence), "" for none. */
+  readonly receiverName: string
+  /** Data bytes this endpoint accepts in flight as a receiver, shared by the sessions it receives. */
+  readonly receiverWindowBytes: number
+  /** Data segments this endpoint accepts in flight as a receiver, shared likewise. */
+  readonly receiverWindowSegments: number
+  /** Status interval of a receiver while data flows; it doubles while idle, up to a quarter of `receiverTimeoutMs`. */
+  readonly statusIntervalMs: number
+  /** A receiver whose status is not heard this long leaves flow control and presence. */
+  readonly receiverTimeoutMs: number
+}
+
+export type FlowControlMode = "min" | "max" | "none"
+
+/** A remote receiving endpoint as senders see it (from its Status packets). */
+export interface ReceiverInfo {
+  /** Its control session id (16 hex digits). */
+  readonly sessionIdHex: string
+  readonly name: string
+  readonly host: string
+  readonly application: string
+  readonly address: string
+}
+
+export interface RemoteReceiverStats {
+  readonly receiver: ReceiverInfo
+  readonly joinedAt: number
+  readonly lastHeardAt: number
+  /** Its window per session it receives (bytes, segments). */
+  readonly windowBytes: number
+  readonly windowSegments: number
+  /** Its position for each local sender it reported, and the lag behind what was sent (segments). */
+  readonly positions: ReadonlyArray<{ readonly session: SessionInfo; readonly position: number; readonly lag: number }>
 }
 
 /** A remote (or local) sending session as receivers see it. One shared object per session. */
@@ -72,6 +115,8 @@ export type SessionEvent =
   | { readonly _tag: "Restarted"; readonly session: SessionInfo; readonly previous: SessionInfo }
   | { readonly _tag: "Closed"; readonly session: SessionInfo }
   | { readonly _tag: "Gone"; readonly session: SessionInfo }
+  | { readonly _tag: "ReceiverJoined"; readonly receiver: ReceiverInfo }
+  | { readonly _tag: "ReceiverLeft"; readonly receiver: ReceiverInfo; readonly reason: "Left" | "Timeout" }
 
 export interface EngineSink {
   /** Multicast this datagram to the group (one `socket.send`). */
@@ -101,6 +146,10 @@ export interface EngineStats {
   lostSegments: number
   /** Data segments dropped because they were beyond the receiver's reorder window (re-requested later). */
   outOfWindow: number
+  statusSent: number
+  statusReceived: number
+  /** Data segments that waited for a receiver's window to open before they were sent. */
+  flowControlWaits: number
 }
 
 export interface RemoteSessionStats {

@@ -15,7 +15,8 @@ export const PacketKind = {
   Nak: 3,
   Lost: 4,
   Announce: 5,
-  Goodbye: 6
+  Goodbye: 6,
+  Status: 7
 } as const
 export type PacketKind = (typeof PacketKind)[keyof typeof PacketKind]
 
@@ -127,7 +128,41 @@ export interface GoodbyePacket {
   readonly highestSeq: number
 }
 
-export type Packet = DataPacket | HeartbeatPacket | NakPacket | LostPacket | AnnouncePacket | GoodbyePacket
+/** One remote session a receiver reports on: how far it has consumed it. */
+export interface StatusEntry {
+  /** Session id of the sender reported on. */
+  readonly target: bigint
+  /** Highest sequence number consumed in order (0: nothing yet). */
+  readonly position: number
+}
+
+/**
+ * Receiver status (flow control and presence), sent by a receiving endpoint from its control
+ * session: periodically, when its window opens, and once with `leaving` when it stops receiving.
+ */
+export interface StatusPacket {
+  readonly kind: typeof PacketKind.Status
+  /** The receiver (its control session: host and application identify it). */
+  readonly source: Source
+  /** The receiver's name (may be empty). */
+  readonly name: string
+  /** The receiver stops receiving: senders drop it from flow control at once. */
+  readonly leaving: boolean
+  /** Bytes of data the receiver accepts beyond its position, shared by all the sessions it reports. */
+  readonly windowBytes: number
+  /** Data segments the receiver accepts beyond its position, shared likewise. */
+  readonly windowSegments: number
+  readonly entries: ReadonlyArray<StatusEntry>
+}
+
+export type Packet =
+  | DataPacket
+  | HeartbeatPacket
+  | NakPacket
+  | LostPacket
+  | AnnouncePacket
+  | GoodbyePacket
+  | StatusPacket
 
 /** Why a datagram could not be decoded. The socket loop counts these and drops the datagram. */
 export type DecodeFailureReason =

@@ -26,12 +26,19 @@
  * `freshWindowMs` after its first data segment (a retransmission keeps the flag of the original), so
  * a receiver that was listening before the session began can tell and synchronise at sequence 1.
  *
- * Close: the open segment is flushed, then Goodbye(highestSeq). The session lingers for
+ * Flow control (docs/PROTOCOL.md "Flow control"): with a `SenderFlow`, a data segment leaves only
+ * within the bounding receiver's limits (its position plus its window, in bytes and in sequence
+ * numbers); otherwise it waits in a queue, in sequence order, until a Status opens the window. The queue holds at most the segments of one publish call beyond the window plus the
+ * rest of one large update, which is cut into fragments only as they leave (`FragmentCursor`); the
+ * shell stops publishing while `backlog` is set, so nothing grows without bound.
+ *
+ * Close: the open segment is flushed (after the queue drains), then Goodbye(highestSeq). The session lingers for
  * `closeGraceMs` = `nakBackoffMs + (nakMaxRetries + 1) · nakRetryIntervalMs` answering NAKs from its
  * cache (receivers repair gaps for the same time after the Goodbye) and repeats the Goodbye on the
  * heartbeat schedule.
  */
 import { closeGraceMs, type EngineConfig, freshWindowMs, type SessionInfo } from "./engine.js"
+import type { SenderFlow } from "./flow.js"
 import type { SeqRange } from "./packets.js"
 import {
   asRetransmission,
@@ -57,7 +64,22 @@ export interface SenderHost {
   /** Local delivery of a published update (the endpoint counts and forwards to the sink). */
   deliverLocal(sender: LocalSender, topic: string, payload: Uint8Array, sequence: number): void
   /** Counters shared with the endpoint. */
-  readonly stats: { naksReceived: number; retransmissionsSent: number; lostPacketsSent: number; updatesOut: number }
+  readonly stats: {
+    naksReceived: number
+    retransmissionsSent: number
+    lostPacketsSent: number
+    updatesOut: number
+    flowControlWaits: number
+  }
+}
+
+/** The rest of a large update, cut into fragments as the window lets them leave. */
+interface FragmentCursor {
+  readonly payload: Uint8Array
+  offset: number
+  /** Sequence number of the next fragment. */
+  seq: number
+  readonly last: number
 }
 
 /** Rate-estimate bucket width (ms). */
@@ -75,8 +97,19 @@ export class LocalSender {
   private readonly emptyPackedSize: number
   private readonly segmentSize: number
 
-  /** Highest sequence number sent (0 when none). The open segment is not counted. */
+  /** Highest sequence number sent (0 when none). The open segment and the queue are not counted. */
   highestSeq = 0
+  /** Highest sequence number assigned: sent, or queued behind the flow-control window. */
+  private assignedSeq = 0
+  /** Data bytes sent so far (in-flight accounting against the receivers' window). */
+  private sentBytes = 0
+  /** Flow control of this sender; undefined when the connection's mode is "none". */
+  readonly flow: SenderFlow | undefined
+  /** Encoded segments waiting for the window, from `queue[queueHead]`, sequence numbers highestSeq + 1 … */
+  private queue: Array<Uint8Array | undefined> = []
+  private queueHead = 0
+  private cursor: FragmentCursor | undefined = undefined
+  private goodbyeSent = false
   /** Sequence number of the open packed segment, 0 when none is open. */
   private openSeq = 0
   private openedAt = 0
@@ -99,6 +132,8 @@ export class LocalSender {
   private cData: Array<Uint8Array | undefined> = new Array(INITIAL_CACHE_SLOTS).fill(undefined)
   private cSentAt: Array<number> = new Array(INITIAL_CACHE_SLOTS).fill(0)
   private cRetxAt: Array<number> = new Array(INITIAL_CACHE_SLOTS).fill(0)
+  /** Cumulative data bytes sent up to and including each cached sequence number. */
+  private cCum: Array<number> = new Array(INITIAL_CACHE_SLOTS).fill(0)
   private cHead = 0
   private cCount = 0
   private oldestSeq = 1
@@ -116,9 +151,10 @@ export class LocalSender {
   private hbInterval: number
   private hbDue: number
 
-  constructor(host: SenderHost, session: SessionInfo, now: number, startedAt: number) {
+  constructor(host: SenderHost, session: SessionInfo, now: number, startedAt: number, flow?: SenderFlow) {
     this.host = host
     this.session = session
+    this.flow = flow
     const config = host.config
     this.segmentSize = config.segmentSize
     this.prefix = makeSourcePrefix({
@@ -182,7 +218,7 @@ export class LocalSender {
       this.flushOpen(now)
     }
     if (this.emptyPackedSize + PACKED_UPDATE_OVERHEAD + tb.length + length <= this.segmentSize) {
-      this.openSeq = this.highestSeq + 1
+      this.openSeq = this.assignedSeq + 1
       this.openedAt = now
       w.begin(this.openSeq)
       w.tryAppend(tb, payload)
@@ -205,22 +241,30 @@ export class LocalSender {
     // The topic does not leave room for payload (or the update cannot be split in two).
     if (cap.first < 1 || cap.rest < 1 || length < 2) return "too-large"
     this.flushOpen(now)
-    const prefix = this.prefix
     // The First chunk is shorter than the payload so a Last fragment always follows.
-    let offset = Math.min(cap.first, length - 1)
-    let seq = this.highestSeq + 1
-    this.sendData(seq, encodeFragment(prefix, seq, 1, payload.subarray(0, offset), tb, length), now)
-    const rest = cap.rest
-    while (length - offset > rest) {
-      seq++
-      this.sendData(seq, encodeFragment(prefix, seq, 2, payload.subarray(offset, offset + rest)), now)
-      offset += rest
-    }
-    seq++
-    this.sendData(seq, encodeFragment(prefix, seq, 3, payload.subarray(offset)), now)
+    const offset = Math.min(cap.first, length - 1)
+    const seq = this.assignedSeq + 1
+    const last = seq + Math.ceil((length - offset) / cap.rest)
+    this.assignedSeq = last
+    this.sendData(seq, encodeFragment(this.prefix, seq, 1, payload.subarray(0, offset), tb, length), now)
+    // The rest is cut as it leaves: a 64 MiB update is not encoded twice into memory up front.
+    this.cursor = { payload, offset, seq: seq + 1, last }
+    this.pump(now)
     this.host.stats.updatesOut++
-    this.host.deliverLocal(this, topic, payload, seq)
+    this.host.deliverLocal(this, topic, payload, last)
     return "ok"
+  }
+
+  /** The next fragment of the large update being sent, queued; false when there is none. */
+  private cutFragment(): boolean {
+    const c = this.cursor
+    if (c === undefined) return false
+    const rest = this.segmentSize - (this.prefix.bytes.length + 9)
+    const end = c.seq === c.last ? c.payload.length : c.offset + rest
+    this.queue.push(encodeFragment(this.prefix, c.seq, c.seq === c.last ? 3 : 2, c.payload.subarray(c.offset, end)))
+    c.offset = end
+    if (c.seq++ === c.last) this.cursor = undefined
+    return true
   }
 
   /** Estimated publish rate (updates/s) at `now`. */
@@ -258,18 +302,80 @@ export class LocalSender {
   /** Sends the open packed segment, if any. */
   flushOpen(now: number): void {
     if (!this.writer.isOpen) return
+    this.assignedSeq = this.openSeq
     this.sendData(this.openSeq, this.writer.finish(), now)
     this.openSeq = 0
   }
 
+  /** Segments wait for the flow-control window (publishing should pause until it is false). */
+  get backlog(): boolean {
+    return this.queueHead < this.queue.length || this.cursor !== undefined
+  }
+
+  /** Segments assigned but not sent yet (queued behind the window). */
+  get queuedSegments(): number {
+    return this.assignedSeq - this.highestSeq
+  }
+
   private sendData(seq: number, datagram: Uint8Array, now: number): void {
+    if (!this.backlog && this.windowAllows(seq)) {
+      this.emitData(seq, datagram, now)
+      return
+    }
+    this.host.stats.flowControlWaits++
+    this.queue.push(datagram)
+  }
+
+  private emitData(seq: number, datagram: Uint8Array, now: number): void {
     if (seq === 1) this.freshUntil = now + freshWindowMs(this.host.config)
     if (now < this.freshUntil) markFresh(datagram)
     this.highestSeq = seq
+    this.sentBytes += datagram.length
     this.cachePush(datagram, now)
     this.host.emit(datagram, now)
     this.hbInterval = this.hbInitial
     this.hbDue = now + this.hbInitial
+  }
+
+  /**
+   * Whether data segment `seq` may leave now: within the bounding receivers' limits in sequence
+   * numbers and in bytes (the segment that crosses the byte limit still leaves, so a window smaller
+   * than a segment cannot stall the session). No receiver (or mode "none"): always.
+   */
+  private windowAllows(seq: number): boolean {
+    const flow = this.flow
+    if (flow === undefined) return true
+    const seqs = flow.seqs.limit()
+    const bytes = flow.bytes.limit()
+    return (seqs === undefined || seq <= seqs) && (bytes === undefined || this.sentBytes < bytes)
+  }
+
+  /** Data bytes sent up to and including `seq` (an evicted position counts from the oldest cached). */
+  sentThrough(seq: number): number {
+    if (seq >= this.highestSeq || this.cCount === 0) return this.sentBytes
+    if (seq < this.oldestSeq) return this.cCum[this.cHead] - this.cData[this.cHead]!.length
+    return this.cCum[(this.cHead + (seq - this.oldestSeq)) & (this.cData.length - 1)]
+  }
+
+  /**
+   * Sends what the window allows from the queue (a Status opened it, a receiver left, or the sender
+   * is forced at close), and the Goodbye of a closing sender once everything has left.
+   */
+  pump(now: number, force = false): void {
+    const queue = this.queue
+    for (;;) {
+      if (this.queueHead === queue.length && !this.cutFragment()) break
+      const datagram = queue[this.queueHead]!
+      const seq = this.highestSeq + 1
+      if (!force && !this.windowAllows(seq)) return
+      queue[this.queueHead++] = undefined
+      this.emitData(seq, datagram, now)
+    }
+    if (this.queueHead > 0) {
+      this.queue = []
+      this.queueHead = 0
+    }
+    if (this.closed && !this.goodbyeSent) this.sayGoodbye(now)
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -285,6 +391,7 @@ export class LocalSender {
     this.cData[i] = datagram
     this.cSentAt[i] = now
     this.cRetxAt[i] = Number.NEGATIVE_INFINITY
+    this.cCum[i] = this.sentBytes
     this.cCount++
     this.cachedBytes += datagram.length
     // Evict oldest first until within the byte bound (a datagram larger than the bound evicts itself).
@@ -306,15 +413,18 @@ export class LocalSender {
     const data: Array<Uint8Array | undefined> = new Array(n * 2).fill(undefined)
     const sentAt: Array<number> = new Array(n * 2).fill(0)
     const retxAt: Array<number> = new Array(n * 2).fill(0)
+    const cum: Array<number> = new Array(n * 2).fill(0)
     for (let k = 0; k < this.cCount; k++) {
       const j = (this.cHead + k) & (n - 1)
       data[k] = this.cData[j]
       sentAt[k] = this.cSentAt[j]
       retxAt[k] = this.cRetxAt[j]
+      cum[k] = this.cCum[j]
     }
     this.cData = data
     this.cSentAt = sentAt
     this.cRetxAt = retxAt
+    this.cCum = cum
     this.cHead = 0
   }
 
@@ -396,7 +506,7 @@ export class LocalSender {
     if (this.writer.isOpen && now >= this.openedAt + config.holdbackDelayMs) this.flushOpen(now)
     this.cacheExpire(now)
     if (now >= this.hbDue) {
-      if (this.closed) {
+      if (this.goodbyeSent) {
         if (now < this.lingerUntil) this.host.emit(encodeGoodbye(this.prefix, this.highestSeq), now)
       } else {
         const hb = encodeHeartbeat(this.prefix, this.highestSeq, this.oldestCached)
@@ -407,14 +517,22 @@ export class LocalSender {
     }
   }
 
-  /** Flush, Goodbye, then linger answering NAKs (see the module comment). */
-  close(now: number): void {
-    if (this.closed) return
-    this.flushOpen(now)
-    this.closed = true
-    const config = this.host.config
+  /**
+   * Flush, Goodbye once the queue has left, then linger answering NAKs (see the module comment).
+   * `force` sends the queue at once, window or not (the connection is closing).
+   */
+  close(now: number, force = false): void {
+    if (!this.closed) {
+      this.flushOpen(now)
+      this.closed = true
+    }
+    this.pump(now, force)
+  }
+
+  private sayGoodbye(now: number): void {
+    this.goodbyeSent = true
     this.host.emit(encodeGoodbye(this.prefix, this.highestSeq), now)
-    this.lingerUntil = now + closeGraceMs(config)
+    this.lingerUntil = now + closeGraceMs(this.host.config)
     this.hbInterval = this.hbInitial
     this.hbDue = now + this.hbInitial
   }
@@ -424,9 +542,13 @@ export class LocalSender {
     this.cData = new Array(INITIAL_CACHE_SLOTS).fill(undefined)
     this.cSentAt = new Array(INITIAL_CACHE_SLOTS).fill(0)
     this.cRetxAt = new Array(INITIAL_CACHE_SLOTS).fill(0)
+    this.cCum = new Array(INITIAL_CACHE_SLOTS).fill(0)
     this.cHead = 0
     this.cCount = 0
     this.cachedBytes = 0
+    this.queue = []
+    this.queueHead = 0
+    this.cursor = undefined
     this.oldestSeq = this.highestSeq + 1
   }
 }

@@ -27,6 +27,8 @@ import {
   PacketKind,
   type SeqRange,
   type Source,
+  type StatusEntry,
+  type StatusPacket,
   VERSION
 } from "./packets.js"
 
@@ -61,6 +63,7 @@ const KIND_NAK = PacketKind.Nak
 const KIND_LOST = PacketKind.Lost
 const KIND_ANNOUNCE = PacketKind.Announce
 const KIND_GOODBYE = PacketKind.Goodbye
+const KIND_STATUS = PacketKind.Status
 const FRAG_NONE = Fragment.None
 const FRAG_FIRST = Fragment.First
 const FRAG_MIDDLE = Fragment.Middle
@@ -68,7 +71,7 @@ const FRAG_LAST = Fragment.Last
 const RETRANSMISSION = FLAG_RETRANSMISSION
 const FRESH = FLAG_FRESH
 /** Flag bits allowed per kind (index = kind): retransmission on Data; fresh on Data, Heartbeat, Announce. */
-const ALLOWED_FLAGS = [0, RETRANSMISSION | FRESH, FRESH, 0, 0, FRESH, 0]
+const ALLOWED_FLAGS = [0, RETRANSMISSION | FRESH, FRESH, 0, 0, FRESH, 0, 0]
 const WIRE_MAGIC = MAGIC
 const WIRE_VERSION = VERSION
 
@@ -478,6 +481,55 @@ export const encodeGoodbye = (prefix: SourcePrefix, highestSeq: number): Uint8Ar
   return buf
 }
 
+/** Bytes of one Status entry: target u64 + position u64. */
+export const STATUS_ENTRY_SIZE = 16
+/** Status body before the name and the entries: state u8, windowBytes u32, windowSegments u32, nameLength u8. */
+const STATUS_FIXED = 10
+
+/** Fixed bytes of a Status packet for this prefix and name, before its entries (+ 2 for the count). */
+export const statusHeaderSize = (prefix: SourcePrefix, nameBytes: Uint8Array): number =>
+  prefix.bytes.length + STATUS_FIXED + nameBytes.length + 2
+
+/** UTF-8 bytes of a receiver name (checked: ≤ 255 bytes, well-formed). */
+export const encodeReceiverName = (name: string): Uint8Array => encodeName("name", name)
+
+export const encodeStatus = (
+  prefix: SourcePrefix,
+  nameBytes: Uint8Array,
+  leaving: boolean,
+  windowBytes: number,
+  windowSegments: number,
+  entries: ReadonlyArray<StatusEntry>
+): Uint8Array => {
+  if (entries.length > MAX_RANGES) throw new RangeError(`status: at most ${MAX_RANGES} entries, got ${entries.length}`)
+  for (const w of [windowBytes, windowSegments]) {
+    if (!Number.isInteger(w) || w < 0 || w > 0xffffffff) throw new RangeError(`status window ${w} is not a u32`)
+  }
+  if (nameBytes.length > MAX_NAME_BYTES)
+    throw new RangeError(`name is ${nameBytes.length} bytes, max ${MAX_NAME_BYTES}`)
+  const at = prefix.bytes.length
+  const buf = startPacket(prefix, KIND_STATUS, statusHeaderSize(prefix, nameBytes) + STATUS_ENTRY_SIZE * entries.length)
+  buf[at] = leaving ? 1 : 0
+  writeU32(buf, at + 1, windowBytes)
+  writeU32(buf, at + 5, windowSegments)
+  buf[at + 9] = nameBytes.length
+  copyInto(buf, at + STATUS_FIXED, nameBytes)
+  let o = at + STATUS_FIXED + nameBytes.length
+  writeU16(buf, o, entries.length)
+  o += 2
+  for (let i = 0; i < entries.length; i++, o += STATUS_ENTRY_SIZE) {
+    const { position, target } = entries[i]
+    if (typeof target !== "bigint" || target < 0n || target > U64_MAX) {
+      throw new RangeError(`status target must be an unsigned 64-bit bigint, got ${String(target)}`)
+    }
+    checkSeqOrZero("position", position)
+    writeU32(buf, o, Number(target >> 32n))
+    writeU32(buf, o + 4, Number(target & 0xffffffffn))
+    writeU64(buf, o + 8, position)
+  }
+  return buf
+}
+
 /** A copy of an encoded Data packet with the retransmission flag set. */
 export const asRetransmission = (datagram: Uint8Array): Uint8Array => {
   if (datagram.length < FIXED_HEADER_SIZE || datagram[OFF_KIND] !== KIND_DATA) {
@@ -529,6 +581,15 @@ export const encodePacket = (packet: Packet): Uint8Array => {
     }
     case KIND_GOODBYE:
       return encodeGoodbye(prefix, packet.highestSeq)
+    case KIND_STATUS:
+      return encodeStatus(
+        prefix,
+        encodeReceiverName(packet.name),
+        packet.leaving,
+        packet.windowBytes,
+        packet.windowSegments,
+        packet.entries
+      )
   }
 }
 
@@ -747,7 +808,37 @@ const decodeDataBody = (b: Uint8Array, o: number, len: number, fragment: number)
 
 const isArray: (u: unknown) => u is ReadonlyArray<unknown> = Array.isArray
 
-const KIND_NAMES = ["", "data", "heartbeat", "nak", "lost", "announce", "goodbye"]
+const KIND_NAMES = ["", "data", "heartbeat", "nak", "lost", "announce", "goodbye", "status"]
+
+const decodeStatus = (b: Uint8Array, o: number, len: number, source: Source): StatusPacket | DecodeFailure => {
+  if (o + STATUS_FIXED > len) return truncated("status header", o + STATUS_FIXED, len)
+  const state = b[o]
+  if (state > 1) return failure("InvalidField", `status: state ${state}`)
+  const nameEnd = o + STATUS_FIXED + b[o + 9]
+  if (nameEnd + 2 > len) return truncated("status name", nameEnd + 2, len)
+  const name = decodeUtf8(b, o + STATUS_FIXED, nameEnd)
+  if (name === undefined) return failure("InvalidField", "status: name is not valid UTF-8")
+  const count = readU16(b, nameEnd)
+  let at = nameEnd + 2
+  const end = at + count * STATUS_ENTRY_SIZE
+  if (end > len) return truncated("status entries", end, len)
+  if (end < len) return failure("TrailingBytes", `status: ${len - end} bytes after ${count} entries`)
+  const entries: Array<StatusEntry> = new Array(count)
+  for (let i = 0; i < count; i++, at += STATUS_ENTRY_SIZE) {
+    const position = readSafeU64(b, at + 8)
+    if (position < 0) return failure("InvalidField", `status: entry ${i} position exceeds 2^53-1`)
+    entries[i] = { target: (BigInt(readU32(b, at)) << 32n) | BigInt(readU32(b, at + 4)), position }
+  }
+  return {
+    kind: KIND_STATUS,
+    source,
+    name,
+    leaving: state === 1,
+    windowBytes: readU32(b, o + 1),
+    windowSegments: readU32(b, o + 5),
+    entries
+  }
+}
 
 /** Decodes one datagram. Never throws: malformed input yields a DecodeFailure to count and drop. */
 export const decode = (bytes: Uint8Array): Packet | DecodeFailure => {
@@ -757,7 +848,7 @@ export const decode = (bytes: Uint8Array): Packet | DecodeFailure => {
   if (bytes[2] !== WIRE_VERSION) return failure("UnsupportedVersion", `version ${bytes[2]}`)
   if (len < FIXED_HEADER_SIZE) return failure("TooShort", `${len} bytes, header needs >= ${FIXED_HEADER_SIZE}`)
   const kind = bytes[OFF_KIND]
-  if (kind < KIND_DATA || kind > KIND_GOODBYE) return failure("UnknownKind", `kind ${kind}`)
+  if (kind < KIND_DATA || kind > KIND_STATUS) return failure("UnknownKind", `kind ${kind}`)
   const flags = bytes[OFF_FLAGS]
   if ((flags & ~ALLOWED_FLAGS[kind]) !== 0) {
     return failure("InvalidField", `flags 0x${flags.toString(16)} on kind ${kind}`)
@@ -814,6 +905,8 @@ export const decode = (bytes: Uint8Array): Packet | DecodeFailure => {
       if (!isArray(ranges)) return ranges
       return { kind: KIND_LOST, source, ranges }
     }
+    case KIND_STATUS:
+      return decodeStatus(bytes, o, len, source)
     default: {
       const bad = fixedBody("goodbye", o, 8, len)
       if (bad !== undefined) return bad

@@ -1,0 +1,328 @@
+/**
+ * Flow control and presence on the deterministic simulated network (docs/PROTOCOL.md "Flow
+ * control"): receivers report their positions in Status packets, the publisher bounds what it has
+ * in flight by the slowest live receiver, and a receiver that leaves or falls silent stops
+ * bounding it. Slow receivers are modelled as in a kernel: a bounded receive buffer drained at a
+ * fixed byte rate, anything beyond the buffer dropped.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import { Endpoint, type LocalSender } from "../src/internal/protocol/endpoint.js"
+import type { EngineConfig } from "../src/internal/protocol/engine.js"
+import { encodeReceiverName, encodeStatus, makeSourcePrefix } from "../src/internal/protocol/wire.js"
+import { type SimEndpoint, SimNetwork } from "../src/internal/sim/index.js"
+import { checkInvariant, MiB, type Peer, payloadFor, type Recorder, recorder, testConfig } from "./engine.harness.js"
+
+/** A receiver socket with a `bufferBytes` kernel buffer drained at `bytesPerMs` into the endpoint. */
+class SlowSocket implements SimEndpoint {
+  private readonly queue: Array<{ bytes: Uint8Array; address: string; at: number }> = []
+  private queued = 0
+  private lastDone = 0
+  drops = 0
+  constructor(
+    readonly inner: Endpoint,
+    private readonly bytesPerMs: number,
+    private readonly bufferBytes: number
+  ) {}
+  onDatagram(bytes: Uint8Array, address: string, now: number): void {
+    if (this.queued + bytes.length > this.bufferBytes) {
+      this.drops++
+      return
+    }
+    this.queued += bytes.length
+    this.lastDone = Math.max(now, this.lastDone) + bytes.length / this.bytesPerMs
+    this.queue.push({ bytes, address, at: this.lastDone })
+  }
+  onTimer(now: number): void {
+    while (this.queue.length > 0 && this.queue[0].at <= now) {
+      const d = this.queue.shift()!
+      this.queued -= d.bytes.length
+      this.inner.onDatagram(d.bytes, d.address, now)
+    }
+    if (this.inner.nextDeadline() <= now) this.inner.onTimer(now)
+  }
+  nextDeadline(): number {
+    return Math.min(this.inner.nextDeadline(), this.queue.length > 0 ? this.queue[0].at : Number.POSITIVE_INFINITY)
+  }
+}
+
+interface Rx extends Peer {
+  readonly socket: SlowSocket | undefined
+}
+
+const addRx = (
+  net: SimNetwork,
+  name: string,
+  config: EngineConfig,
+  slow?: { readonly bytesPerMs: number; readonly bufferBytes: number }
+): Rx => {
+  let rx: Rx | undefined
+  const node = net.addNode(name, (node) => {
+    const sink: Recorder = recorder(node.send)
+    const endpoint = new Endpoint({
+      config,
+      sink,
+      random: () => node.prng.next(),
+      newSessionId: () => node.prng.bigint64(),
+      now: net.now
+    })
+    const socket = slow === undefined ? undefined : new SlowSocket(endpoint, slow.bytesPerMs, slow.bufferBytes)
+    rx = { node, endpoint, sink, socket } as Rx
+    return socket ?? endpoint
+  })
+  return { ...rx!, node }
+}
+
+/**
+ * Publishes `count` updates of `size` bytes as fast as the publisher lets it: a batch of `batch`
+ * every virtual millisecond, skipped while the sender has a backlog (the shell's back-pressure).
+ */
+const publishFlat = (
+  net: SimNetwork,
+  pub: Rx,
+  sender: LocalSender,
+  count: number,
+  size: number,
+  batch = 64
+): { readonly done: () => boolean; readonly waits: () => number } => {
+  let next = 0
+  let waits = 0
+  const step = (now: number) => {
+    if (sender.backlog) waits++
+    else {
+      for (let k = 0; k < batch && next < count; k++, next++) {
+        expect(pub.endpoint.publish(sender, `/flow/${next % 8}`, payloadFor(next, size), now)).toBe("ok")
+      }
+      pub.endpoint.endBatch(sender, now)
+    }
+    if (next < count) net.after(1, step)
+    else pub.endpoint.flush(sender, now)
+  }
+  net.schedule(net.now, step)
+  return { done: () => next >= count && !sender.backlog, waits: () => waits }
+}
+
+const listening = (overrides: Partial<EngineConfig> = {}) => testConfig({ listening: true, ...overrides })
+
+const setup = (seed: string, config: Partial<EngineConfig> = {}) => {
+  const net = new SimNetwork({ seed, defaultLink: { delayMs: 0.2 } })
+  const pub = addRx(net, "pub", testConfig(config))
+  return { net, pub }
+}
+
+const invariant = (pub: Rx, rx: Rx, sender: LocalSender) =>
+  checkInvariant(pub.sink.updates, rx.sink, sender.session.sessionId, sender.highestSeq)
+
+describe("flow control", () => {
+  it("min: a slow receiver paces the publisher; nobody loses anything, the kernel drops nothing", () => {
+    const { net, pub } = setup("flow-min")
+    const fast = addRx(net, "fast", listening())
+    // 2 MB/s with a 256 KiB buffer: a publisher sending at will overruns it within milliseconds.
+    const slow = addRx(net, "slow", listening({ receiverWindowBytes: 128 * 1024 }), {
+      bytesPerMs: 2000,
+      bufferBytes: 256 * 1024
+    })
+    net.runFor(50)
+    const sender = pub.endpoint.openSender(net.now)
+    net.runFor(5)
+    const run = publishFlat(net, pub, sender, 8000, 1000)
+    net.run({ until: 60_000, stopWhen: run.done })
+    net.runFor(2000)
+    expect(run.done()).toBe(true)
+    expect(slow.socket!.drops).toBe(0)
+    for (const rx of [fast, slow]) {
+      expect(rx.sink.losses).toEqual([])
+      const r = invariant(pub, rx, sender)
+      expect(r.delivered).toBe(8000)
+      expect(r.lostUpdates).toBe(0)
+    }
+    // It was the window, not luck: the publisher waited, and nothing was ever re-requested.
+    expect(run.waits()).toBeGreaterThan(0)
+    expect(pub.endpoint.stats.flowControlWaits).toBeGreaterThan(0)
+    expect(pub.endpoint.stats.naksReceived).toBe(0)
+    // ~8 MB at 2 MB/s: the slowest receiver set the pace.
+    expect(net.now).toBeGreaterThan(3500)
+  })
+
+  it("none: the same publisher overruns the slow receiver, which reports (never hides) the loss", () => {
+    const { net, pub } = setup("flow-none", { flowControl: "none", cacheMaxBytes: 2 * MiB })
+    const slow = addRx(net, "slow", listening({ receiverWindowBytes: 128 * 1024 }), {
+      bytesPerMs: 2000,
+      bufferBytes: 256 * 1024
+    })
+    net.runFor(50)
+    const sender = pub.endpoint.openSender(net.now)
+    net.runFor(5)
+    const run = publishFlat(net, pub, sender, 8000, 1000)
+    net.run({ until: 60_000, stopWhen: run.done })
+    net.runFor(5000)
+    expect(slow.socket!.drops).toBeGreaterThan(0)
+    const r = invariant(pub, slow, sender)
+    expect(r.lostUpdates).toBeGreaterThan(0)
+    expect(slow.sink.losses.some((l) => l.reason === "NotInSenderCache")).toBe(true)
+  })
+
+  it("max: the fastest receiver sets the pace; the slow one reports its losses", () => {
+    const { net, pub } = setup("flow-max", { flowControl: "max", cacheMaxBytes: 2 * MiB })
+    const fast = addRx(net, "fast", listening())
+    const slow = addRx(net, "slow", listening({ receiverWindowBytes: 128 * 1024 }), {
+      bytesPerMs: 2000,
+      bufferBytes: 256 * 1024
+    })
+    net.runFor(50)
+    const sender = pub.endpoint.openSender(net.now)
+    net.runFor(5)
+    const run = publishFlat(net, pub, sender, 8000, 1000)
+    net.run({ until: 60_000, stopWhen: run.done })
+    net.runFor(5000)
+    expect(invariant(pub, fast, sender).delivered).toBe(8000)
+    expect(fast.sink.losses).toEqual([])
+    expect(slow.socket!.drops).toBeGreaterThan(0)
+    expect(invariant(pub, slow, sender).lostUpdates).toBeGreaterThan(0)
+    expect(net.now).toBeLessThan(3500 + 5000)
+  })
+
+  it("a 16 MiB update reaches a slow receiver whole: fragments leave as the window opens", () => {
+    const { net, pub } = setup("flow-large")
+    const slow = addRx(net, "slow", listening({ receiverWindowBytes: 256 * 1024 }), {
+      bytesPerMs: 20_000,
+      bufferBytes: 512 * 1024
+    })
+    net.runFor(50)
+    const sender = pub.endpoint.openSender(net.now)
+    net.runFor(5)
+    const payload = payloadFor(7, 16 * MiB)
+    expect(pub.endpoint.publish(sender, "/big", payload, net.now)).toBe("ok")
+    pub.endpoint.endBatch(sender, net.now)
+    pub.node.refreshTimer()
+    // Only the window's worth left at once; the rest waits, cut lazily, not encoded up front.
+    expect(sender.backlog).toBe(true)
+    expect(sender.cachedBytes).toBeLessThanOrEqual(256 * 1024 + 1400)
+    net.run({ until: 60_000, stopWhen: () => slow.sink.updates.length === 1 })
+    expect(slow.socket!.drops).toBe(0)
+    expect(slow.sink.losses).toEqual([])
+    expect(Buffer.compare(slow.sink.updates[0].payload, payload)).toBe(0)
+    expect(sender.backlog).toBe(false)
+  })
+
+  it("a receiver that vanishes stops bounding the publisher after receiverTimeoutMs, with an event", () => {
+    const { net, pub } = setup("flow-timeout")
+    const stays = addRx(net, "stays", listening())
+    addRx(net, "vanishes", listening())
+    net.runFor(50)
+    const sender = pub.endpoint.openSender(net.now)
+    net.runFor(5)
+    expect(pub.endpoint.receiverCount()).toBe(2)
+    expect(pub.endpoint.receiverCount(sender)).toBe(2)
+    net.removeNode("vanishes")
+    const removedAt = net.now
+    const run = publishFlat(net, pub, sender, 4000, 1000)
+    net.run({ until: 30_000, stopWhen: run.done })
+    expect(run.done()).toBe(true)
+    const left = pub.sink.events.find((e) => e._tag === "ReceiverLeft")
+    expect(left).toMatchObject({ _tag: "ReceiverLeft", reason: "Timeout" })
+    // Stalled (the window of the silent receiver is full) until the timeout, then on at full speed.
+    expect(net.now - removedAt).toBeGreaterThanOrEqual(2000)
+    expect(net.now - removedAt).toBeLessThan(2600)
+    expect(pub.endpoint.receiverCount()).toBe(1)
+    net.runFor(1000)
+    expect(invariant(pub, stays, sender).delivered).toBe(4000)
+  })
+
+  it("a receiver that stops listening leaves at once (leaving status), and rejoins when it listens again", () => {
+    const { net, pub } = setup("flow-leave")
+    const rx = addRx(net, "rx", listening({ receiverName: "desk-7" }))
+    net.runFor(50)
+    const sender = pub.endpoint.openSender(net.now)
+    net.runFor(5)
+    const joined = pub.sink.events.find((e) => e._tag === "ReceiverJoined")
+    expect(joined).toMatchObject({ receiver: { name: "desk-7", host: "test-host", application: "engine-test" } })
+    const [stats] = pub.endpoint.remoteReceiverStats()
+    expect(stats.positions).toEqual([{ session: sender.session, position: 0, lag: 0 }])
+    net.schedule(net.now, (now) => rx.endpoint.setListening(false, now))
+    net.runFor(5)
+    expect(pub.sink.events.at(-1)).toMatchObject({ _tag: "ReceiverLeft", reason: "Left" })
+    expect(pub.endpoint.receiverCount()).toBe(0)
+    // Not listening: no status at all, however long it stays.
+    const sent = rx.endpoint.stats.statusSent
+    net.runFor(5000)
+    expect(rx.endpoint.stats.statusSent).toBe(sent)
+    net.schedule(net.now, (now) => rx.endpoint.setListening(true, now))
+    net.runFor(5)
+    expect(pub.endpoint.receiverCount(sender)).toBe(1)
+  })
+
+  it("positions and lag follow what receivers consumed", () => {
+    const { net, pub } = setup("flow-lag")
+    addRx(net, "rx", listening())
+    net.runFor(50)
+    const sender = pub.endpoint.openSender(net.now)
+    net.runFor(5)
+    const run = publishFlat(net, pub, sender, 2000, 200)
+    net.run({ until: 10_000, stopWhen: run.done })
+    net.runFor(1000)
+    const [stats] = pub.endpoint.remoteReceiverStats()
+    expect(stats.positions[0].position).toBe(sender.highestSeq)
+    expect(stats.positions[0].lag).toBe(0)
+    expect(stats.windowBytes).toBe(MiB)
+  })
+
+  it("100 receivers, one of them slow: no loss anywhere, bounded status traffic", () => {
+    const { net, pub } = setup("flow-100")
+    const receivers: Array<Rx> = []
+    for (let i = 0; i < 99; i++) receivers.push(addRx(net, `r${i}`, listening()))
+    const slow = addRx(net, "slow", listening({ receiverWindowBytes: 128 * 1024 }), {
+      bytesPerMs: 5000,
+      bufferBytes: 256 * 1024
+    })
+    receivers.push(slow)
+    net.runFor(50)
+    const sender = pub.endpoint.openSender(net.now)
+    net.runFor(5)
+    expect(pub.endpoint.receiverCount(sender)).toBe(100)
+    const started = net.now
+    const run = publishFlat(net, pub, sender, 3000, 1000)
+    net.run({ until: 60_000, stopWhen: run.done })
+    net.runFor(1000)
+    expect(run.done()).toBe(true)
+    expect(slow.socket!.drops).toBe(0)
+    for (const rx of receivers) {
+      expect(rx.sink.losses).toEqual([])
+      expect(invariant(pub, rx, sender).delivered).toBe(3000)
+    }
+    // Per receiver: a report per quarter window received plus the periodic ones, not one per datagram.
+    const seconds = (net.now - started) / 1000
+    const bytes = 3000 * 1000
+    for (const rx of receivers.slice(0, 5)) {
+      expect(rx.endpoint.stats.statusSent).toBeLessThan((4 * bytes) / MiB + 10 * seconds + 10)
+    }
+    expect(pub.endpoint.stats.statusReceived).toBeGreaterThan(100)
+  })
+
+  it("a status claiming a position beyond what was sent opens nothing past it", () => {
+    const { net, pub } = setup("flow-forged")
+    const slow = addRx(net, "slow", listening({ receiverWindowBytes: 128 * 1024 }), {
+      bytesPerMs: 2000,
+      bufferBytes: 256 * 1024
+    })
+    net.runFor(50)
+    const sender = pub.endpoint.openSender(net.now)
+    net.runFor(5)
+    const run = publishFlat(net, pub, sender, 3000, 1000)
+    net.runFor(100)
+    // Another "receiver" claims it consumed everything up to 2^53 − 1: min flow control still
+    // follows the slow receiver, and the claim is clamped to what was sent.
+    const forger = makeSourcePrefix({ sessionId: 0xf00dn, senderIndex: 0xffff, host: "x", application: "y" })
+    const claim = encodeStatus(forger, encodeReceiverName("forger"), false, 1 << 30, 1 << 20, [
+      { target: sender.session.sessionId, position: Number.MAX_SAFE_INTEGER }
+    ])
+    pub.endpoint.onDatagram(claim, "10.9.9.9:1", net.now)
+    pub.node.refreshTimer()
+    const forged = pub.endpoint.remoteReceiverStats().find((r) => r.receiver.name === "forger")
+    expect(forged?.positions[0].position).toBe(sender.highestSeq)
+    net.run({ until: 60_000, stopWhen: run.done })
+    net.runFor(2000)
+    expect(slow.socket!.drops).toBe(0)
+    expect(slow.sink.losses).toEqual([])
+    expect(invariant(pub, slow, sender).delivered).toBe(3000)
+  })
+})
