@@ -12,21 +12,28 @@
  *
  * Every message carries its sequence number (u32 at 0) and its send time (f64 µs at 4) from
  * `process.hrtime` — CLOCK_MONOTONIC, one time base for every process on the machine — so one-way
- * latency is `receive time - send time` with no clock sync.
+ * latency is `receive time - send time` with no clock sync. The single update of the "once" mode
+ * is filled with a pattern after that header, which subscribers check.
  */
 import * as Dgram from "node:dgram"
 import { createRequire } from "node:module"
 import { createInterface } from "node:readline"
+import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
+import * as Runtime from "effect/Runtime"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as Distributor from "../src/Distributor.js"
 import * as Transport from "../src/Transport.js"
 
-/** `ours0`: effect-distributor with holdback off (`holdbackDelayMs: 0`), for the latency scenario. */
-export type System = "ours" | "ours0" | "dgram" | "zeromq" | "nats" | "redis"
+/**
+ * `ours0`: effect-distributor with holdback off (`holdbackDelayMs: 0`), for the latency scenario;
+ * `ours65k`: with `segmentSize: 65000` (loopback / jumbo frames), for the throughput scenario.
+ */
+export type System = "ours" | "ours0" | "ours65k" | "dgram" | "zeromq" | "nats" | "redis"
 
 export interface WorkerArgs {
   readonly role: "pub" | "sub"
@@ -36,8 +43,11 @@ export interface WorkerArgs {
   /** Multicast group/port (ours, dgram) or the TCP port of the server / ZeroMQ publisher. */
   readonly group: string
   readonly port: number
-  /** publisher: "burst" sends as fast as it can; "paced" sends `rate` messages/s. */
-  readonly mode: "burst" | "paced"
+  /**
+   * publisher: "burst" sends as fast as it can; "paced" sends `rate` messages/s; "once" sends one
+   * message of `size` bytes, whose pattern subscribers check.
+   */
+  readonly mode: "burst" | "paced" | "once"
   readonly rate: number
   readonly durationMs: number
   /** burst: messages per batch; paced: 1 = one publish call per message, >1 = the due messages as one batch. */
@@ -46,9 +56,14 @@ export interface WorkerArgs {
   readonly latency: boolean
   /** subscriber: idle time after which it reports, once asked to stop. */
   readonly idleMs: number
+  /** subscriber: longest wait for the tail, once asked to stop. */
+  readonly waitMs: number
   /** ours, publisher: fraction of the publisher's datagrams dropped before the socket (Transport.layerLossy). */
   readonly sendLoss: number
 }
+
+/** The variants of effect-distributor run its code with another configuration. */
+const implementation = (s: System) => (s.startsWith("ours") ? "ours" : (s as Exclude<System, "ours0" | "ours65k">))
 
 const IFACE = "127.0.0.1"
 const RECV_BUFFER = 4 * 1024 * 1024
@@ -73,12 +88,33 @@ const peersRequire = createRequire(
 
 // ---- messages -----------------------------------------------------------------------------
 
-const makeMessage = (size: number, seq: number): Uint8Array => {
+/** Sets the send time of a message, just before it is sent. */
+const stamp = (message: Uint8Array) => {
+  new DataView(message.buffer, message.byteOffset).setFloat64(4, nowUs())
+  return message
+}
+
+/** Word `k` (from 3, after the 12-byte header) of a patterned message. */
+const patternWord = (k: number) => Math.imul(k, 0x9e3779b1) >>> 0
+
+const makeMessage = (size: number, seq: number, pattern = false): Uint8Array => {
   const buf = new Uint8Array(Math.max(size, 12))
-  const view = new DataView(buf.buffer)
-  view.setUint32(0, seq)
-  view.setFloat64(4, nowUs())
-  return buf
+  if (pattern) {
+    const words = new Uint32Array(buf.buffer, 0, buf.length >>> 2)
+    for (let k = 3; k < words.length; k++) words[k] = patternWord(k)
+  }
+  new DataView(buf.buffer).setUint32(0, seq)
+  return stamp(buf)
+}
+
+/** Whether a received patterned message has the length and every word it was sent with. */
+const intact = (m: Uint8Array, size: number) => {
+  if (m.length !== size) return false
+  const n = size >>> 2
+  const words =
+    m.byteOffset % 4 === 0 ? new Uint32Array(m.buffer, m.byteOffset, n) : new Uint32Array(m.slice(0, n * 4).buffer)
+  for (let k = 3; k < n; k++) if (words[k] !== patternWord(k)) return false
+  return true
 }
 
 // ---- publishers ---------------------------------------------------------------------------
@@ -89,7 +125,11 @@ interface Pub {
   readonly sendOne: (message: Uint8Array) => void | Promise<void>
   readonly stats: () => Record<string, number>
   readonly close: () => Promise<void>
+  /** The largest message this system can carry as configured, when it has one, and why. */
+  readonly limit?: { readonly bytes: number; readonly reason: string }
 }
+
+const VARIANTS: Partial<Record<System, object>> = { ours0: { holdbackDelayMs: 0 }, ours65k: { segmentSize: 65000 } }
 
 const oursConfig = (a: WorkerArgs) => ({
   group: a.group,
@@ -98,8 +138,20 @@ const oursConfig = (a: WorkerArgs) => ({
   loopback: true,
   recvBufferSize: RECV_BUFFER,
   sendBufferSize: RECV_BUFFER,
-  ...(a.system === "ours0" ? { holdbackDelayMs: 0 } : {})
+  ...VARIANTS[a.system]
 })
+
+/**
+ * Runs a publish synchronously when it completes at once (the usual case, no promise per burst);
+ * one that waits (pacing, flow control) is awaited.
+ */
+const runPublish = (publish: Effect.Effect<void, unknown>): void | Promise<void> => {
+  const exit = Effect.runSyncExit(publish)
+  if (Exit.isSuccess(exit)) return
+  const defect = Cause.squash(exit.cause)
+  if (Runtime.isAsyncFiberException(defect)) return Effect.runPromise(Fiber.join(defect.fiber)).then(() => {})
+  throw defect
+}
 
 const oursPub = async (a: WorkerArgs): Promise<Pub> => {
   const scope = Effect.runSync(Scope.make())
@@ -116,8 +168,8 @@ const oursPub = async (a: WorkerArgs): Promise<Pub> => {
     }).pipe(Effect.provide(transport), Scope.extend(scope))
   )
   return {
-    sendBatch: (messages) => Effect.runSync(publisher.publishAll(messages.map((m) => [TOPIC, m] as const))),
-    sendOne: (message) => Effect.runSync(publisher.publish(TOPIC, message)),
+    sendBatch: (messages) => runPublish(publisher.publishAll(messages.map((m) => [TOPIC, m] as const))),
+    sendOne: (message) => runPublish(publisher.publish(TOPIC, message)),
     stats: () => {
       const s = Effect.runSync(connection.stats)
       const drops = Transport.simulatedDrops(s.socket)
@@ -145,13 +197,13 @@ const dgramPub = async (a: WorkerArgs): Promise<Pub> => {
   let datagrams = 0
   // One message per datagram; a message bigger than a segment is cut into SEGMENT-byte
   // datagrams by hand (8-byte header: message seq, fragment index, fragment count) — no recovery.
+  const chunk = SEGMENT - 8
   const sendOne = (m: Uint8Array) => {
     if (m.length + 8 <= SEGMENT) {
       datagrams++
       socket.send(m)
       return
     }
-    const chunk = SEGMENT - 8
     const count = Math.ceil(m.length / chunk)
     const seq = new DataView(m.buffer, m.byteOffset).getUint32(0)
     for (let i = 0; i < count; i++) {
@@ -172,7 +224,8 @@ const dgramPub = async (a: WorkerArgs): Promise<Pub> => {
     },
     sendOne,
     stats: () => ({ datagramsOut: datagrams }),
-    close: () => new Promise((resolve) => socket.close(() => resolve()))
+    close: () => new Promise((resolve) => socket.close(() => resolve())),
+    limit: { bytes: 0xffff * chunk, reason: "16-bit fragment count of the hand-cut datagrams" }
   }
 }
 
@@ -202,6 +255,7 @@ const natsPub = async (a: WorkerArgs): Promise<Pub> => {
     },
     sendOne: (m) => nc.publish("bench.t", m),
     stats: () => ({}),
+    limit: { bytes: nc.info.max_payload, reason: `max_payload ${nc.info.max_payload} B, the server default` },
     close: async () => {
       await nc.flush()
       await nc.close()
@@ -235,16 +289,19 @@ const redisPub = async (a: WorkerArgs): Promise<Pub> => {
 interface Sub {
   readonly stats: () => Record<string, number>
   readonly close: () => Promise<void>
+  /** Datagrams in so far, where they are more than messages (raw dgram): the tail still arriving. */
+  readonly progress?: () => number
 }
 
-type OnMessage = (seq: number, sentAt: number) => void
+/** A message arrived; `payload` is passed where a patterned message can be checked. */
+type OnMessage = (seq: number, sentAt: number, payload?: Uint8Array) => void
 
 const header = (m: Uint8Array): [number, number] => {
   const v = new DataView(m.buffer, m.byteOffset, m.byteLength)
   return [v.getUint32(0), v.getFloat64(4)]
 }
 
-const oursSub = async (a: WorkerArgs, on: OnMessage): Promise<Sub> => {
+const oursSub = async (a: WorkerArgs, on: OnMessage, onLoss: () => void): Promise<Sub> => {
   const scope = Effect.runSync(Scope.make())
   let losses = 0
   const connection = await Effect.runPromise(
@@ -258,8 +315,11 @@ const oursSub = async (a: WorkerArgs, on: OnMessage): Promise<Sub> => {
             for (const item of chunk) {
               if ("payload" in item) {
                 const [seq, t] = header(item.payload)
-                on(seq, t)
-              } else losses++
+                on(seq, t, item.payload)
+              } else {
+                losses++
+                onLoss()
+              }
             }
           })
         ),
@@ -305,11 +365,13 @@ const dgramSub = async (a: WorkerArgs, on: OnMessage): Promise<Sub> => {
   let curSeq = -1
   let curSent = 0
   let curFrags = 0
+  // A patterned message is reassembled, to be checked.
+  let whole: Uint8Array | undefined
   socket.on("message", (m) => {
     datagrams++
     if (!fragmented) {
       const [seq, t] = header(m)
-      on(seq, t)
+      on(seq, t, m)
       return
     }
     const seq = m.readUInt32BE(0)
@@ -318,12 +380,15 @@ const dgramSub = async (a: WorkerArgs, on: OnMessage): Promise<Sub> => {
     if (seq !== curSeq) {
       curSeq = seq
       curFrags = 0
+      if (a.mode === "once") whole = new Uint8Array(a.size)
     }
     if (index === 0) curSent = m.readDoubleBE(12)
     curFrags++
-    if (index === count - 1 && curFrags === count) on(seq, curSent)
+    whole?.set(m.subarray(8), index * (SEGMENT - 8))
+    if (index === count - 1 && curFrags === count) on(seq, curSent, whole)
   })
   return {
+    progress: () => datagrams,
     stats: () => ({ datagramsIn: datagrams }),
     close: () => new Promise((resolve) => socket.close(() => resolve()))
   }
@@ -338,7 +403,7 @@ const zeromqSub = async (a: WorkerArgs, on: OnMessage): Promise<Sub> => {
     try {
       for await (const [m] of sock) {
         const [seq, t] = header(m)
-        on(seq, t)
+        on(seq, t, m)
       }
     } catch {
       // closed
@@ -353,7 +418,7 @@ const natsSub = async (a: WorkerArgs, on: OnMessage): Promise<Sub> => {
   nc.subscribe("bench.t", {
     callback: (_err: unknown, msg: { data: Uint8Array }) => {
       const [seq, t] = header(msg.data)
-      on(seq, t)
+      on(seq, t, msg.data)
     }
   })
   await nc.flush()
@@ -365,7 +430,7 @@ const redisSub = async (a: WorkerArgs, on: OnMessage): Promise<Sub> => {
   const r = new Redis({ host: "127.0.0.1", port: a.port, commandTimeout: undefined, maxRetriesPerRequest: null })
   r.on("messageBuffer", (_channel: Buffer, m: Buffer) => {
     const [seq, t] = header(m)
-    on(seq, t)
+    on(seq, t, m)
   })
   await r.subscribe("bench")
   return {
@@ -395,12 +460,22 @@ const lines = () => {
 const tick = () => new Promise<void>((resolve) => setImmediate(resolve))
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 
-const publish = async (a: WorkerArgs, p: Pub) => {
+/** CPU (user + system) of this process since `cpu0`, µs. */
+const cpuSince = (cpu0: NodeJS.CpuUsage) => {
+  const cpu = process.cpuUsage(cpu0)
+  return cpu.user + cpu.system
+}
+
+/** The load; `once` is the single message of the "once" mode, built (pattern written) beforehand. */
+const publish = async (a: WorkerArgs, p: Pub, once: Uint8Array | undefined) => {
   let seq = 0
   const cpu0 = process.cpuUsage()
   const t0 = nowUs()
   const end = t0 + a.durationMs * 1000
-  if (a.mode === "burst") {
+  if (once) {
+    seq++
+    await p.sendOne(stamp(once))
+  } else if (a.mode === "burst") {
     let inSend = 0
     let iterations = 0
     while (nowUs() < end) {
@@ -444,22 +519,28 @@ const publish = async (a: WorkerArgs, p: Pub) => {
     }
   }
   const elapsedUs = nowUs() - t0
-  const cpu = process.cpuUsage(cpu0)
-  return { sent: seq, elapsedUs, cpuUs: cpu.user + cpu.system, ...p.stats() }
+  return { sent: seq, elapsedUs, cpuUs: cpuSince(cpu0), ...p.stats() }
 }
 
 const runPub = async (a: WorkerArgs) => {
-  const open = { ours: oursPub, ours0: oursPub, dgram: dgramPub, zeromq: zeromqPub, nats: natsPub, redis: redisPub }[
-    a.system
+  const open = { ours: oursPub, dgram: dgramPub, zeromq: zeromqPub, nats: natsPub, redis: redisPub }[
+    implementation(a.system)
   ]
   const p = await open(a)
   const next = lines()
+  if (p.limit && a.size > p.limit.bytes) {
+    await out({ ready: true, unsupported: p.limit.reason })
+    await p.close()
+    return
+  }
+  const once = a.mode === "once" ? makeMessage(a.size, 0, true) : undefined
   await out({ ready: true })
   while ((await next()) !== "go") {}
-  await out({ result: await publish(a, p) })
+  const cpu0 = process.cpuUsage()
+  await out({ result: await publish(a, p, once) })
   while ((await next()) !== "exit") {}
-  // Final stats (NAKs answered after the load ended included).
-  await out({ final: p.stats() })
+  // Final stats (NAKs answered after the load ended included), and the CPU from `go` to here.
+  await out({ final: { ...p.stats(), cpuUsToExit: cpuSince(cpu0) } })
   await p.close()
 }
 
@@ -472,7 +553,10 @@ const runSub = async (a: WorkerArgs) => {
   let distinct = 0
   let samples = new Float64Array(a.latency ? 1 << 16 : 0)
   let nSamples = 0
-  const on: OnMessage = (seq, sentAt) => {
+  let losses = 0
+  let intactCount = 0
+  let checkCpuUs = 0
+  const on: OnMessage = (seq, sentAt, payload) => {
     const t = nowUs()
     if (received === 0) first = t
     last = t
@@ -496,31 +580,40 @@ const runSub = async (a: WorkerArgs) => {
       }
       samples[nSamples++] = t - sentAt
     }
+    if (a.mode === "once" && payload) {
+      // The check's CPU is not the system's: it is left out of the subscriber's CPU.
+      const c0 = process.cpuUsage()
+      if (intact(payload, a.size)) intactCount++
+      checkCpuUs += cpuSince(c0)
+    }
   }
-  const open = { ours: oursSub, ours0: oursSub, dgram: dgramSub, zeromq: zeromqSub, nats: natsSub, redis: redisSub }[
-    a.system
+  const open = { ours: oursSub, dgram: dgramSub, zeromq: zeromqSub, nats: natsSub, redis: redisSub }[
+    implementation(a.system)
   ]
-  const s = await open(a, on)
+  const s = await open(a, on, () => losses++)
   const next = lines()
   await out({ ready: true })
   const cpu0 = process.cpuUsage()
   let line = await next()
   while (!line.startsWith("stop")) line = await next()
   const sent = Number(line.split(" ")[1] ?? "0")
-  // Wait for the tail (brokers' backlogs, NAK recovery) until everything arrived or it went quiet.
-  const deadline = Date.now() + 20_000
+  // Wait for the tail (brokers' backlogs, NAK recovery) until everything arrived or it went quiet
+  // (in "once" mode: quiet after something arrived — a message, a loss notice, a datagram — as a
+  // large message may take longer than `idleMs` to arrive at all).
+  const activity = () => received + losses + (s.progress?.() ?? 0)
+  const deadline = Date.now() + a.waitMs
   while (distinct < sent && Date.now() < deadline) {
-    const before = received
+    const before = activity()
     await sleep(a.idleMs)
-    if (received === before) break
+    if (activity() === before && (a.mode !== "once" || before > 0)) break
   }
-  const cpu = process.cpuUsage(cpu0)
   await out({
     result: {
-      cpuUs: cpu.user + cpu.system,
+      cpuUs: cpuSince(cpu0) - checkCpuUs,
       received,
       distinct,
       duplicates,
+      intact: intactCount,
       firstUs: first,
       lastUs: last,
       latencyUs: Array.from(samples.subarray(0, nSamples), (x) => Math.round(x * 10) / 10),
