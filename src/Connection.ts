@@ -26,7 +26,13 @@ import type {
   TransportError,
   UpdateTooLarge
 } from "./DistributorError.js"
-import type { RemoteSessionStats, SessionEvent, SessionInfo } from "./internal/protocol/engine.js"
+import type {
+  ReceiverInfo,
+  RemoteReceiverStats,
+  RemoteSessionStats,
+  SessionEvent,
+  SessionInfo
+} from "./internal/protocol/engine.js"
 import type { SocketStats } from "./Transport.js"
 
 /**
@@ -35,6 +41,21 @@ import type { SocketStats } from "./Transport.js"
  * @since 0.1.0
  */
 export type Source = SessionInfo
+
+/**
+ * A remote receiver (a connection with subscriptions elsewhere on the group), as its Status
+ * packets describe it: control session id, name, host, application, address.
+ *
+ * @since 0.1.0
+ */
+export type Receiver = ReceiverInfo
+
+/**
+ * A remote receiver now: its window, and its position and lag (segments) in each local publisher.
+ *
+ * @since 0.1.0
+ */
+export type ReceiverStats = RemoteReceiverStats
 
 /**
  * One update received on a subscription.
@@ -109,8 +130,9 @@ export type PublishError = InvalidTopic | UpdateTooLarge | ConnectionClosed
 export interface Publisher {
   readonly source: Source
   /**
-   * Publish one update. Suspends while the connection's bandwidth limit says so (back-pressure);
-   * never buffers without bound. An idle publisher's update leaves at once; under load updates are
+   * Publish one update. Suspends while flow control's window is closed (the slowest receiver has
+   * not caught up, with `flowControl: "min"`) or the bandwidth limit says so (back-pressure); never
+   * buffers without bound. An idle publisher's update leaves at once; under load updates are
    * packed into datagrams for at most the holdback delay.
    */
   readonly publish: (topic: string, payload: Uint8Array | string) => Effect.Effect<void, PublishError>
@@ -121,8 +143,17 @@ export interface Publisher {
   readonly publishAll: (
     updates: Iterable<readonly [topic: string, payload: Uint8Array | string]>
   ) => Effect.Effect<void, PublishError>
-  /** Send what is held back now. */
+  /**
+   * Send what is held back now, and wait until what the receivers' window held back has left.
+   */
   readonly flush: Effect.Effect<void>
+  /**
+   * Wait until at least `n` remote receivers are present and have heard this publisher (they report
+   * a position for it), so that what is published next reaches them under flow control.
+   */
+  readonly awaitReceivers: (n: number) => Effect.Effect<void>
+  /** How many remote receivers report a position for this publisher now. */
+  readonly receivers: Effect.Effect<number>
   /** A publisher of values encoded with `schema` as UTF-8 JSON. */
   readonly typed: <A, I>(schema: Schema.Schema<A, I>) => TypedPublisher<A>
 }
@@ -135,12 +166,20 @@ export interface TypedPublisher<A> {
 }
 
 /**
- * Session events and losses seen on a connection.
+ * Who is on the group: remote senders joined, restarted, closed or gone; remote receivers joined or
+ * left (`reason`: "Left" on a clean stop, "Timeout" when its status went silent).
+ *
+ * @since 0.1.0
+ */
+export type PresenceEvent = SessionEvent
+
+/**
+ * Session and receiver events, and losses, seen on a connection.
  *
  * @since 0.1.0
  */
 export type ConnectionEvent =
-  | SessionEvent
+  | PresenceEvent
   | { readonly _tag: "Loss"; readonly loss: IrrecoverableLoss }
   | { readonly _tag: "SubscriberOverflow"; readonly overflow: SubscriberOverflow }
 
@@ -185,6 +224,8 @@ export interface ConnectionStats {
     readonly delivered: number
   }>
   readonly remoteSessions: ReadonlyArray<RemoteSessionStats>
+  /** Remote receivers present (flow control, presence). */
+  readonly remoteReceivers: ReadonlyArray<RemoteReceiverStats>
   /** NAK packets received for this connection's publishers, per requesting host. */
   readonly nakRequesters: ReadonlyArray<{ readonly host: string; readonly naks: number }>
   /** The last (up to 100) irrecoverable losses, oldest first. */
@@ -272,8 +313,14 @@ export interface ConnectionService {
    * scope closes, rather than when the stream starts: use it to subscribe before publishing.
    */
   readonly subscribeScoped: SubscribeScopedFn
-  /** Session events (joined, restarted, closed, gone) and losses. */
+  /** Session and receiver events, and losses. */
   readonly events: Stream.Stream<ConnectionEvent>
+  /** Joins and leaves of remote senders and receivers. */
+  readonly presence: Stream.Stream<PresenceEvent>
+  /** The remote receivers present now, with their positions and lag in this connection's publishers. */
+  readonly receivers: Effect.Effect<ReadonlyArray<ReceiverStats>>
+  /** Wait until at least `n` remote receivers are present. */
+  readonly awaitReceivers: (n: number) => Effect.Effect<void>
   readonly stats: Effect.Effect<ConnectionStats>
 }
 

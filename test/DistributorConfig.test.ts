@@ -70,7 +70,12 @@ describe("defaults", () => {
       cacheMaxAgeMs: 60_000,
       maxBandwidth: 0,
       reorderBufferSegments: 16_384,
-      subscriberBufferSize: 65_536
+      subscriberBufferSize: 65_536,
+      name: "",
+      flowControl: "min",
+      receiverWindowBytes: MiB,
+      statusIntervalMs: 100,
+      receiverTimeoutMs: 2000
     })
     expect(config.key).toBe("239.1.2.3:6000")
     expect(new ConnectionConfig().key).toBe("239.192.0.1:5197")
@@ -103,12 +108,28 @@ describe("defaults", () => {
     expect(e.segmentSize).toBe(8192)
     expect(e.nakMaxRetries).toBe(3)
     expect(e.maxBandwidth).toBe(1_000_000)
-    // Every engine field besides identity has a same-named connection field.
+    // Every engine field besides identity and the derived ones has a same-named connection field.
+    const derived = ["host", "application", "receiverName", "receiverWindowBytes", "receiverWindowSegments"]
     for (const [key, value] of Object.entries(e)) {
-      if (key === "host" || key === "application") continue
+      if (derived.includes(key)) continue
       expect(value).toBe((c as unknown as Record<string, unknown>)[key])
     }
-    expect(Object.keys(e)).toHaveLength(16)
+    expect(Object.keys(e)).toHaveLength(22)
+    expect(e.receiverName).toBe(c.name)
+    // A full receive window fits the socket buffer: at most half of it, in bytes and in 2 KiB segments.
+    expect(e.receiverWindowBytes).toBe(MiB)
+    expect(e.receiverWindowSegments).toBe(2048)
+    const small = toEngineConfig(d, new ConnectionConfig({ recvBufferSize: 256 * 1024, receiverWindowBytes: MiB }))
+    expect(small.receiverWindowBytes).toBe(128 * 1024)
+    expect(small.receiverWindowSegments).toBe(128)
+  })
+
+  it("receiverTimeoutMs must leave room for 4 status intervals", () => {
+    const error = failure(decodeConnectionConfig({ statusIntervalMs: 1000, receiverTimeoutMs: 3000 }))
+    expect(error.reason).toBe("Inconsistent")
+    expect(error.path).toBe("receiverTimeoutMs")
+    expect(failure(decodeConnectionConfig({ flowControl: "fastest" })).path).toBe("flowControl")
+    expect(succeed(decodeConnectionConfig({ flowControl: "none", name: "desk-7" })).name).toBe("desk-7")
   })
 })
 

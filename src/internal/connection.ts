@@ -56,6 +56,9 @@ const RECENT_LOSSES = 100
 const textEncoder = new TextEncoder()
 const textDecoder = new TextDecoder()
 
+const isPresenceEvent = (event: Connection.ConnectionEvent): event is Connection.PresenceEvent =>
+  event._tag !== "Loss" && event._tag !== "SubscriberOverflow"
+
 const lossError = (key: string, loss: LossReport): IrrecoverableLoss =>
   new IrrecoverableLoss({
     reason: loss.reason,
@@ -121,7 +124,7 @@ export const make = (
       }
     }
     const endpoint = new Endpoint({
-      config: toEngineConfig(options.distributor, config),
+      config: { ...toEngineConfig(options.distributor, config), listening: false },
       sink,
       random: options.random ?? Math.random,
       now: openedAt
@@ -139,6 +142,13 @@ export const make = (
       sub.key = undefined
       subscribers.delete(sub)
       sub.mailbox.unsafeDone(exit)
+      syncListening()
+    }
+
+    // A connection reports itself as a receiver (Status: flow control, presence) while it has
+    // subscriptions; a publish-only process holds back no publisher.
+    const syncListening = () => {
+      if (!closed) endpoint.setListening(subscribers.size > 0, now())
     }
 
     const overflow = (sub: Subscriber, dropped: number) => {
@@ -233,6 +243,29 @@ export const make = (
       }
     }
 
+    // Publishers waiting for the flow-control window, or for receivers to be present.
+    const waiters = new Set<{ readonly ready: () => boolean; readonly latch: Effect.Latch }>()
+    const releaseWaiters = () => {
+      for (const w of waiters) {
+        if (closed || w.ready()) {
+          waiters.delete(w)
+          w.latch.unsafeOpen()
+        }
+      }
+    }
+    /** Suspends until `ready()` holds (checked after every engine drive) or the connection closes. */
+    const waitUntil = (ready: () => boolean): Effect.Effect<void> =>
+      Effect.suspend(() => {
+        if (closed || ready()) return Effect.void
+        const latch = Effect.unsafeMakeLatch(false)
+        const waiter = { ready, latch }
+        waiters.add(waiter)
+        return Effect.ensuring(
+          latch.await,
+          Effect.sync(() => waiters.delete(waiter))
+        )
+      })
+
     /** Hand the outputs of the last engine call to subscribers and event listeners. */
     const dispatch = () => {
       flushUpdates()
@@ -241,6 +274,7 @@ export const make = (
         pendingEvents = []
         for (const event of evs) events.unsafeOffer(event)
       }
+      if (waiters.size > 0) releaseWaiters()
       if (endpoint.nextDeadline() < timerTarget) wake.unsafeOpen()
     }
 
@@ -325,6 +359,7 @@ export const make = (
           return Effect.logError("protocol engine fault on close", err)
         }
         dispatch()
+        releaseWaiters()
         for (const sub of Array.from(subscribers)) finish(sub, Exit.void)
         return syncMetrics
       })
@@ -360,8 +395,13 @@ export const make = (
         return publisherClosed
       }
 
+      // Back-pressure: while segments wait for the receivers' window, the next publish waits too.
+      const windowOpen = () => !sender.backlog
+      const awaitWindow = waitUntil(windowOpen)
+
       const publish = (topic: string, payload: Uint8Array | string): Effect.Effect<void, Connection.PublishError> =>
         Effect.suspend(() => {
+          if (sender.backlog && open && !closed) return Effect.zipRight(awaitWindow, publish(topic, payload))
           const t = now()
           const delay = open && !closed ? endpoint.publishDelay(sender, t) : 0
           if (delay > 0) return Effect.zipRight(Clock.sleep(delay), publish(topic, payload))
@@ -379,6 +419,11 @@ export const make = (
         const loop: Effect.Effect<void, Connection.PublishError> = Effect.suspend(() => {
           let t = now()
           for (;;) {
+            if (sender.backlog && open && !closed) {
+              endpoint.endBatch(sender, t)
+              dispatch()
+              return Effect.zipRight(awaitWindow, loop)
+            }
             const delay = endpoint.publishDelay(sender, t)
             if (delay > 0) {
               endpoint.endBatch(sender, t)
@@ -402,11 +447,17 @@ export const make = (
         return loop
       }
 
-      const flush = Effect.sync(() => {
-        if (!open || closed) return
-        endpoint.flush(sender, now())
-        dispatch()
-      })
+      // Held-back updates leave now; what waits for the receivers' window has left when it returns.
+      const flush = Effect.zipRight(
+        Effect.sync(() => {
+          if (!open || closed) return
+          endpoint.flush(sender, now())
+          dispatch()
+        }),
+        awaitWindow
+      )
+
+      const awaitReceivers = (n: number) => waitUntil(() => endpoint.receiverCount(sender) >= n)
 
       const typed = <A, I>(schema: Schema.Schema<A, I>): Connection.TypedPublisher<A> => {
         const encode = Schema.encodeEither(schema)
@@ -431,8 +482,18 @@ export const make = (
         endpoint.closeSender(sender, now())
         dispatch()
       }
-      const publisher: Connection.Publisher = { source: sender.session, publish, publishAll, flush, typed }
-      return { publisher, close }
+      const publisher: Connection.Publisher = {
+        source: sender.session,
+        publish,
+        publishAll,
+        flush,
+        awaitReceivers,
+        receivers: Effect.sync(() => endpoint.receiverCount(sender)),
+        typed
+      }
+      // Closing waits until what the window held back has left (receivers that leave or time out
+      // stop holding it), so the Goodbye follows the last segment.
+      return { publisher, close, drain: awaitWindow }
     }
 
     const publisher: Connection.ConnectionService["publisher"] = Effect.map(
@@ -443,7 +504,7 @@ export const make = (
           dispatch()
           return Effect.succeed(makePublisher(sender))
         }),
-        (p) => Effect.sync(p.close)
+        (p) => Effect.zipRight(p.drain, Effect.sync(p.close))
       ),
       (p) => p.publisher
     )
@@ -476,6 +537,7 @@ export const make = (
           Effect.sync(() => {
             sub.key = matcher.add(parsed.right, sub)
             subscribers.add(sub)
+            syncListening()
           }),
           () =>
             Effect.sync(() => {
@@ -544,6 +606,7 @@ export const make = (
           delivered: sub.delivered
         })),
         remoteSessions: endpoint.remoteSessions(),
+        remoteReceivers: endpoint.remoteReceiverStats(),
         nakRequesters: Array.from(endpoint.nakRequesters, ([host, naks]) => ({ host, naks })),
         recentLosses: recentLosses.slice()
       }
@@ -556,6 +619,9 @@ export const make = (
       subscribe,
       subscribeScoped,
       events: Stream.fromPubSub(events),
+      presence: Stream.filter(Stream.fromPubSub(events), isPresenceEvent),
+      receivers: Effect.sync(() => endpoint.remoteReceiverStats()),
+      awaitReceivers: (n: number) => waitUntil(() => endpoint.receiverCount() >= n),
       stats
     } satisfies Connection.ConnectionService
   })
