@@ -126,6 +126,26 @@ const InterfaceAddress = Schema.String.pipe(
   })
 )
 
+/** A console access token: URL-, header- and cookie-safe characters only, long enough to guess. */
+const ConsoleToken = Schema.String.pipe(
+  Schema.filter((s) => {
+    if (s.length < 16 || s.length > 256) return `console token must be 16..256 characters, got ${s.length}`
+    if (!/^[A-Za-z0-9._~-]+$/.test(s)) {
+      return "console token may contain only A-Z a-z 0-9 . _ ~ - (e.g. from `openssl rand -hex 32`)"
+    }
+    return true
+  })
+)
+
+/** An `allowedHosts` entry: `name`, `name:port`, `[v6]`, `[v6]:port`, or `*`. */
+const AllowedHost = Schema.String.pipe(
+  Schema.filter((s) =>
+    s === "*" || /^([A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\])(:\d{1,5})?$/.test(s)
+      ? true
+      : `allowed host must be a host name or IP, optionally with :port ([v6] in brackets), or "*"; got ${JSON.stringify(s)}`
+  )
+)
+
 /**
  * Schema.Class constructors drop fields they do not have; ours throw a `ParseError` for them
  * instead, like they do for a bad value (decoding reports them as `InvalidConfig`).
@@ -173,7 +193,22 @@ export class WebConsoleConfig extends Schema.Class<WebConsoleConfig>("WebConsole
    */
   host: Schema.optionalWith(BindHost, { default: () => "127.0.0.1", exact: true }),
   /** TCP port of the console, 0..65535; 0 picks a free port. Default: `8888`. */
-  port: Schema.optionalWith(IntBetween(0, 65535), { default: () => 8888, exact: true })
+  port: Schema.optionalWith(IntBetween(0, 65535), { default: () => 8888, exact: true }),
+  /**
+   * Access token (16..256 characters of `A-Z a-z 0-9 . _ ~ -`, e.g. `openssl rand -hex 32`) that
+   * every request must carry: `Authorization: Bearer <token>`, or `?token=<token>` once in a
+   * browser (a cookie keeps it). Required when `host` is not a loopback address: the console
+   * refuses to start without one (`WebConsoleError` `TokenRequired`). Redacted in the decoded
+   * config. Default: none.
+   */
+  token: Schema.optionalWith(Schema.Redacted(ConsoleToken), { exact: true }),
+  /**
+   * Extra `Host` header values the console answers, besides its own address, `localhost`,
+   * `127.0.0.1` and `[::1]` with its port (the check that stops DNS rebinding): `name` (any port),
+   * `name:port`, or `"*"` to turn the check off (e.g. behind a reverse proxy that rewrites nothing).
+   * Default: `[]`.
+   */
+  allowedHosts: Schema.optionalWith(Schema.Array(AllowedHost), { default: () => [], exact: true })
 }) {
   constructor(
     props: void | Schema.Struct.Constructor<typeof WebConsoleConfig.fields> = {},
@@ -345,13 +380,13 @@ export class ConnectionConfig extends Schema.Class<ConnectionConfig>("Connection
 // Field names (how each field is read from the environment, and which fields exist)
 // ---------------------------------------------------------------------------------------------
 
-type Kind = "string" | "integer" | "boolean"
+type Kind = "string" | "integer" | "boolean" | "list"
 type EnvSpec = { readonly [field: string]: Kind | EnvSpec }
 
 const distributorEnvSpec = {
   application: "string",
   host: "string",
-  console: { enabled: "boolean", host: "string", port: "integer" }
+  console: { enabled: "boolean", host: "string", port: "integer", token: "string", allowedHosts: "list" }
 } as const satisfies { readonly [K in keyof typeof DistributorConfig.fields]: Kind | EnvSpec }
 
 const connectionEnvSpec = {
@@ -579,6 +614,16 @@ const readVariable = (name: string, kind: Kind): Config.Config<Option.Option<unk
       return Config.option(Config.string(name))
     case "boolean":
       return Config.option(Config.boolean(name))
+    case "list":
+      // Comma-separated; spaces around items and empty items are ignored.
+      return Config.option(
+        Config.map(Config.string(name), (text) =>
+          text
+            .split(",")
+            .map((item) => item.trim())
+            .filter((item) => item !== "")
+        )
+      )
     case "integer":
       return Config.option(
         Config.string(name).pipe(
@@ -746,8 +791,10 @@ const load = <A>(
 /**
  * `DistributorConfig` from environment variables (through the current `ConfigProvider`):
  * `DISTRIBUTOR_APPLICATION`, `DISTRIBUTOR_HOST`, `DISTRIBUTOR_CONSOLE_ENABLED`,
- * `DISTRIBUTOR_CONSOLE_HOST`, `DISTRIBUTOR_CONSOLE_PORT`. Unset variables mean defaults; a bad
- * value fails with a `ConfigError` naming the variable.
+ * `DISTRIBUTOR_CONSOLE_HOST`, `DISTRIBUTOR_CONSOLE_PORT`, `DISTRIBUTOR_CONSOLE_TOKEN`,
+ * `DISTRIBUTOR_CONSOLE_ALLOWED_HOSTS` (comma-separated). Unset variables mean defaults; a bad
+ * value fails with a `ConfigError` naming the variable. Unknown variables are not detected here
+ * (see `checkEnvironment`).
  *
  * @since 0.1.0
  */

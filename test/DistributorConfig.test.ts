@@ -3,6 +3,7 @@ import { describe, expect, it } from "@effect/vitest"
 import * as ConfigProvider from "effect/ConfigProvider"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import * as Redacted from "effect/Redacted"
 import fc from "fast-check"
 import {
   ConnectionConfig,
@@ -44,7 +45,7 @@ describe("defaults", () => {
     expect(config.application).toBe("effect-distributor")
     expect(config.host).toBe(hostname())
     expect(config.console).toBeInstanceOf(WebConsoleConfig)
-    expect({ ...config.console }).toEqual({ enabled: true, host: "127.0.0.1", port: 8888 })
+    expect({ ...config.console }).toEqual({ enabled: true, host: "127.0.0.1", port: 8888, allowedHosts: [] })
   })
 
   it("ConnectionConfig fills every field around the given ones", () => {
@@ -80,7 +81,7 @@ describe("defaults", () => {
   it("decoding partial input fills defaults, including nested ones", () => {
     const d = succeed(decodeDistributorConfig({ console: { port: 0 } }))
     expect(d).toBeInstanceOf(DistributorConfig)
-    expect({ ...d.console }).toEqual({ enabled: true, host: "127.0.0.1", port: 0 })
+    expect({ ...d.console }).toEqual({ enabled: true, host: "127.0.0.1", port: 0, allowedHosts: [] })
     expect(d.application).toBe("effect-distributor")
     expect(succeed(decodeDistributorConfig({})).console.port).toBe(8888)
     const c = succeed(decodeConnectionConfig({ nakBackoffMs: 0, holdbackDelayMs: 0 }))
@@ -289,6 +290,52 @@ describe("JSON", () => {
   })
 })
 
+describe("console access settings", () => {
+  const TOKEN = "abcdef0123456789-._~XYZ"
+  it("token decodes to a Redacted value that never prints; allowedHosts to a list", () => {
+    const d = succeed(
+      decodeDistributorConfig({ console: { token: TOKEN, allowedHosts: ["a.example", "[::1]:9", "*"] } })
+    )
+    expect(d.console.token === undefined ? undefined : Redacted.value(d.console.token)).toBe(TOKEN)
+    expect(String(d.console.token)).not.toContain(TOKEN)
+    expect(JSON.stringify(d)).not.toContain(TOKEN)
+    expect(d.console.allowedHosts).toEqual(["a.example", "[::1]:9", "*"])
+    expect(new DistributorConfig().console.token).toBeUndefined()
+  })
+
+  it("a token must be 16..256 URL-safe characters; an allowed host a name, IP or [v6], with an optional port", () => {
+    for (const token of [
+      "short",
+      "x".repeat(257),
+      "has space 0123456789",
+      "semi;colon0123456789",
+      "plus+0123456789abc"
+    ]) {
+      expect(failure(decodeDistributorConfig({ console: { token } })).path).toBe("console.token")
+    }
+    for (const host of ["", "a b", "http://x", "evil.example/path", "::1"]) {
+      expect(failure(decodeDistributorConfig({ console: { allowedHosts: [host] } })).path).toBe(
+        "console.allowedHosts.0"
+      )
+    }
+  })
+
+  it("reads DISTRIBUTOR_CONSOLE_TOKEN and DISTRIBUTOR_CONSOLE_ALLOWED_HOSTS (comma-separated)", () => {
+    const d = Either.getOrThrow(
+      withEnv(loadDistributorConfig, {
+        DISTRIBUTOR_CONSOLE_TOKEN: TOKEN,
+        DISTRIBUTOR_CONSOLE_ALLOWED_HOSTS: " a.example, b.example:8080 ,,"
+      })
+    )
+    expect(d.console.token === undefined ? undefined : Redacted.value(d.console.token)).toBe(TOKEN)
+    expect(d.console.allowedHosts).toEqual(["a.example", "b.example:8080"])
+    const bad = Either.flip(withEnv(loadDistributorConfig, { DISTRIBUTOR_CONSOLE_TOKEN: "short" })).pipe(
+      Either.getOrThrow
+    )
+    expect(bad.path).toBe("DISTRIBUTOR_CONSOLE_TOKEN")
+  })
+})
+
 describe("unknown fields", () => {
   it("decoding rejects a field the config does not have, naming it and suggesting the closest", () => {
     const typo = failure(decodeConnectionConfig({ group: "239.1.2.3", prot: 6000 }))
@@ -358,7 +405,7 @@ describe("environment", () => {
     )
     expect(d.application).toBe("pricer")
     expect(d.host).toBe("node-7")
-    expect({ ...d.console }).toEqual({ enabled: false, host: "0.0.0.0", port: 9000 })
+    expect({ ...d.console }).toEqual({ enabled: false, host: "0.0.0.0", port: 9000, allowedHosts: [] })
   })
 
   it("reads the connection variables", () => {
