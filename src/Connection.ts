@@ -19,6 +19,8 @@ import type { ConnectionConfig } from "./DistributorConfig.js"
 import type {
   ConnectionClosed,
   InvalidConfig,
+  InvalidOption,
+  InvalidPayload,
   InvalidTopic,
   IrrecoverableLoss,
   PayloadCodecError,
@@ -91,17 +93,21 @@ export interface TypedUpdate<A> {
 export type LossNotice = IrrecoverableLoss | SubscriberOverflow
 
 /**
+ * Options of `subscribe` / `subscribeScoped`. They are checked when the subscription is made: a
+ * bad value (e.g. `bufferSize: 0`, `NaN` or `1.5`; `onLoss: "bogus"`) or an option not listed here
+ * fails it with `InvalidOption`. An option set to `undefined` is the same as leaving it out.
+ *
  * @since 0.1.0
  */
 export interface SubscribeOptions {
   /**
-   * Updates buffered for this subscriber before it counts as overflowing. Defaults to the
-   * connection's `subscriberBufferSize`.
+   * Updates buffered for this subscriber before it counts as overflowing: an integer
+   * 1..16 777 216 (2^24). Defaults to the connection's `subscriberBufferSize`.
    */
   readonly bufferSize?: number
   /**
    * `"fail"` (default): irrecoverable loss and buffer overflow fail the stream with a typed error.
-   * `"notify"`: the stream stays alive and carries them as values (`LossNotice`).
+   * `"notify"`: the stream stays alive and carries them as values (`LossNotice`). Nothing else.
    */
   readonly onLoss?: "fail" | "notify"
 }
@@ -115,11 +121,13 @@ export interface TypedSubscribeOptions<A, I> extends SubscribeOptions {
 }
 
 /**
- * Errors of `publish`.
+ * Errors of `publish`. `InvalidPayload` only reaches untyped callers: a payload that is neither a
+ * string nor a `Uint8Array`, or a `publishAll` argument that is not an iterable of
+ * `[topic, payload]` arrays.
  *
  * @since 0.1.0
  */
-export type PublishError = InvalidTopic | UpdateTooLarge | ConnectionClosed
+export type PublishError = InvalidTopic | InvalidPayload | UpdateTooLarge | ConnectionClosed
 
 /**
  * A publishing session on a connection. Closed (held-back updates flushed, goodbye sent) when the
@@ -249,19 +257,22 @@ export interface SubscribeFn {
   <A, I>(
     pattern: string,
     options: TypedSubscribeOptions<A, I> & { readonly onLoss: "notify" }
-  ): Stream.Stream<TypedUpdate<A> | LossNotice, InvalidTopic | PayloadCodecError>
+  ): Stream.Stream<TypedUpdate<A> | LossNotice, InvalidTopic | InvalidOption | PayloadCodecError>
   <A, I>(
     pattern: string,
     options: TypedSubscribeOptions<A, I>
-  ): Stream.Stream<TypedUpdate<A>, InvalidTopic | PayloadCodecError | IrrecoverableLoss | SubscriberOverflow>
+  ): Stream.Stream<
+    TypedUpdate<A>,
+    InvalidTopic | InvalidOption | PayloadCodecError | IrrecoverableLoss | SubscriberOverflow
+  >
   (
     pattern: string,
     options: SubscribeOptions & { readonly onLoss: "notify" }
-  ): Stream.Stream<Update | LossNotice, InvalidTopic>
+  ): Stream.Stream<Update | LossNotice, InvalidTopic | InvalidOption>
   (
     pattern: string,
     options?: SubscribeOptions
-  ): Stream.Stream<Update, InvalidTopic | IrrecoverableLoss | SubscriberOverflow>
+  ): Stream.Stream<Update, InvalidTopic | InvalidOption | IrrecoverableLoss | SubscriberOverflow>
 }
 
 /**
@@ -274,23 +285,31 @@ export interface SubscribeScopedFn {
   <A, I>(
     pattern: string,
     options: TypedSubscribeOptions<A, I> & { readonly onLoss: "notify" }
-  ): Effect.Effect<Stream.Stream<TypedUpdate<A> | LossNotice, PayloadCodecError>, InvalidTopic, Scope.Scope>
+  ): Effect.Effect<
+    Stream.Stream<TypedUpdate<A> | LossNotice, PayloadCodecError>,
+    InvalidTopic | InvalidOption,
+    Scope.Scope
+  >
   <A, I>(
     pattern: string,
     options: TypedSubscribeOptions<A, I>
   ): Effect.Effect<
     Stream.Stream<TypedUpdate<A>, PayloadCodecError | IrrecoverableLoss | SubscriberOverflow>,
-    InvalidTopic,
+    InvalidTopic | InvalidOption,
     Scope.Scope
   >
   (
     pattern: string,
     options: SubscribeOptions & { readonly onLoss: "notify" }
-  ): Effect.Effect<Stream.Stream<Update | LossNotice>, InvalidTopic, Scope.Scope>
+  ): Effect.Effect<Stream.Stream<Update | LossNotice>, InvalidTopic | InvalidOption, Scope.Scope>
   (
     pattern: string,
     options?: SubscribeOptions
-  ): Effect.Effect<Stream.Stream<Update, IrrecoverableLoss | SubscriberOverflow>, InvalidTopic, Scope.Scope>
+  ): Effect.Effect<
+    Stream.Stream<Update, IrrecoverableLoss | SubscriberOverflow>,
+    InvalidTopic | InvalidOption,
+    Scope.Scope
+  >
 }
 
 /**

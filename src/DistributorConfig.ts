@@ -11,6 +11,10 @@
  * `_` — e.g. `DISTRIBUTOR_APPLICATION`, `DISTRIBUTOR_CONSOLE_PORT`, `DISTRIBUTOR_NAK_BACKOFF_MS`.
  * A missing variable means the default. See docs/CONFIGURATION.md for the full table.
  *
+ * Unknown fields are errors (`InvalidConfig` with reason `UnknownField` when decoding, a
+ * `ParseError` from the constructors), and so are unknown variables under the prefix for
+ * `loadDistributorConfig` / `loadConnectionConfig` (see `checkEnvironment`).
+ *
  * @since 0.1.0
  */
 import { hostname } from "node:os"
@@ -18,6 +22,7 @@ import * as Config from "effect/Config"
 import * as ConfigError from "effect/ConfigError"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import * as HashSet from "effect/HashSet"
 import * as Option from "effect/Option"
 import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
@@ -121,6 +126,43 @@ const InterfaceAddress = Schema.String.pipe(
   })
 )
 
+/** A console access token: URL-, header- and cookie-safe characters only, long enough to guess. */
+const ConsoleToken = Schema.String.pipe(
+  Schema.filter((s) => {
+    if (s.length < 16 || s.length > 256) return `console token must be 16..256 characters, got ${s.length}`
+    if (!/^[A-Za-z0-9._~-]+$/.test(s)) {
+      return "console token may contain only A-Z a-z 0-9 . _ ~ - (e.g. from `openssl rand -hex 32`)"
+    }
+    return true
+  })
+)
+
+/** An `allowedHosts` entry: `name`, `name:port`, `[v6]`, `[v6]:port`, or `*`. */
+const AllowedHost = Schema.String.pipe(
+  Schema.filter((s) =>
+    s === "*" || /^([A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\])(:\d{1,5})?$/.test(s)
+      ? true
+      : `allowed host must be a host name or IP, optionally with :port ([v6] in brackets), or "*"; got ${JSON.stringify(s)}`
+  )
+)
+
+/**
+ * Schema.Class constructors drop fields they do not have; ours throw a `ParseError` for them
+ * instead, like they do for a bad value (decoding reports them as `InvalidConfig`).
+ */
+const rejectUnknownFields = (props: unknown, fields: Schema.Struct.Fields, what: string): void => {
+  if (props === null || typeof props !== "object") return
+  for (const key of Object.keys(props)) {
+    if (!Object.hasOwn(fields, key)) {
+      const value = (props as Record<string, unknown>)[key]
+      const message = unknownMessage("field", key, Object.keys(fields))
+      throw new ParseResult.ParseError({
+        issue: new ParseResult.Pointer(key, props, new ParseResult.Unexpected(value, `${message} of ${what}`))
+      })
+    }
+  }
+}
+
 /** A bind address for the HTTP console: a host name or IP literal, without whitespace. */
 const BindHost = Schema.String.pipe(
   Schema.filter((s) => {
@@ -151,8 +193,31 @@ export class WebConsoleConfig extends Schema.Class<WebConsoleConfig>("WebConsole
    */
   host: Schema.optionalWith(BindHost, { default: () => "127.0.0.1", exact: true }),
   /** TCP port of the console, 0..65535; 0 picks a free port. Default: `8888`. */
-  port: Schema.optionalWith(IntBetween(0, 65535), { default: () => 8888, exact: true })
-}) {}
+  port: Schema.optionalWith(IntBetween(0, 65535), { default: () => 8888, exact: true }),
+  /**
+   * Access token (16..256 characters of `A-Z a-z 0-9 . _ ~ -`, e.g. `openssl rand -hex 32`) that
+   * every request must carry: `Authorization: Bearer <token>`, or `?token=<token>` once in a
+   * browser (a cookie keeps it). Required when `host` is not a loopback address: the console
+   * refuses to start without one (`WebConsoleError` `TokenRequired`). Redacted in the decoded
+   * config. Default: none.
+   */
+  token: Schema.optionalWith(Schema.Redacted(ConsoleToken), { exact: true }),
+  /**
+   * Extra `Host` header values the console answers, besides its own address, `localhost`,
+   * `127.0.0.1` and `[::1]` with its port (the check that stops DNS rebinding): `name` (any port),
+   * `name:port`, or `"*"` to turn the check off (e.g. behind a reverse proxy that rewrites nothing).
+   * Default: `[]`.
+   */
+  allowedHosts: Schema.optionalWith(Schema.Array(AllowedHost), { default: () => [], exact: true })
+}) {
+  constructor(
+    props: void | Schema.Struct.Constructor<typeof WebConsoleConfig.fields> = {},
+    options?: Schema.MakeOptions
+  ) {
+    rejectUnknownFields(props, WebConsoleConfig.fields, "WebConsoleConfig")
+    super(props, options)
+  }
+}
 
 // ---------------------------------------------------------------------------------------------
 // DistributorConfig
@@ -176,7 +241,15 @@ export class DistributorConfig extends Schema.Class<DistributorConfig>("Distribu
   host: Schema.optionalWith(Name("host", MAX_NAME_BYTES), { default: () => hostname(), exact: true }),
   /** The web console. Default: enabled on 127.0.0.1:8888. */
   console: Schema.optionalWith(WebConsoleConfig, { default: () => new WebConsoleConfig(), exact: true })
-}) {}
+}) {
+  constructor(
+    props: void | Schema.Struct.Constructor<typeof DistributorConfig.fields> = {},
+    options?: Schema.MakeOptions
+  ) {
+    rejectUnknownFields(props, DistributorConfig.fields, "DistributorConfig")
+    super(props, options)
+  }
+}
 
 // ---------------------------------------------------------------------------------------------
 // ConnectionConfig
@@ -330,10 +403,109 @@ const connectionConsistency = (c: Schema.Struct.Type<typeof connectionFields>) =
 export class ConnectionConfig extends Schema.Class<ConnectionConfig>("ConnectionConfig")(
   Schema.Struct(connectionFields).pipe(Schema.filter(connectionConsistency))
 ) {
+  constructor(props: void | Schema.Struct.Constructor<typeof connectionFields> = {}, options?: Schema.MakeOptions) {
+    rejectUnknownFields(props, connectionFields, "ConnectionConfig")
+    super(props, options)
+  }
+
   /** `group:port`, the connection's identity within a Distributor. */
   get key(): string {
     return `${this.group}:${this.port}`
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Field names (how each field is read from the environment, and which fields exist)
+// ---------------------------------------------------------------------------------------------
+
+type Kind = "string" | "integer" | "boolean" | "list"
+type EnvSpec = { readonly [field: string]: Kind | EnvSpec }
+
+const distributorEnvSpec = {
+  application: "string",
+  host: "string",
+  console: { enabled: "boolean", host: "string", port: "integer", token: "string", allowedHosts: "list" }
+} as const satisfies { readonly [K in keyof typeof DistributorConfig.fields]: Kind | EnvSpec }
+
+const connectionEnvSpec = {
+  group: "string",
+  port: "integer",
+  interface: "string",
+  ttl: "integer",
+  loopback: "boolean",
+  recvBufferSize: "integer",
+  sendBufferSize: "integer",
+  segmentSize: "integer",
+  maxUpdateSize: "integer",
+  holdbackDelayMs: "integer",
+  holdbackThreshold: "integer",
+  heartbeatIntervalMs: "integer",
+  senderTimeoutMs: "integer",
+  nakBackoffMs: "integer",
+  nakRetryIntervalMs: "integer",
+  nakMaxRetries: "integer",
+  retransmitHoldoffMs: "integer",
+  cacheMaxBytes: "integer",
+  cacheMaxAgeMs: "integer",
+  maxBandwidth: "integer",
+  reorderBufferSegments: "integer",
+  subscriberBufferSize: "integer",
+  name: "string",
+  flowControl: "string",
+  receiverWindowBytes: "integer",
+  statusIntervalMs: "integer",
+  receiverTimeoutMs: "integer"
+} as const satisfies { readonly [K in keyof typeof ConnectionConfig.fields]: Kind }
+
+/** The field names known at `path` of a spec (`[]` for the root), or undefined below a leaf. */
+const fieldsAt = (spec: EnvSpec, path: ReadonlyArray<PropertyKey>): ReadonlyArray<string> | undefined => {
+  let node: Kind | EnvSpec = spec
+  for (const key of path) {
+    if (typeof node === "string") return undefined
+    node = node[String(key)]
+    if (node === undefined) return undefined
+  }
+  return typeof node === "string" ? undefined : Object.keys(node)
+}
+
+/**
+ * Edit distance counting a swap of two neighbours as one edit (optimal string alignment), for "did
+ * you mean" suggestions; small inputs only.
+ */
+const editDistance = (a: string, b: string): number => {
+  const d: Array<Array<number>> = Array.from({ length: a.length + 1 }, (_, i) => [i])
+  for (let j = 1; j <= b.length; j++) d[0][j] = j
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1
+      d[i][j] = Math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost)
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) {
+        d[i][j] = Math.min(d[i][j], d[i - 2][j - 2] + 1)
+      }
+    }
+  }
+  return d[a.length][b.length]
+}
+
+/** The known name closest to `name` (case-insensitive, at most a third of it edited), if any. */
+const closest = (name: string, known: ReadonlyArray<string>): string | undefined => {
+  let best: string | undefined
+  let bestDistance = Math.max(1, Math.floor(name.length / 3)) + 1
+  for (const candidate of known) {
+    const d = editDistance(name.toLowerCase(), candidate.toLowerCase())
+    if (d < bestDistance) {
+      best = candidate
+      bestDistance = d
+    }
+  }
+  return best
+}
+
+const unknownMessage = (what: string, name: string, known: ReadonlyArray<string>): string => {
+  const suggestion = closest(name, known)
+  return suggestion === undefined
+    ? `unknown ${what} ${JSON.stringify(name)}`
+    : `unknown ${what} ${JSON.stringify(name)} (did you mean ${JSON.stringify(suggestion)}?)`
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -345,11 +517,26 @@ type RenderPath = (path: ReadonlyArray<PropertyKey>) => string
 
 const dotted: RenderPath = (path) => path.map(String).join(".")
 
+/** Unknown fields are reported first (a misspelt field usually explains the rest). */
 const toInvalidConfig = (
   reason: InvalidConfig["reason"],
-  issues: ReadonlyArray<Issue>,
-  render: RenderPath
+  all: ReadonlyArray<Issue>,
+  render: RenderPath,
+  spec: EnvSpec
 ): InvalidConfig => {
+  const unknown: Array<Issue> = []
+  const other: Array<Issue> = []
+  for (const issue of all) {
+    if (issue._tag !== "Unexpected" || issue.path.length === 0) {
+      other.push(issue)
+      continue
+    }
+    const name = String(issue.path[issue.path.length - 1])
+    const known = fieldsAt(spec, issue.path.slice(0, -1)) ?? []
+    unknown.push({ ...issue, message: unknownMessage("field", name, known) })
+  }
+  if (unknown.length > 0) reason = "UnknownField"
+  const issues = [...unknown, ...other]
   const first = issues[0]
   const detail =
     issues.length <= 1
@@ -364,20 +551,23 @@ const toInvalidConfig = (
  */
 const makeDecoder = <A, I>(
   fieldsOnly: Schema.Schema<any, any, never>,
-  schema: Schema.Schema<A, I>
+  schema: Schema.Schema<A, I>,
+  spec: EnvSpec
 ): ((u: unknown, render: RenderPath) => Either.Either<A, InvalidConfig>) => {
-  const decodeFields = Schema.decodeUnknownEither(fieldsOnly, { errors: "all" })
-  const decodeFull = Schema.decodeUnknownEither(schema, { errors: "all" })
+  // A field the schema does not have is an error (usually a typo), not silently dropped.
+  const options = { errors: "all", onExcessProperty: "error" } as const
+  const decodeFields = Schema.decodeUnknownEither(fieldsOnly, options)
+  const decodeFull = Schema.decodeUnknownEither(schema, options)
   return (u, render) => {
     const result = decodeFull(u)
     if (Either.isRight(result)) return Either.right(result.right)
     const reason = Either.isRight(decodeFields(u)) ? "Inconsistent" : "Decode"
-    return Either.left(toInvalidConfig(reason, ParseResult.ArrayFormatter.formatErrorSync(result.left), render))
+    return Either.left(toInvalidConfig(reason, ParseResult.ArrayFormatter.formatErrorSync(result.left), render, spec))
   }
 }
 
-const decodeDistributor = makeDecoder(Schema.Struct(DistributorConfig.fields), DistributorConfig)
-const decodeConnection = makeDecoder(Schema.Struct(ConnectionConfig.fields), ConnectionConfig)
+const decodeDistributor = makeDecoder(Schema.Struct(DistributorConfig.fields), DistributorConfig, distributorEnvSpec)
+const decodeConnection = makeDecoder(Schema.Struct(ConnectionConfig.fields), ConnectionConfig, connectionEnvSpec)
 
 /**
  * Decodes a `DistributorConfig` from unknown input (e.g. parsed JSON); missing fields get their
@@ -438,9 +628,6 @@ export const connectionConfigFromJson = (text: string): Effect.Effect<Connection
 // Environment variables (Effect Config)
 // ---------------------------------------------------------------------------------------------
 
-type Kind = "string" | "integer" | "boolean"
-type EnvSpec = { readonly [field: string]: Kind | EnvSpec }
-
 /** The default prefix of every environment variable. */
 const DEFAULT_PREFIX = "DISTRIBUTOR_"
 
@@ -470,6 +657,16 @@ const readVariable = (name: string, kind: Kind): Config.Config<Option.Option<unk
       return Config.option(Config.string(name))
     case "boolean":
       return Config.option(Config.boolean(name))
+    case "list":
+      // Comma-separated; spaces around items and empty items are ignored.
+      return Config.option(
+        Config.map(Config.string(name), (text) =>
+          text
+            .split(",")
+            .map((item) => item.trim())
+            .filter((item) => item !== "")
+        )
+      )
     case "integer":
       return Config.option(
         Config.string(name).pipe(
@@ -514,42 +711,6 @@ const readRaw = (
   )
 }
 
-const distributorEnvSpec = {
-  application: "string",
-  host: "string",
-  console: { enabled: "boolean", host: "string", port: "integer" }
-} as const satisfies { readonly [K in keyof typeof DistributorConfig.fields]: Kind | EnvSpec }
-
-const connectionEnvSpec = {
-  group: "string",
-  port: "integer",
-  interface: "string",
-  ttl: "integer",
-  loopback: "boolean",
-  recvBufferSize: "integer",
-  sendBufferSize: "integer",
-  segmentSize: "integer",
-  maxUpdateSize: "integer",
-  holdbackDelayMs: "integer",
-  holdbackThreshold: "integer",
-  heartbeatIntervalMs: "integer",
-  senderTimeoutMs: "integer",
-  nakBackoffMs: "integer",
-  nakRetryIntervalMs: "integer",
-  nakMaxRetries: "integer",
-  retransmitHoldoffMs: "integer",
-  cacheMaxBytes: "integer",
-  cacheMaxAgeMs: "integer",
-  maxBandwidth: "integer",
-  reorderBufferSegments: "integer",
-  subscriberBufferSize: "integer",
-  name: "string",
-  flowControl: "string",
-  receiverWindowBytes: "integer",
-  statusIntervalMs: "integer",
-  receiverTimeoutMs: "integer"
-} as const satisfies { readonly [K in keyof typeof ConnectionConfig.fields]: Kind }
-
 /** Renders a schema path (`["console", "port"]`) as the variable it came from. */
 const envRender =
   (prefix: string): RenderPath =>
@@ -593,19 +754,90 @@ const configErrorToInvalid = (error: ConfigError.ConfigError): InvalidConfig => 
   })
 }
 
+/** Every variable a spec reads under `prefix`. */
+const variableNames = (prefix: string, spec: EnvSpec, path: ReadonlyArray<string> = []): Array<string> =>
+  Object.entries(spec).flatMap(([field, kind]) =>
+    typeof kind === "string" ? [envVarName(prefix, [...path, field])] : variableNames(prefix, kind, [...path, field])
+  )
+
+/** The variables read under `prefix`: a connection's, and for the default prefix also the distributor's. */
+const knownVariables = (prefix: string): ReadonlyArray<string> =>
+  normalizePrefix(prefix) === DEFAULT_PREFIX
+    ? [...variableNames(DEFAULT_PREFIX, distributorEnvSpec), ...variableNames(DEFAULT_PREFIX, connectionEnvSpec)]
+    : variableNames(prefix, connectionEnvSpec)
+
+/**
+ * The names of the variables set under `prefix`, enumerated through the current `ConfigProvider`
+ * (its path segments joined with `_`: `fromEnv` splits names at `_`, `fromMap` at `.`). A provider
+ * that cannot enumerate yields none.
+ */
+const variablesUnder = (prefix: string): Effect.Effect<ReadonlyArray<string>> =>
+  Effect.configProviderWith((provider) => {
+    const flat = provider.flattened
+    const walk = (path: ReadonlyArray<string>): Effect.Effect<Array<string>, ConfigError.ConfigError> =>
+      Effect.flatMap(flat.enumerateChildren(path), (children) => {
+        if (HashSet.size(children) === 0) return Effect.succeed(path.length === 0 ? [] : [path.join("_")])
+        const relevant = Array.from(children).filter((child) => {
+          const name = [...path, child].join("_")
+          return name.startsWith(prefix) || prefix.startsWith(`${name}_`)
+        })
+        return Effect.map(
+          Effect.forEach(relevant, (child) => walk([...path, child])),
+          (names) => names.flat()
+        )
+      })
+    return Effect.orElseSucceed(walk([]), () => [])
+  })
+
+/**
+ * Fails with `InvalidConfig` (reason `UnknownField`, `path` the variable) when a variable starting
+ * with `prefix` is set that the library does not read — usually a misspelt one, which would
+ * otherwise be ignored and leave its field at the default. For the default prefix `DISTRIBUTOR_`
+ * both the distributor's and the connection's variables are known; for another prefix only the
+ * connection's. An empty prefix checks nothing.
+ *
+ * `loadDistributorConfig` and `loadConnectionConfig` run this check; the `Config` variants
+ * (`distributorConfig`, `connectionConfig`) cannot (an Effect `Config` has no way to list the
+ * provider's variables), so run it yourself next to them.
+ *
+ * @since 0.1.0
+ */
+export const checkEnvironment = (prefix: string = DEFAULT_PREFIX): Effect.Effect<void, InvalidConfig> => {
+  const normalized = normalizePrefix(prefix)
+  if (normalized === "") return Effect.void
+  return Effect.flatMap(variablesUnder(normalized), (names) => {
+    const known = knownVariables(normalized)
+    const unknown = names.filter((name) => !known.includes(name)).sort()
+    if (unknown.length === 0) return Effect.void
+    const messages = unknown.map((name) => unknownMessage("environment variable", name, known))
+    return Effect.fail(
+      new InvalidConfig({
+        reason: "UnknownField",
+        path: unknown[0],
+        detail: messages.length === 1 ? messages[0] : unknown.map((name, i) => `${name}: ${messages[i]}`).join("; ")
+      })
+    )
+  })
+}
+
 /** The Effect variant: syntax errors and schema failures both become `InvalidConfig`. */
 const load = <A>(
   raw: Config.Config<Record<string, unknown>>,
   decode: (u: unknown, render: RenderPath) => Either.Either<A, InvalidConfig>,
   prefix: string
 ): Effect.Effect<A, InvalidConfig> =>
-  Effect.flatMap(Effect.mapError(raw, configErrorToInvalid), (u) => decode(u, envRender(prefix)))
+  Effect.zipRight(
+    checkEnvironment(prefix),
+    Effect.flatMap(Effect.mapError(raw, configErrorToInvalid), (u) => decode(u, envRender(prefix)))
+  )
 
 /**
  * `DistributorConfig` from environment variables (through the current `ConfigProvider`):
  * `DISTRIBUTOR_APPLICATION`, `DISTRIBUTOR_HOST`, `DISTRIBUTOR_CONSOLE_ENABLED`,
- * `DISTRIBUTOR_CONSOLE_HOST`, `DISTRIBUTOR_CONSOLE_PORT`. Unset variables mean defaults; a bad
- * value fails with a `ConfigError` naming the variable.
+ * `DISTRIBUTOR_CONSOLE_HOST`, `DISTRIBUTOR_CONSOLE_PORT`, `DISTRIBUTOR_CONSOLE_TOKEN`,
+ * `DISTRIBUTOR_CONSOLE_ALLOWED_HOSTS` (comma-separated). Unset variables mean defaults; a bad
+ * value fails with a `ConfigError` naming the variable. Unknown variables are not detected here
+ * (see `checkEnvironment`).
  *
  * @since 0.1.0
  */
@@ -627,7 +859,8 @@ export const connectionConfig = (prefix: string = DEFAULT_PREFIX): Config.Config
   toConfig(readRaw(prefix, connectionEnvSpec), decodeConnection, prefix)
 
 /**
- * Like `distributorConfig`, failing with `InvalidConfig` whose `path` is the variable name.
+ * Like `distributorConfig`, failing with `InvalidConfig` whose `path` is the variable name; also
+ * fails (reason `UnknownField`) for a `DISTRIBUTOR_` variable it does not know (`checkEnvironment`).
  *
  * @since 0.1.0
  */
@@ -639,7 +872,8 @@ export const loadDistributorConfig: Effect.Effect<DistributorConfig, InvalidConf
 
 /**
  * Like `connectionConfig(prefix)`, failing with `InvalidConfig` whose `path` is the variable name
- * (reason `Inconsistent` for a cross-field rule such as senderTimeoutMs > heartbeatIntervalMs).
+ * (reason `Inconsistent` for a cross-field rule such as senderTimeoutMs > heartbeatIntervalMs;
+ * `UnknownField` for a variable under the prefix that it does not know, see `checkEnvironment`).
  *
  * @since 0.1.0
  */

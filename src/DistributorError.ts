@@ -7,9 +7,9 @@
  */
 import * as Schema from "effect/Schema"
 
-/** @since 0.1.0 */
 /**
- * A topic or pattern that does not follow the topic rules (see `Topic`).
+ * A topic or pattern that does not follow the topic rules (see `Topic`). A value that is not a
+ * string at all (from an untyped caller) is `NotAString`, with `topic` describing the value.
  *
  * @since 0.1.0
  */
@@ -23,8 +23,10 @@ export class InvalidTopic extends Schema.TaggedError<InvalidTopic>()("InvalidTop
     "EllipsisNotLast",
     "InvalidWildcard",
     "ControlCharacter",
+    "LoneSurrogate",
     "TooLong",
-    "TooManyLevels"
+    "TooManyLevels",
+    "NotAString"
   ),
   detail: Schema.String
 }) {
@@ -34,12 +36,15 @@ export class InvalidTopic extends Schema.TaggedError<InvalidTopic>()("InvalidTop
 }
 
 /**
- * A configuration value that does not decode. `path` names the field.
+ * A configuration value that does not decode. `path` names the field (or environment variable).
+ * `reason`: `Decode` (malformed or out of range), `Inconsistent` (each field valid, a rule between
+ * fields fails), `UnknownField` (a field or environment variable the configuration does not have,
+ * usually a typo).
  *
  * @since 0.1.0
  */
 export class InvalidConfig extends Schema.TaggedError<InvalidConfig>()("InvalidConfig", {
-  reason: Schema.Literal("Decode", "Inconsistent"),
+  reason: Schema.Literal("Decode", "Inconsistent", "UnknownField"),
   path: Schema.String,
   detail: Schema.String
 }) {
@@ -61,6 +66,42 @@ export class TransportError extends Schema.TaggedError<TransportError>()("Transp
 }) {
   override get message(): string {
     return `Transport error at ${this.address} (${this.reason}): ${this.detail}`
+  }
+}
+
+/**
+ * A payload that is neither a `string` nor a `Uint8Array` (from an untyped caller), or a
+ * `publishAll` entry that is not a `[topic, payload]` pair (`NotAnEntry`; `NotIterable` when the
+ * argument itself cannot be iterated).
+ *
+ * @since 0.1.0
+ */
+export class InvalidPayload extends Schema.TaggedError<InvalidPayload>()("InvalidPayload", {
+  reason: Schema.Literal("NotStringOrBytes", "NotAnEntry", "NotIterable"),
+  topic: Schema.String,
+  detail: Schema.String
+}) {
+  override get message(): string {
+    return `Invalid payload${this.topic === "" ? "" : ` on ${this.topic}`} (${this.reason}): ${this.detail}`
+  }
+}
+
+/**
+ * An option of an operation (e.g. `subscribe`'s `bufferSize`, `onLoss`) with a bad value
+ * (`InvalidValue`) or an option the operation does not have (`UnknownOption`).
+ *
+ * @since 0.1.0
+ */
+export class InvalidOption extends Schema.TaggedError<InvalidOption>()("InvalidOption", {
+  reason: Schema.Literal("InvalidValue", "UnknownOption"),
+  /** The operation, e.g. `subscribe`. */
+  operation: Schema.String,
+  /** The option, e.g. `bufferSize`; `""` when the options argument itself is not an object. */
+  option: Schema.String,
+  detail: Schema.String
+}) {
+  override get message(): string {
+    return `Invalid ${this.operation} option${this.option === "" ? "s" : ` ${this.option}`} (${this.reason}): ${this.detail}`
   }
 }
 
@@ -172,13 +213,14 @@ export class PayloadCodecError extends Schema.TaggedError<PayloadCodecError>()("
 }
 
 /**
- * The web console could not start: its TCP port is taken (`PortInUse`), or the address could not
- * be bound (`Bind`: unknown host, address not local, permission denied).
+ * The web console could not start: its TCP port is taken (`PortInUse`), the address could not be
+ * bound (`Bind`: unknown host, address not local, permission denied), or it would listen on a
+ * non-loopback address without an access token (`TokenRequired`).
  *
  * @since 0.1.0
  */
 export class WebConsoleError extends Schema.TaggedError<WebConsoleError>()("WebConsoleError", {
-  reason: Schema.Literal("PortInUse", "Bind"),
+  reason: Schema.Literal("PortInUse", "Bind", "TokenRequired"),
   /** `host:port` the console tried to listen on. */
   address: Schema.String,
   detail: Schema.String,
@@ -193,6 +235,8 @@ export class WebConsoleError extends Schema.TaggedError<WebConsoleError>()("WebC
 export type DistributorError =
   | InvalidTopic
   | InvalidConfig
+  | InvalidPayload
+  | InvalidOption
   | TransportError
   | UpdateTooLarge
   | ConnectionClosed

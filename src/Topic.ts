@@ -14,7 +14,10 @@
  *
  * - not empty (`Empty`), starts with `/` (`NoLeadingSlash`);
  * - every level is non-empty, so no `//` and no trailing `/` (`EmptyLevel`);
+ * - a string (`NotAString`, for untyped callers passing a number, `undefined`, …);
  * - no C0 or C1 control characters and no DEL (`ControlCharacter`);
+ * - well-formed UTF-16: no unpaired surrogate (`LoneSurrogate`) — it has no UTF-8 encoding, so
+ *   remote subscribers would otherwise see U+FFFD instead;
  * - at most {@link MAX_TOPIC_BYTES} (1024) bytes of UTF-8 (`TooLong`) and at most
  *   {@link MAX_TOPIC_LEVELS} (64) levels (`TooManyLevels`);
  * - a level containing `*` or `...` must be exactly that wildcard (`InvalidWildcard`: `a*b`, `x...`);
@@ -22,8 +25,8 @@
  *   (`EllipsisNotLast`).
  *
  * When a string breaks several rules, the reported reason is the first of: `Empty`,
- * `NoLeadingSlash`, `TooLong`, `ControlCharacter`, `TooManyLevels`, then the first offending level
- * from the left.
+ * `NoLeadingSlash`, `TooLong`, `ControlCharacter`, `LoneSurrogate`, `TooManyLevels`, then the first
+ * offending level from the left.
  *
  * @since 0.1.0
  */
@@ -32,6 +35,7 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Schema from "effect/Schema"
 import { InvalidTopic } from "./DistributorError.js"
+import { describe } from "./internal/inputs.js"
 import { type Entry, TopicTrie, hasWildcard as trieHasWildcard } from "./internal/topicTrie.js"
 
 /**
@@ -95,11 +99,16 @@ const levelError = (s: string, reason: Reason, start: number, end: number, level
   }
 }
 
+const notAString = (u: unknown): InvalidTopic =>
+  invalid(`<${describe(u)}>`, "NotAString", `a topic must be a string, got ${describe(u)}`)
+
 /**
- * One pass over the string: byte length, level count, control characters and the shape of each
- * level. Allocates only when it reports an error.
+ * One pass over the string: byte length, level count, control characters, lone surrogates and the
+ * shape of each level. Allocates only when it reports an error.
  */
-const check = (s: string, pattern: boolean): InvalidTopic | undefined => {
+const check = (u: unknown, pattern: boolean): InvalidTopic | undefined => {
+  if (typeof u !== "string") return notAString(u)
+  const s = u
   const n = s.length
   if (n === 0) return invalid(s, "Empty", 'a topic needs at least one level, e.g. "/news"')
   if (s.charCodeAt(0) !== SLASH) return invalid(s, "NoLeadingSlash", 'a topic must start with "/"')
@@ -110,6 +119,7 @@ const check = (s: string, pattern: boolean): InvalidTopic | undefined => {
   let bytes = 1
   let levels = 0
   let controlAt = -1
+  let surrogateAt = -1
   // First offending level, reported only if no global rule is broken.
   let badReason: Reason | undefined
   let badStart = 0
@@ -159,16 +169,17 @@ const check = (s: string, pattern: boolean): InvalidTopic | undefined => {
     } else if (c < 0x800) {
       bytes += 2
       if (c <= 0x9f && controlAt < 0) controlAt = i
-    } else if (c >= 0xd800 && c <= 0xdbff && i + 1 < n) {
-      const d = s.charCodeAt(i + 1)
+    } else if (c >= 0xd800 && c <= 0xdfff) {
+      const d = c <= 0xdbff && i + 1 < n ? s.charCodeAt(i + 1) : 0
       if (d >= 0xdc00 && d <= 0xdfff) {
         bytes += 4
         i++
       } else {
+        // A lone surrogate: counted as UTF-8 encoders would write it (U+FFFD, 3 bytes).
         bytes += 3
+        if (surrogateAt < 0) surrogateAt = i
       }
     } else {
-      // BMP character, or a lone surrogate (which UTF-8 encoders replace by U+FFFD, also 3 bytes).
       bytes += 3
     }
   }
@@ -178,6 +189,14 @@ const check = (s: string, pattern: boolean): InvalidTopic | undefined => {
   if (controlAt >= 0) {
     const code = s.charCodeAt(controlAt).toString(16).padStart(4, "0")
     return invalid(s, "ControlCharacter", `control character U+${code} at offset ${controlAt}`)
+  }
+  if (surrogateAt >= 0) {
+    const code = s.charCodeAt(surrogateAt).toString(16).toUpperCase()
+    return invalid(
+      s,
+      "LoneSurrogate",
+      `unpaired UTF-16 surrogate U+${code} at offset ${surrogateAt}: not valid Unicode, it has no UTF-8 encoding`
+    )
   }
   if (levels > MAX_TOPIC_LEVELS) {
     return invalid(s, "TooManyLevels", `${levels} levels; the maximum is ${MAX_TOPIC_LEVELS}`)
@@ -192,19 +211,19 @@ const check = (s: string, pattern: boolean): InvalidTopic | undefined => {
  *
  * @since 0.1.0
  */
-export const validateTopic = (s: string): InvalidTopic | undefined => check(s, false)
+export const validateTopic = (s: unknown): InvalidTopic | undefined => check(s, false)
 
 /**
  * Checks a subscription pattern. Returns `undefined` when valid, allocation-free.
  *
  * @since 0.1.0
  */
-export const validatePattern = (s: string): InvalidTopic | undefined => check(s, true)
+export const validatePattern = (s: unknown): InvalidTopic | undefined => check(s, true)
 
 /**
  * @since 0.1.0
  */
-export const parseTopic = (s: string): Either.Either<Topic, InvalidTopic> => {
+export const parseTopic = (s: unknown): Either.Either<Topic, InvalidTopic> => {
   const error = check(s, false)
   return error === undefined ? Either.right(s as Topic) : Either.left(error)
 }
@@ -212,7 +231,7 @@ export const parseTopic = (s: string): Either.Either<Topic, InvalidTopic> => {
 /**
  * @since 0.1.0
  */
-export const parsePattern = (s: string): Either.Either<Pattern, InvalidTopic> => {
+export const parsePattern = (s: unknown): Either.Either<Pattern, InvalidTopic> => {
   const error = check(s, true)
   return error === undefined ? Either.right(s as Pattern) : Either.left(error)
 }
@@ -222,7 +241,7 @@ export const parsePattern = (s: string): Either.Either<Pattern, InvalidTopic> =>
  *
  * @since 0.1.0
  */
-export const topic = (s: string): Effect.Effect<Topic, InvalidTopic> => {
+export const topic = (s: unknown): Effect.Effect<Topic, InvalidTopic> => {
   const error = check(s, false)
   return error === undefined ? Effect.succeed(s as Topic) : Effect.fail(error)
 }
@@ -232,7 +251,7 @@ export const topic = (s: string): Effect.Effect<Topic, InvalidTopic> => {
  *
  * @since 0.1.0
  */
-export const pattern = (s: string): Effect.Effect<Pattern, InvalidTopic> => {
+export const pattern = (s: unknown): Effect.Effect<Pattern, InvalidTopic> => {
   const error = check(s, true)
   return error === undefined ? Effect.succeed(s as Pattern) : Effect.fail(error)
 }
@@ -242,7 +261,7 @@ export const pattern = (s: string): Effect.Effect<Pattern, InvalidTopic> => {
  *
  * @since 0.1.0
  */
-export const isTopic = (s: string): s is Topic => check(s, false) === undefined
+export const isTopic = (s: unknown): s is Topic => check(s, false) === undefined
 
 /**
  * True when `s` is a valid subscription pattern. Every valid topic is also a valid pattern (one
@@ -250,7 +269,7 @@ export const isTopic = (s: string): s is Topic => check(s, false) === undefined
  *
  * @since 0.1.0
  */
-export const isPattern = (s: string): s is Pattern => check(s, true) === undefined
+export const isPattern = (s: unknown): s is Pattern => check(s, true) === undefined
 
 /**
  * True when some level of a (valid) pattern is exactly `*` or `...`.

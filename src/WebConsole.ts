@@ -14,6 +14,21 @@
  *   counters, labelled `connection`, and any other Effect metric of the application);
  * - `GET /healthz` — `{"status":"ok","uptimeMs":…}`.
  *
+ * Access control, on every request (all routes, unknown paths included), before routing:
+ *
+ * - the `Host` header must name the console itself — `localhost`, `127.0.0.1`, `[::1]` or its bind
+ *   address (for `0.0.0.0` also this machine's addresses and host name), with its port — or be
+ *   listed in `allowedHosts`; anything else gets `421 Misdirected Request`. This stops DNS
+ *   rebinding: a page on `evil.example` that re-points its name at 127.0.0.1 still sends
+ *   `Host: evil.example`.
+ * - with a `token`, a request must carry it: `Authorization: Bearer <token>` (scripts, Prometheus'
+ *   `authorization` setting), `?token=<token>`, or the cookie set when a browser opens
+ *   `/?token=<token>` (answered with a redirect to `./` that sets an HttpOnly, SameSite=Lax cookie
+ *   for that port, so the page, its event stream and its links work without the token in the URL).
+ *   Otherwise `401 Unauthorized`. Compared in constant time.
+ * - a token is required to listen on anything but a loopback address: without one the console
+ *   refuses to start (`WebConsoleError` with reason `TokenRequired`).
+ *
  * ```ts
  * // A console on another port for a Distributor started with `console: { enabled: false }`:
  * const console = yield* WebConsole.make({ port: 9090 })
@@ -24,6 +39,7 @@
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import type * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
 import * as Distributor from "./Distributor.js"
 import type { WebConsoleError } from "./DistributorError.js"
@@ -136,18 +152,28 @@ export interface MakeOptions {
   readonly host?: string
   /** TCP port, 0 for a free one. Default: the Distributor's `console.port`. */
   readonly port?: number
+  /** Access token; required for a non-loopback `host`. Default: the Distributor's `console.token`. */
+  readonly token?: Redacted.Redacted<string> | string
+  /** Extra `Host` header values to answer. Default: the Distributor's `console.allowedHosts`. */
+  readonly allowedHosts?: ReadonlyArray<string>
 }
 
 /**
  * Start a console for `distributor` in the current scope (this is what the Distributor does when
- * `console.enabled`). Fails with `WebConsoleError` (`PortInUse`, `Bind`) if it cannot listen.
+ * `console.enabled`). Fails with `WebConsoleError` (`PortInUse`, `Bind`) if it cannot listen, or
+ * (`TokenRequired`) if `host` is not a loopback address and there is no `token`.
  *
  * @since 0.1.0
  * @category constructors
  */
 export const start = (
   distributor: Pick<Distributor.DistributorService, "startedAt" | "stats">,
-  options: { readonly host: string; readonly port: number }
+  options: {
+    readonly host: string
+    readonly port: number
+    readonly token?: Redacted.Redacted<string> | string | undefined
+    readonly allowedHosts?: ReadonlyArray<string> | undefined
+  }
 ): Effect.Effect<WebConsoleService, WebConsoleError, Scope.Scope> => internal.start(distributor, options)
 
 /**
@@ -161,7 +187,12 @@ export const make = (
   options: MakeOptions = {}
 ): Effect.Effect<WebConsoleService, WebConsoleError, Distributor.Distributor | Scope.Scope> =>
   Effect.flatMap(Distributor.Distributor, (d) =>
-    start(d, { host: options.host ?? d.config.console.host, port: options.port ?? d.config.console.port })
+    start(d, {
+      host: options.host ?? d.config.console.host,
+      port: options.port ?? d.config.console.port,
+      token: options.token ?? d.config.console.token,
+      allowedHosts: options.allowedHosts ?? d.config.console.allowedHosts
+    })
   )
 
 /**

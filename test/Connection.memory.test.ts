@@ -13,7 +13,12 @@ import * as Stream from "effect/Stream"
 import * as TestClock from "effect/TestClock"
 import type * as Connection from "../src/Connection.js"
 import * as Distributor from "../src/Distributor.js"
-import type { IrrecoverableLoss, SubscriberOverflow } from "../src/DistributorError.js"
+import {
+  InvalidOption,
+  InvalidPayload,
+  type IrrecoverableLoss,
+  type SubscriberOverflow
+} from "../src/DistributorError.js"
 import * as Transport from "../src/Transport.js"
 
 const group = { group: "239.255.10.1", port: 7001 }
@@ -31,6 +36,9 @@ const twoNodes = (options: { readonly connection?: Record<string, unknown> } = {
 /** Wait until the connection has registered `n` subscriptions (a forked stream has started). */
 const awaitSubscriptions = (conn: Connection.ConnectionService, n: number) =>
   Effect.repeat(conn.stats, { until: (s) => s.subscriptions.length >= n }).pipe(Effect.asVoid)
+
+/** What an untyped (JavaScript) caller can pass where the types say otherwise. */
+const untyped = <T>(u: unknown): T => u as T
 
 const payloadOf = (i: number) => new TextEncoder().encode(`update-${i}`)
 const decode = (u: Connection.Update) => new TextDecoder().decode(u.payload)
@@ -226,6 +234,97 @@ describe("Connection over Transport.layerMemory", () => {
       expect(badPattern._tag === "InvalidTopic" && badPattern.reason).toBe("NoLeadingSlash")
       const tooLarge = yield* Effect.flip(p.publish("/a", new Uint8Array(2048)))
       expect(tooLarge._tag === "UpdateTooLarge" && tooLarge.maxSize).toBe(1024)
+    }).pipe(Effect.provide(Transport.layerMemory()))
+  )
+
+  it.scopedLive("untyped callers' topics and payloads are typed errors, never a TypeError", () =>
+    Effect.gen(function* () {
+      const { ca, cb } = yield* twoNodes()
+      const received = yield* cb.subscribe("/ok").pipe(Stream.take(1), Stream.runCollect, Effect.fork)
+      yield* awaitSubscriptions(cb, 1)
+      const p = yield* ca.publisher
+      const surrogate = yield* Effect.flip(p.publish("/a/\ud800", "x"))
+      expect(surrogate._tag === "InvalidTopic" && surrogate.reason).toBe("LoneSurrogate")
+      for (const topic of [42, undefined, null, {}]) {
+        const error = yield* Effect.flip(p.publish(untyped(topic), "x"))
+        expect(error._tag === "InvalidTopic" && error.reason).toBe("NotAString")
+        const inBatch = yield* Effect.flip(p.publishAll([[untyped(topic), "x"]]))
+        expect(inBatch._tag === "InvalidTopic" && inBatch.reason).toBe("NotAString")
+      }
+      for (const payload of [42, undefined, null, { a: 1 }, [1, 2], new Uint16Array(2), new ArrayBuffer(4)]) {
+        const error = yield* Effect.flip(p.publish("/a", untyped(payload)))
+        expect(error).toBeInstanceOf(InvalidPayload)
+        expect(error._tag === "InvalidPayload" && [error.reason, error.topic]).toEqual(["NotStringOrBytes", "/a"])
+        const inBatch = yield* Effect.flip(
+          p.publishAll([
+            ["/a", "fine"],
+            ["/a", untyped(payload)]
+          ])
+        )
+        expect(inBatch._tag === "InvalidPayload" && inBatch.reason).toBe("NotStringOrBytes")
+      }
+      const notEntry = yield* Effect.flip(p.publishAll([untyped(null)]))
+      expect(notEntry._tag === "InvalidPayload" && notEntry.reason).toBe("NotAnEntry")
+      for (const updates of [null, 42, {}]) {
+        const error = yield* Effect.flip(p.publishAll(untyped(updates)))
+        expect(error._tag === "InvalidPayload" && error.reason).toBe("NotIterable")
+      }
+      const throwing = {
+        [Symbol.iterator]: () => {
+          throw new Error("boom")
+        }
+      }
+      const thrown = yield* Effect.flip(p.publishAll(untyped(throwing)))
+      expect(thrown._tag === "InvalidPayload" && thrown.detail).toContain("boom")
+      // A Buffer is a Uint8Array; and the publisher still works after all of that.
+      yield* p.publish("/ok", Buffer.from("fine"))
+      expect(Chunk.toReadonlyArray(yield* Fiber.join(received)).map(decode)).toEqual(["fine"])
+    }).pipe(Effect.provide(Transport.layerMemory()))
+  )
+
+  it.scopedLive("bad subscribe options fail subscribe and subscribeScoped with InvalidOption", () =>
+    Effect.gen(function* () {
+      const { cb } = yield* twoNodes()
+      const bad: Array<[options: unknown, option: string, reason: string]> = [
+        [{ bufferSize: Number.NaN }, "bufferSize", "InvalidValue"],
+        [{ bufferSize: 0 }, "bufferSize", "InvalidValue"],
+        [{ bufferSize: -5 }, "bufferSize", "InvalidValue"],
+        [{ bufferSize: 1.5 }, "bufferSize", "InvalidValue"],
+        [{ bufferSize: Number.POSITIVE_INFINITY }, "bufferSize", "InvalidValue"],
+        [{ bufferSize: "10" }, "bufferSize", "InvalidValue"],
+        [{ bufferSize: 2 ** 24 + 1 }, "bufferSize", "InvalidValue"],
+        [{ onLoss: "bogus" }, "onLoss", "InvalidValue"],
+        [{ schema: "Trade" }, "schema", "InvalidValue"],
+        [{ bufersize: 10 }, "bufersize", "UnknownOption"],
+        [42, "", "InvalidValue"],
+        [null, "", "InvalidValue"]
+      ]
+      for (const [options, option, reason] of bad) {
+        const scoped = yield* Effect.flip(
+          Effect.scoped(cb.subscribeScoped("/a", untyped<Connection.SubscribeOptions>(options)))
+        )
+        expect(scoped).toBeInstanceOf(InvalidOption)
+        expect(scoped._tag === "InvalidOption" && [scoped.operation, scoped.option, scoped.reason]).toEqual([
+          "subscribe",
+          option,
+          reason
+        ])
+        const streamed = yield* Effect.flip(
+          Stream.runDrain(cb.subscribe("/a", untyped<Connection.SubscribeOptions>(options)))
+        )
+        expect(streamed._tag === "InvalidOption" && streamed.option).toBe(option)
+      }
+      // Nothing was registered by the failed attempts; the edges of the range are fine.
+      expect((yield* cb.stats).subscriptions).toEqual([])
+      yield* cb.subscribeScoped("/a", { bufferSize: 1, onLoss: "fail" })
+      yield* cb.subscribeScoped("/a", { bufferSize: 2 ** 24, onLoss: "notify" })
+      yield* cb.subscribeScoped(
+        "/a",
+        untyped<Connection.SubscribeOptions>({ bufferSize: undefined, onLoss: undefined })
+      )
+      expect((yield* cb.stats).subscriptions.length).toBe(3)
+      const patternSurrogate = yield* Effect.flip(Effect.scoped(cb.subscribeScoped("/a/\ud800/...")))
+      expect(patternSurrogate._tag === "InvalidTopic" && patternSurrogate.reason).toBe("LoneSurrogate")
     }).pipe(Effect.provide(Transport.layerMemory()))
   )
 

@@ -3,9 +3,11 @@ import { describe, expect, it } from "@effect/vitest"
 import * as ConfigProvider from "effect/ConfigProvider"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import * as Redacted from "effect/Redacted"
 import fc from "fast-check"
 import {
   ConnectionConfig,
+  checkEnvironment,
   connectionConfig,
   connectionConfigFromJson,
   DistributorConfig,
@@ -43,7 +45,7 @@ describe("defaults", () => {
     expect(config.application).toBe("effect-distributor")
     expect(config.host).toBe(hostname())
     expect(config.console).toBeInstanceOf(WebConsoleConfig)
-    expect({ ...config.console }).toEqual({ enabled: true, host: "127.0.0.1", port: 8888 })
+    expect({ ...config.console }).toEqual({ enabled: true, host: "127.0.0.1", port: 8888, allowedHosts: [] })
   })
 
   it("ConnectionConfig fills every field around the given ones", () => {
@@ -84,7 +86,7 @@ describe("defaults", () => {
   it("decoding partial input fills defaults, including nested ones", () => {
     const d = succeed(decodeDistributorConfig({ console: { port: 0 } }))
     expect(d).toBeInstanceOf(DistributorConfig)
-    expect({ ...d.console }).toEqual({ enabled: true, host: "127.0.0.1", port: 0 })
+    expect({ ...d.console }).toEqual({ enabled: true, host: "127.0.0.1", port: 0, allowedHosts: [] })
     expect(d.application).toBe("effect-distributor")
     expect(succeed(decodeDistributorConfig({})).console.port).toBe(8888)
     const c = succeed(decodeConnectionConfig({ nakBackoffMs: 0, holdbackDelayMs: 0 }))
@@ -309,6 +311,95 @@ describe("JSON", () => {
   })
 })
 
+describe("console access settings", () => {
+  const TOKEN = "abcdef0123456789-._~XYZ"
+  it("token decodes to a Redacted value that never prints; allowedHosts to a list", () => {
+    const d = succeed(
+      decodeDistributorConfig({ console: { token: TOKEN, allowedHosts: ["a.example", "[::1]:9", "*"] } })
+    )
+    expect(d.console.token === undefined ? undefined : Redacted.value(d.console.token)).toBe(TOKEN)
+    expect(String(d.console.token)).not.toContain(TOKEN)
+    expect(JSON.stringify(d)).not.toContain(TOKEN)
+    expect(d.console.allowedHosts).toEqual(["a.example", "[::1]:9", "*"])
+    expect(new DistributorConfig().console.token).toBeUndefined()
+  })
+
+  it("a token must be 16..256 URL-safe characters; an allowed host a name, IP or [v6], with an optional port", () => {
+    for (const token of [
+      "short",
+      "x".repeat(257),
+      "has space 0123456789",
+      "semi;colon0123456789",
+      "plus+0123456789abc"
+    ]) {
+      expect(failure(decodeDistributorConfig({ console: { token } })).path).toBe("console.token")
+    }
+    for (const host of ["", "a b", "http://x", "evil.example/path", "::1"]) {
+      expect(failure(decodeDistributorConfig({ console: { allowedHosts: [host] } })).path).toBe(
+        "console.allowedHosts.0"
+      )
+    }
+  })
+
+  it("reads DISTRIBUTOR_CONSOLE_TOKEN and DISTRIBUTOR_CONSOLE_ALLOWED_HOSTS (comma-separated)", () => {
+    const d = Either.getOrThrow(
+      withEnv(loadDistributorConfig, {
+        DISTRIBUTOR_CONSOLE_TOKEN: TOKEN,
+        DISTRIBUTOR_CONSOLE_ALLOWED_HOSTS: " a.example, b.example:8080 ,,"
+      })
+    )
+    expect(d.console.token === undefined ? undefined : Redacted.value(d.console.token)).toBe(TOKEN)
+    expect(d.console.allowedHosts).toEqual(["a.example", "b.example:8080"])
+    const bad = Either.flip(withEnv(loadDistributorConfig, { DISTRIBUTOR_CONSOLE_TOKEN: "short" })).pipe(
+      Either.getOrThrow
+    )
+    expect(bad.path).toBe("DISTRIBUTOR_CONSOLE_TOKEN")
+  })
+})
+
+describe("unknown fields", () => {
+  it("decoding rejects a field the config does not have, naming it and suggesting the closest", () => {
+    const typo = failure(decodeConnectionConfig({ group: "239.1.2.3", prot: 6000 }))
+    expect(typo).toMatchObject({ _tag: "InvalidConfig", reason: "UnknownField", path: "prot" })
+    expect(typo.detail).toBe('unknown field "prot" (did you mean "port"?)')
+    const far = failure(decodeConnectionConfig({ colour: "blue" }))
+    expect(far.detail).toBe('unknown field "colour"')
+    const nested = failure(decodeDistributorConfig({ console: { enabled: true, hots: "0.0.0.0" } }))
+    expect(nested).toMatchObject({ reason: "UnknownField", path: "console.hots" })
+    expect(nested.detail).toContain('did you mean "host"?')
+  })
+
+  it("unknown fields are listed first, with the other problems after them", () => {
+    const error = failure(decodeDistributorConfig({ aplication: "x", console: { port: "x" } }))
+    expect(error.reason).toBe("UnknownField")
+    expect(error.path).toBe("aplication")
+    expect(error.detail).toMatch(
+      /^aplication: unknown field "aplication" \(did you mean "application"\?\); console\.port: /
+    )
+  })
+
+  it("JSON input is checked the same way", () => {
+    const error = failure(connectionConfigFromJson(`{"port": 6000, "nakBackofMs": 5}`))
+    expect(error).toMatchObject({ reason: "UnknownField", path: "nakBackofMs" })
+    expect(error.detail).toContain('did you mean "nakBackoffMs"?')
+    expect(failure(distributorConfigFromJson(`{"console":{"token2":"x"}}`)).path).toBe("console.token2")
+  })
+
+  it("the class constructors throw for an unknown field instead of dropping it", () => {
+    const untyped = (u: unknown) => u as ConstructorParameters<typeof ConnectionConfig>[0]
+    expect(() => new ConnectionConfig(untyped({ prot: 1 }))).toThrow(/unknown field "prot" \(did you mean "port"\?\)/)
+    expect(
+      () => new DistributorConfig({ consle: {} } as unknown as ConstructorParameters<typeof DistributorConfig>[0])
+    ).toThrow(/unknown field "consle"/)
+    expect(
+      () => new WebConsoleConfig({ prt: 1 } as unknown as ConstructorParameters<typeof WebConsoleConfig>[0])
+    ).toThrow(/unknown field "prt"/)
+    // Known fields and no arguments still work.
+    expect(new ConnectionConfig({ port: 6000 }).key).toBe("239.192.0.1:6000")
+    expect(new DistributorConfig().console).toEqual(new WebConsoleConfig())
+  })
+})
+
 describe("environment", () => {
   it("names variables as prefix + SCREAMING_SNAKE of the field", () => {
     expect(envVarName("DISTRIBUTOR_", ["nakBackoffMs"])).toBe("DISTRIBUTOR_NAK_BACKOFF_MS")
@@ -335,7 +426,7 @@ describe("environment", () => {
     )
     expect(d.application).toBe("pricer")
     expect(d.host).toBe("node-7")
-    expect({ ...d.console }).toEqual({ enabled: false, host: "0.0.0.0", port: 9000 })
+    expect({ ...d.console }).toEqual({ enabled: false, host: "0.0.0.0", port: 9000, allowedHosts: [] })
   })
 
   it("reads the connection variables", () => {
@@ -412,6 +503,63 @@ describe("environment", () => {
     )
     expect(several.detail).toContain("DISTRIBUTOR_PORT")
     expect(several.detail).toContain("DISTRIBUTOR_TTL")
+  })
+
+  it("load* reject a variable with the prefix that is not read, suggesting the closest", () => {
+    const typo = Either.flip(withEnv(loadConnectionConfig(), { DISTRIBUTOR_NAK_BACKOF_MS: "5" })).pipe(
+      Either.getOrThrow
+    )
+    expect(typo).toMatchObject({ _tag: "InvalidConfig", reason: "UnknownField", path: "DISTRIBUTOR_NAK_BACKOF_MS" })
+    expect(typo.detail).toContain('did you mean "DISTRIBUTOR_NAK_BACKOFF_MS"?')
+    const nested = Either.flip(withEnv(loadDistributorConfig, { DISTRIBUTOR_CONSOLE_PROT: "1" })).pipe(
+      Either.getOrThrow
+    )
+    expect(nested.path).toBe("DISTRIBUTOR_CONSOLE_PROT")
+    expect(nested.detail).toContain('did you mean "DISTRIBUTOR_CONSOLE_PORT"?')
+    const custom = Either.flip(withEnv(loadConnectionConfig("MARKET"), { MARKET_GRUOP: "239.1.1.1" })).pipe(
+      Either.getOrThrow
+    )
+    expect(custom.path).toBe("MARKET_GRUOP")
+    const several = Either.flip(withEnv(loadConnectionConfig(), { DISTRIBUTOR_B: "1", DISTRIBUTOR_A: "1" })).pipe(
+      Either.getOrThrow
+    )
+    expect(several.path).toBe("DISTRIBUTOR_A")
+    expect(several.detail).toContain("DISTRIBUTOR_B")
+  })
+
+  it("the default prefix is shared: distributor and connection variables are both known to both", () => {
+    const vars = { DISTRIBUTOR_CONSOLE_PORT: "0", DISTRIBUTOR_PORT: "6001", OTHER_THING: "x", MARKET_X: "y" }
+    expect(Either.getOrThrow(withEnv(loadDistributorConfig, vars)).console.port).toBe(0)
+    expect(Either.getOrThrow(withEnv(loadConnectionConfig(), vars)).port).toBe(6001)
+    // Another prefix knows only the connection variables; variables of other prefixes are ignored.
+    const market = Either.flip(withEnv(loadConnectionConfig("MARKET"), { MARKET_CONSOLE_PORT: "1" })).pipe(
+      Either.getOrThrow
+    )
+    expect(market.path).toBe("MARKET_CONSOLE_PORT")
+    expect(Either.isRight(withEnv(loadConnectionConfig("MARKET"), { DISTRIBUTOR_BOGUS: "1" }))).toBe(true)
+  })
+
+  it("checkEnvironment runs the same check for users of the Config variants", () => {
+    expect(Either.isRight(withEnv(checkEnvironment(), { DISTRIBUTOR_PORT: "1" }))).toBe(true)
+    const error = Either.flip(withEnv(checkEnvironment("M"), { M_TTLL: "1" })).pipe(Either.getOrThrow)
+    expect(error).toMatchObject({ reason: "UnknownField", path: "M_TTLL" })
+    // An empty prefix would claim every variable: nothing is checked.
+    expect(Either.isRight(withEnv(checkEnvironment(""), { HOME: "/root" }))).toBe(true)
+  })
+
+  it("enumerates the real process environment through ConfigProvider.fromEnv (names split at _)", () => {
+    process.env.DISTRIBUTOR_CONSOLE_PORT = "9"
+    process.env.DISTRIBUTOR_CONSOLE_PROT = "1"
+    try {
+      const provider = ConfigProvider.fromEnv()
+      const result = Effect.runSync(Effect.either(Effect.withConfigProvider(loadDistributorConfig, provider)))
+      expect(Either.flip(result).pipe(Either.getOrThrow).path).toBe("DISTRIBUTOR_CONSOLE_PROT")
+      delete process.env.DISTRIBUTOR_CONSOLE_PROT
+      expect(Effect.runSync(Effect.withConfigProvider(loadDistributorConfig, provider)).console.port).toBe(9)
+    } finally {
+      delete process.env.DISTRIBUTOR_CONSOLE_PORT
+      delete process.env.DISTRIBUTOR_CONSOLE_PROT
+    }
   })
 
   it.effect("works as a yieldable Config inside Effect.gen", () =>

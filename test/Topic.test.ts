@@ -31,6 +31,7 @@ const refReason = (s: string, pattern: boolean): Reason | undefined => {
   if (Buffer.byteLength(s, "utf8") > Topic.MAX_TOPIC_BYTES) return "TooLong"
   // biome-ignore lint/suspicious/noControlCharactersInRegex: that is the point
   if (/[\u0000-\u001f\u007f-\u009f]/.test(s)) return "ControlCharacter"
+  if (/\p{Cs}/u.test(s)) return "LoneSurrogate" // an unpaired surrogate
   const lv = refLevels(s)
   if (lv.length > Topic.MAX_TOPIC_LEVELS) return "TooManyLevels"
   for (let i = 0; i < lv.length; i++) {
@@ -143,6 +144,12 @@ describe("Topic", () => {
       ["/foo\u007f", "ControlCharacter", true],
       ["/foo\u0085", "ControlCharacter", true],
       ["/foo\u009f", "ControlCharacter", false],
+      ["/a/\ud800", "LoneSurrogate", false],
+      ["/a/\ud800", "LoneSurrogate", true],
+      ["/a/\udc00/b", "LoneSurrogate", true],
+      ["/a\ud83d", "LoneSurrogate", false],
+      ["/\ude00\ud83d/x", "LoneSurrogate", true],
+      ["/a/\ud800/*", "LoneSurrogate", false],
       ["/" + "a".repeat(Topic.MAX_TOPIC_BYTES), "TooLong", true],
       ["/" + "é".repeat(512), "TooLong", false],
       ["/" + "😀".repeat(256), "TooLong", false],
@@ -205,6 +212,38 @@ describe("Topic", () => {
       expect(Topic.validatePattern("/a*/.../b")?.reason).toBe("InvalidWildcard")
       expect(Topic.validatePattern("/.../a*")?.reason).toBe("EllipsisNotLast")
       expect(Topic.validatePattern("//".repeat(40))?.reason).toBe("TooManyLevels")
+      expect(Topic.validatePattern("/\u0000/\ud800")?.reason).toBe("ControlCharacter")
+      expect(Topic.validatePattern("/\ud800" + "/a".repeat(70))?.reason).toBe("LoneSurrogate")
+    })
+
+    it("names the lone surrogate and where it is", () => {
+      const error = Topic.validateTopic("/a/\ud800")
+      expect(error?.reason).toBe("LoneSurrogate")
+      expect(error?.detail).toContain("U+D800 at offset 3")
+      // A well-formed pair right after a lone high surrogate is still one valid character.
+      expect(Topic.validateTopic("/\ud800\ud83d\ude00")?.detail).toContain("offset 1")
+    })
+
+    it("a value that is not a string is NotAString, never a TypeError", () => {
+      const values: Array<unknown> = [42, undefined, null, true, 10n, Symbol("s"), {}, [], new Uint8Array(1), () => 1]
+      for (const value of values) {
+        for (const error of [Topic.validateTopic(value), Topic.validatePattern(value)]) {
+          expect(error).toBeInstanceOf(InvalidTopic)
+          expect(error?.reason).toBe("NotAString")
+          expect(error?.detail).toMatch(/^a topic must be a string, got /)
+        }
+        expect(Topic.isTopic(value)).toBe(false)
+        expect(Topic.isPattern(value)).toBe(false)
+        expect(Either.isLeft(Topic.parseTopic(value))).toBe(true)
+      }
+      expect(Topic.validateTopic(42)?.topic).toBe("<number 42>")
+      // An object's own toString is never called.
+      const hostile = {
+        toString: () => {
+          throw new Error("called")
+        }
+      }
+      expect(Topic.validatePattern(hostile)?.topic).toBe("<an object>")
     })
 
     it("agrees with a reference validator on random strings", () => {

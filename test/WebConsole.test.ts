@@ -7,7 +7,10 @@
  * parts (rate history, exposition format).
  */
 import { existsSync } from "node:fs"
+import * as http from "node:http"
 import * as net from "node:net"
+import * as os from "node:os"
+import type * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import { describe, expect, it } from "@effect/vitest"
 import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
@@ -23,6 +26,7 @@ import * as Stream from "effect/Stream"
 import type * as Connection from "../src/Connection.js"
 import * as Distributor from "../src/Distributor.js"
 import { type IrrecoverableLoss, WebConsoleError } from "../src/DistributorError.js"
+import * as Guard from "../src/internal/console/guard.js"
 import { RateHistory } from "../src/internal/console/history.js"
 import * as Transport from "../src/Transport.js"
 import * as WebConsole from "../src/WebConsole.js"
@@ -53,6 +57,42 @@ const get = (url: string): Effect.Effect<Fetched> =>
   })
 
 const decodeStats = Schema.decodeUnknown(WebConsole.StatsResponse)
+
+/** A console access token (16+ URL-safe characters). */
+const TOKEN = "test-token-0123456789abcdef"
+
+interface Raw {
+  readonly status: number
+  readonly headers: http.IncomingHttpHeaders
+  readonly body: string
+}
+
+/**
+ * A GET with full control of the headers (fetch does not let us set Host). An event stream is
+ * answered with its status and headers only.
+ */
+const raw = (url: string, headers: http.OutgoingHttpHeaders = {}, setHost = true): Effect.Effect<Raw> =>
+  Effect.async<Raw>((resume) => {
+    const request = http.get(url, { headers, setHost }, (response) => {
+      if ((response.headers["content-type"] ?? "").startsWith("text/event-stream")) {
+        resume(Effect.succeed({ status: response.statusCode ?? 0, headers: response.headers, body: "" }))
+        response.destroy()
+        return
+      }
+      let body = ""
+      response.setEncoding("utf8")
+      response.on("data", (chunk: string) => {
+        body += chunk
+      })
+      response.on("end", () =>
+        resume(Effect.succeed({ status: response.statusCode ?? 0, headers: response.headers, body }))
+      )
+    })
+    request.on("error", (error) => resume(Effect.die(error)))
+    return Effect.sync(() => request.destroy())
+  })
+
+const ROUTES = ["", "api/stats", "api/events", "metrics", "healthz", "no-such-page"]
 
 const awaitSubscriptions = (conn: Connection.ConnectionService, n: number) =>
   Effect.repeat(conn.stats, { until: (s) => s.subscriptions.length >= n }).pipe(Effect.asVoid)
@@ -357,7 +397,7 @@ describe("WebConsole over a live Distributor", () => {
       expect(inUse).toBeInstanceOf(WebConsoleError)
       expect(inUse).toMatchObject({ _tag: "WebConsoleError", reason: "PortInUse", address: `127.0.0.1:${port}` })
       // 192.0.2.1 (TEST-NET-1) is not an address of this machine.
-      const bind = yield* Effect.flip(Distributor.make({ console: { host: "192.0.2.1", port: 0 } }))
+      const bind = yield* Effect.flip(Distributor.make({ console: { host: "192.0.2.1", port: 0, token: TOKEN } }))
       expect(bind).toMatchObject({ _tag: "WebConsoleError", reason: "Bind" })
       // The first console is unaffected.
       expect((yield* get(`${first.consoleUrl}healthz`)).status).toBe(200)
@@ -409,6 +449,146 @@ describe("WebConsole over a live Distributor", () => {
       expect((yield* console.stats).connections).toEqual([])
     }).pipe(Effect.provide(Transport.layerMemory()))
   )
+})
+
+describe("WebConsole access control", () => {
+  const consoleOf = (console: Record<string, unknown>) =>
+    Effect.gen(function* () {
+      const d = yield* Distributor.make({ application: "guarded", console: { port: 0, ...console } })
+      const url = d.consoleUrl ?? ""
+      return { d, url, port: Number(new URL(url).port) }
+    })
+
+  it.scopedLive("answers only its own Host names (DNS rebinding), on every route", () =>
+    Effect.gen(function* () {
+      const { url, port } = yield* consoleOf({})
+      for (const route of ROUTES) {
+        const evil = yield* raw(`${url}${route}`, { host: `evil.example:${port}` })
+        expect([route, evil.status]).toEqual([route, 421])
+        expect(evil.body).not.toContain('"connections"')
+      }
+      for (const host of [`127.0.0.1:${port}`, `localhost:${port}`, `LOCALHOST:${port}`, `[::1]:${port}`]) {
+        expect([host, (yield* raw(`${url}healthz`, { host })).status]).toEqual([host, 200])
+      }
+      // The port is part of the name; no port means 80.
+      for (const host of [
+        "127.0.0.1",
+        `127.0.0.1:${port + 1}`,
+        "evil.example",
+        `127.0.0.1.evil.example:${port}`,
+        "::1"
+      ]) {
+        expect([host, (yield* raw(`${url}api/stats`, { host })).status]).toEqual([host, 421])
+      }
+      // No Host at all: Node's HTTP server answers 400 itself (HTTP/1.1 requires the header).
+      expect((yield* raw(`${url}api/stats`, {}, false)).status).toBe(400)
+      expect((yield* raw(`${url}api/stats`)).status).toBe(200)
+    }).pipe(Effect.provide(Transport.layerMemory()))
+  )
+
+  it.scopedLive('allowedHosts adds names, with or without a port; "*" turns the check off', () =>
+    Effect.gen(function* () {
+      const { url, port } = yield* consoleOf({ allowedHosts: ["console.example", "proxy.example:443"] })
+      expect((yield* raw(`${url}healthz`, { host: `console.example:${port}` })).status).toBe(200)
+      expect((yield* raw(`${url}healthz`, { host: "console.example" })).status).toBe(200)
+      expect((yield* raw(`${url}healthz`, { host: "proxy.example:443" })).status).toBe(200)
+      expect((yield* raw(`${url}healthz`, { host: "proxy.example:444" })).status).toBe(421)
+      expect((yield* raw(`${url}healthz`, { host: "evil.example" })).status).toBe(421)
+      const open = yield* consoleOf({ allowedHosts: ["*"] })
+      expect((yield* raw(`${open.url}healthz`, { host: "anything.example" })).status).toBe(200)
+    }).pipe(Effect.provide(Transport.layerMemory()))
+  )
+
+  it.scopedLive("with a token every route needs it: bearer header, ?token=, or the cookie the page sets", () =>
+    Effect.gen(function* () {
+      const { url, port } = yield* consoleOf({ token: TOKEN })
+      for (const route of ROUTES) {
+        const none = yield* raw(`${url}${route}`)
+        expect([route, none.status]).toEqual([route, 401])
+        expect(none.headers["www-authenticate"]).toMatch(/^Bearer /)
+        expect(none.body).not.toContain('"connections"')
+        for (const wrong of ["Bearer wrong", `Bearer ${TOKEN}x`, `Basic ${TOKEN}`, TOKEN]) {
+          expect((yield* raw(`${url}${route}`, { authorization: wrong })).status).toBe(401)
+        }
+      }
+      for (const route of ["", "api/stats", "api/events", "metrics", "healthz"]) {
+        const ok = yield* raw(`${url}${route}`, { authorization: `Bearer ${TOKEN}` })
+        expect([route, ok.status]).toEqual([route, 200])
+      }
+      expect((yield* raw(`${url}no-such-page`, { authorization: `bearer ${TOKEN}` })).status).toBe(404)
+      // ?token= authorises any route; on the page it becomes a cookie and leaves the address bar.
+      expect((yield* raw(`${url}api/stats?token=${TOKEN}&history=1`)).status).toBe(200)
+      expect((yield* raw(`${url}api/stats?token=nope`)).status).toBe(401)
+      expect((yield* raw(`${url}?token=nope`)).status).toBe(401)
+      const page = yield* raw(`${url}?token=${TOKEN}`)
+      expect(page.status).toBe(303)
+      expect(page.headers.location).toBe("./")
+      const setCookie = page.headers["set-cookie"]?.[0] ?? ""
+      expect(setCookie).toBe(`distributor_console_${port}=${TOKEN}; Path=/; HttpOnly; SameSite=Lax`)
+      const cookie = setCookie.split(";")[0]
+      for (const route of ["", "api/stats", "api/events", "metrics", "healthz"]) {
+        expect([route, (yield* raw(`${url}${route}`, { cookie: `other=1; ${cookie}` })).status]).toEqual([route, 200])
+      }
+      const html = yield* raw(url, { cookie })
+      expect(html.body).toContain("<!doctype html>")
+      expect((yield* raw(`${url}api/stats`, { cookie: `distributor_console_${port}=wrong` })).status).toBe(401)
+      expect((yield* raw(`${url}api/stats`, { cookie: `distributor_console_${port + 1}=${TOKEN}` })).status).toBe(401)
+      // The Host check comes first: the right token from the wrong origin is still refused.
+      expect((yield* raw(`${url}api/stats`, { host: "evil.example", authorization: `Bearer ${TOKEN}` })).status).toBe(
+        421
+      )
+    }).pipe(Effect.provide(Transport.layerMemory()))
+  )
+
+  it.scopedLive("a non-loopback address without a token refuses to start (TokenRequired), before binding", () =>
+    Effect.gen(function* () {
+      // 192.0.2.1 (TEST-NET-1) is not an address of this machine: with a token it gets as far as Bind.
+      for (const host of ["0.0.0.0", "192.0.2.1", "::", "console.example"]) {
+        const error = yield* Effect.flip(Distributor.make({ console: { host, port: 0 } }))
+        expect(error).toMatchObject({ _tag: "WebConsoleError", reason: "TokenRequired" })
+        expect(error.message).toContain("token")
+      }
+      const withToken = yield* Effect.flip(Distributor.make({ console: { host: "192.0.2.1", port: 0, token: TOKEN } }))
+      expect(withToken).toMatchObject({ _tag: "WebConsoleError", reason: "Bind" })
+      const d = yield* Distributor.make({ application: "later", console: { enabled: false } })
+      const started = WebConsole.make({ host: "192.0.2.1", port: 0 }).pipe(
+        Effect.provideService(Distributor.Distributor, d)
+      )
+      expect(yield* Effect.flip(started)).toMatchObject({ reason: "TokenRequired" })
+      // Loopback needs none; WebConsole.make takes a token too.
+      const local = yield* WebConsole.make({ host: "127.0.0.1", port: 0, token: TOKEN }).pipe(
+        Effect.provideService(Distributor.Distributor, d)
+      )
+      expect((yield* raw(`${local.url}healthz`)).status).toBe(401)
+      expect((yield* raw(`${local.url}healthz`, { authorization: `Bearer ${TOKEN}` })).status).toBe(200)
+    }).pipe(Effect.provide(Transport.layerMemory()))
+  )
+})
+
+describe("WebConsole Host check of a wildcard bind (no socket)", () => {
+  const request = (host: string | undefined, url = "/api/stats") =>
+    ({
+      headers: host === undefined ? {} : { host },
+      url,
+      method: "GET"
+    }) as unknown as HttpServerRequest.HttpServerRequest
+  it("0.0.0.0 also answers this machine's addresses and host name, never another name", () => {
+    const guard = Guard.make({ host: "0.0.0.0", boundAddress: "0.0.0.0", port: 8888, token: TOKEN, allowedHosts: [] })
+    const status = (host: string | undefined) => guard.check(request(host))?.status
+    const addresses = Object.values(os.networkInterfaces())
+      .flat()
+      .filter((a) => a !== undefined && a.family === "IPv4")
+      .map((a) => a?.address ?? "")
+    for (const address of [...addresses, os.hostname(), "localhost", "127.0.0.1"]) {
+      expect([address, status(`${address}:8888`)]).toEqual([address, 401]) // past the Host check
+    }
+    expect(status("evil.example:8888")).toBe(421)
+    expect(status(undefined)).toBe(421)
+    expect(status("[::1]:8888")).toBe(401)
+    expect(status("::1:8888")).toBe(421)
+    expect(Guard.isLoopback("127.0.0.53") && Guard.isLoopback("[::1]") && Guard.isLoopback("localhost")).toBe(true)
+    expect(Guard.isLoopback("0.0.0.0") || Guard.isLoopback("10.0.0.1") || Guard.isLoopback("::")).toBe(false)
+  })
 })
 
 describe("Prometheus exposition", () => {

@@ -22,6 +22,8 @@ import type { ConnectionConfig, DistributorConfig } from "../DistributorConfig.j
 import { toEngineConfig } from "../DistributorConfig.js"
 import {
   ConnectionClosed,
+  type InvalidOption,
+  InvalidPayload,
   type InvalidTopic,
   IrrecoverableLoss,
   PayloadCodecError,
@@ -31,6 +33,7 @@ import {
 } from "../DistributorError.js"
 import * as Topic from "../Topic.js"
 import { Transport } from "../Transport.js"
+import * as Inputs from "./inputs.js"
 import { Endpoint, type LocalSender } from "./protocol/endpoint.js"
 import type { EngineSink, LossReport, ReceivedUpdate, SessionEvent } from "./protocol/engine.js"
 import { metricsFor, readKernelRcvbufErrors } from "./stats.js"
@@ -381,6 +384,8 @@ export const make = (
           const invalid = Topic.validateTopic(topic)
           if (invalid) return invalid
         }
+        const badPayload = Inputs.checkPayload(topic, payload)
+        if (badPayload) return badPayload
         const bytes = typeof payload === "string" ? textEncoder.encode(payload) : payload
         const result = endpoint.publish(sender, topic, bytes, t)
         if (result === "ok") return undefined
@@ -415,7 +420,8 @@ export const make = (
       const publishAll = (
         updates: Iterable<readonly [string, Uint8Array | string]>
       ): Effect.Effect<void, Connection.PublishError> => {
-        const iterator = updates[Symbol.iterator]()
+        const iterator = Inputs.iterate(updates)
+        if (iterator instanceof InvalidPayload) return Effect.fail(iterator)
         const loop: Effect.Effect<void, Connection.PublishError> = Effect.suspend(() => {
           let t = now()
           for (;;) {
@@ -432,7 +438,8 @@ export const make = (
             }
             const next = iterator.next()
             if (next.done) break
-            const error = publishOne(next.value[0], next.value[1], t)
+            const entry = next.value
+            const error = Inputs.isEntry(entry) ? publishOne(entry[0], entry[1], t) : Inputs.notAnEntry(entry)
             if (error !== undefined) {
               endpoint.endBatch(sender, t)
               dispatch()
@@ -515,10 +522,16 @@ export const make = (
     const registerRaw = (
       pattern: string,
       options: Connection.SubscribeOptions | undefined
-    ): Effect.Effect<Stream.Stream<Item, IrrecoverableLoss | SubscriberOverflow>, InvalidTopic, Scope.Scope> =>
+    ): Effect.Effect<
+      Stream.Stream<Item, IrrecoverableLoss | SubscriberOverflow>,
+      InvalidTopic | InvalidOption,
+      Scope.Scope
+    > =>
       Effect.gen(function* () {
         const parsed = Topic.parsePattern(pattern)
         if (Either.isLeft(parsed)) return yield* Effect.fail(parsed.left)
+        const badOption = Inputs.checkSubscribeOptions(options)
+        if (badOption) return yield* Effect.fail(badOption)
         if (closed) return Stream.empty
         const capacity = Math.max(1, options?.bufferSize ?? config.subscriberBufferSize)
         const mailbox = yield* Mailbox.make<Item, IrrecoverableLoss | SubscriberOverflow>()

@@ -13,6 +13,7 @@ import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Metric from "effect/Metric"
 import * as PubSub from "effect/PubSub"
+import * as Redacted from "effect/Redacted"
 import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
@@ -20,6 +21,7 @@ import * as Stream from "effect/Stream"
 import type { ConnectionStats } from "../../Connection.js"
 import type { DistributorStats } from "../../Distributor.js"
 import { WebConsoleError } from "../../DistributorError.js"
+import * as Guard from "./guard.js"
 import { HISTORY_CAPACITY, RateHistory } from "./history.js"
 import { PAGE_CSP, PAGE_HTML } from "./page.js"
 import * as Prometheus from "./prometheus.js"
@@ -38,6 +40,10 @@ export interface StartOptions {
   readonly host: string
   /** 0 picks a free port. */
   readonly port: number
+  /** Bearer token every request must carry; required unless `host` is a loopback address. */
+  readonly token?: Redacted.Redacted<string> | string | undefined
+  /** Extra `Host` header values to answer: `name` (any port), `name:port`, or `"*"` for any. */
+  readonly allowedHosts?: ReadonlyArray<string> | undefined
 }
 
 export interface WebConsoleHandle {
@@ -139,7 +145,8 @@ const textEncoder = new TextEncoder()
 
 /**
  * Start the console in the current scope: listen on `host:port`, sample once a second, serve.
- * A port in use fails with `WebConsoleError` (reason `PortInUse`).
+ * A port in use fails with `WebConsoleError` (reason `PortInUse`); a non-loopback host without a
+ * token with `TokenRequired`, before anything is bound. Every request passes `Guard` first.
  */
 export const start = (
   source: ConsoleSource,
@@ -147,6 +154,16 @@ export const start = (
 ): Effect.Effect<WebConsoleHandle, WebConsoleError, Scope.Scope> =>
   Effect.gen(function* () {
     const address = `${options.host}:${options.port}`
+    const token = Redacted.isRedacted(options.token) ? Redacted.value(options.token) : options.token
+    if (token === undefined && !Guard.isLoopback(options.host)) {
+      return yield* new WebConsoleError({
+        reason: "TokenRequired",
+        address,
+        detail:
+          `${options.host} is not a loopback address, so anyone who can reach it could read the console: ` +
+          "set an access token (console.token / DISTRIBUTOR_CONSOLE_TOKEN) or bind to 127.0.0.1"
+      })
+    }
     let nodeServer: http.Server | undefined
     const server = yield* NodeHttpServer.make(
       () => {
@@ -261,7 +278,19 @@ export const start = (
       )
     )
 
-    yield* server.serve(router)
+    const guard = Guard.make({
+      host: options.host,
+      boundAddress: bound.hostname,
+      port: bound.port,
+      token,
+      allowedHosts: options.allowedHosts ?? []
+    })
+    yield* server.serve(
+      Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
+        const refused = guard.check(request)
+        return refused === undefined ? router : Effect.succeed(refused)
+      })
+    )
     // Runs first on close: event streams never end by themselves, and `server.close()` waits for
     // every open connection.
     yield* Effect.addFinalizer(() => Effect.sync(() => nodeServer?.closeAllConnections()))
