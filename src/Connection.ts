@@ -28,6 +28,7 @@ import type {
   TransportError,
   UpdateTooLarge
 } from "./DistributorError.js"
+import type * as internalCounters from "./internal/counters.js"
 import type {
   ReceiverInfo,
   RemoteReceiverStats,
@@ -192,31 +193,22 @@ export type ConnectionEvent =
   | { readonly _tag: "SubscriberOverflow"; readonly overflow: SubscriberOverflow }
 
 /**
- * A plain snapshot of a connection's statistics.
+ * Every counter of a connection (the protocol engine's, the fan-out's): a number per name in
+ * `src/internal/counters.ts`, the single definition the metrics and the web console share.
  *
  * @since 0.1.0
  */
-export interface ConnectionStats {
+export type ConnectionCounters = internalCounters.ConnectionCounters
+
+/**
+ * A plain snapshot of a connection's statistics: the counters, plus the socket, publishers,
+ * subscriptions and remote sessions.
+ *
+ * @since 0.1.0
+ */
+export interface ConnectionStats extends ConnectionCounters {
   readonly connection: string
   readonly openedAt: number
-  readonly datagramsOut: number
-  readonly bytesOut: number
-  readonly updatesOut: number
-  readonly datagramsIn: number
-  readonly bytesIn: number
-  readonly updatesIn: number
-  readonly decodeErrors: number
-  readonly naksSent: number
-  readonly naksReceived: number
-  readonly retransmissionsSent: number
-  readonly retransmissionsReceived: number
-  readonly lostPacketsSent: number
-  readonly duplicates: number
-  readonly lossEvents: number
-  readonly lostSegments: number
-  readonly subscriberOverflows: number
-  readonly invalidTopicsDropped: number
-  readonly engineFaults: number
   readonly socket: SocketStats
   /** Host-wide UDP receive-buffer drops since the connection opened (Linux `/proc/net/snmp`), when readable. */
   readonly kernelReceiveBufferErrors: number | undefined
@@ -230,6 +222,8 @@ export interface ConnectionStats {
     readonly pattern: string
     readonly buffered: number
     readonly delivered: number
+    /** Updates not delivered because its buffer was full (reported in `SubscriberOverflow`). */
+    readonly dropped: number
   }>
   readonly remoteSessions: ReadonlyArray<RemoteSessionStats>
   /** Remote receivers present (flow control, presence). */

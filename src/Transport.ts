@@ -13,11 +13,13 @@
  *
  * @since 0.1.0
  */
+import * as Chunk from "effect/Chunk"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Mailbox from "effect/Mailbox"
 import type * as Scope from "effect/Scope"
-import type * as Stream from "effect/Stream"
+import * as Stream from "effect/Stream"
 import type { TransportError } from "./DistributorError.js"
 import * as internalLossy from "./internal/transport/lossy.js"
 import * as internalMemory from "./internal/transport/memory.js"
@@ -42,11 +44,29 @@ export interface SocketStats {
   /** `send` calls that failed (asynchronously, in the socket). */
   readonly sendErrors: number
   readonly lastSendError: string | undefined
-  /** Datagrams dropped because the receive queue between socket and connection was full. */
+  /**
+   * Datagrams dropped because a queue between socket and receiver was full: the in-memory network's
+   * per-socket queue, or (UDP) what arrived before `listen` beyond `queueCapacity`.
+   */
   readonly queueDrops: number
   /** Buffer sizes the kernel granted (bytes; 0 when not applicable). */
   readonly recvBufferSize: number
   readonly sendBufferSize: number
+}
+
+/**
+ * What a socket hands received datagrams to. Both calls are synchronous and must not throw.
+ *
+ * `onDatagram` is called once per datagram, in arrival order, straight from the socket's event (or
+ * the in-memory network's delivery fiber); `onBatchEnd` once after the datagrams read in one wake-up
+ * of the socket (one event-loop poll phase for UDP), so the receiver can hand on what the whole
+ * batch produced at once. `data` is the receiver's to keep.
+ *
+ * @since 0.1.0
+ */
+export interface DatagramHandler {
+  readonly onDatagram: (data: Uint8Array, address: string) => void
+  readonly onBatchEnd: () => void
 }
 
 /**
@@ -61,8 +81,12 @@ export interface DatagramSocket {
   readonly localAddress: string
   /** Multicast one datagram to the group. Never throws; failures are counted in `stats`. */
   readonly send: (datagram: Uint8Array) => void
-  /** Datagrams received from the group, in arrival order, delivered a chunk at a time. */
-  readonly incoming: Stream.Stream<Datagram>
+  /**
+   * Start handing received datagrams to `handler` (one handler per socket; a second call replaces
+   * it). Datagrams that arrive before the first call are queued (up to `queueCapacity`) and handed
+   * over by it. Use `incoming` for a `Stream` instead.
+   */
+  readonly listen: (handler: DatagramHandler) => void
   readonly stats: () => SocketStats
 }
 
@@ -81,9 +105,40 @@ export interface OpenOptions {
   readonly loopback: boolean
   readonly recvBufferSize: number
   readonly sendBufferSize: number
-  /** Datagrams queued between the socket and the connection before new ones are dropped (and counted). */
+  /**
+   * Datagrams queued between the socket and its handler before new ones are dropped (and counted):
+   * the in-memory network's delivery queue; for UDP only what arrives before `listen`.
+   */
   readonly queueCapacity?: number
 }
+
+/**
+ * The datagrams a socket receives as a `Stream`, a chunk per socket wake-up (it `listen`s on the
+ * socket, so it replaces any other handler). Convenient for tests and tools; a Connection drives
+ * its engine from `listen` directly, without a fiber wake-up per batch.
+ *
+ * @since 0.1.0
+ */
+export const incoming = (socket: DatagramSocket): Stream.Stream<Datagram> =>
+  Stream.unwrapScoped(
+    Effect.map(
+      Effect.acquireRelease(Mailbox.make<Datagram>(), (mailbox) => mailbox.end),
+      (mailbox) => {
+        let batch: Array<Datagram> = []
+        socket.listen({
+          onDatagram: (data, address) => {
+            batch.push({ data, address })
+          },
+          onBatchEnd: () => {
+            if (batch.length === 0) return
+            mailbox.unsafeOfferAll(Chunk.unsafeFromArray(batch))
+            batch = []
+          }
+        })
+        return Mailbox.toStream(mailbox)
+      }
+    )
+  )
 
 /**
  * @since 0.1.0

@@ -176,34 +176,85 @@ describe("Connection over Transport.layerMemory", () => {
     }).pipe(Effect.provide(Transport.layerMemory()))
   )
 
-  it.scopedLive("a subscriber that does not keep up gets SubscriberOverflow, others are unaffected", () =>
+  it.scopedLive(
+    "a fail-mode subscriber that overflows fails at its next pull, backlog discarded; others unaffected",
+    () =>
+      Effect.gen(function* () {
+        const { ca, cb } = yield* twoNodes()
+        // Subscribed but never consumed until publishing is over.
+        const slowScope = yield* Scope.make()
+        const slowStream = yield* cb.subscribeScoped("/x", { bufferSize: 10 }).pipe(Scope.extend(slowScope))
+        const slow = yield* Stream.toPull(slowStream).pipe(Scope.extend(slowScope))
+        const fast = yield* cb.subscribe("/x").pipe(Stream.take(100), Stream.runCollect, Effect.fork)
+        yield* awaitSubscriptions(cb, 2)
+        const p = yield* ca.publisher
+        for (let i = 0; i < 100; i++) yield* p.publish("/x", payloadOf(i))
+        expect(Chunk.size(yield* Fiber.join(fast))).toBe(100)
+        // The slow one: its ten buffered updates were discarded; the very first pull fails.
+        const exit = yield* Effect.exit(slow)
+        const failure = Exit.isFailure(exit) && exit.cause._tag === "Fail" ? exit.cause.error : undefined
+        const error = failure?._tag === "Some" ? (failure.value as SubscriberOverflow) : undefined
+        expect(error?._tag).toBe("SubscriberOverflow")
+        expect(error?.capacity).toBe(10)
+        // Everything routed to it up to the overflow: the ten buffered and the drive that did not fit
+        // (how many updates one drive carries depends on how the network batched them).
+        expect(error?.dropped).toBeGreaterThanOrEqual(11)
+        const stats = yield* cb.stats
+        expect(stats.subscriberOverflows).toBe(1)
+        expect(stats.subscriberDrops).toBe(error?.dropped)
+        expect(stats.subscriptions).toEqual([]) // the slow one failed, the fast one took its 100
+        yield* Scope.close(slowScope, Exit.void)
+      }).pipe(Effect.provide(Transport.layerMemory()))
+  )
+
+  it.scopedLive("an onLoss: notify subscriber stays within bufferSize + 1 and its notices count every drop", () =>
     Effect.gen(function* () {
       const { ca, cb } = yield* twoNodes()
-      // Subscribed but never consumed until publishing is over.
-      const slowScope = yield* Scope.make()
-      const slowStream = yield* cb.subscribeScoped("/x", { bufferSize: 10 }).pipe(Scope.extend(slowScope))
-      const slow = yield* Stream.toPull(slowStream).pipe(Scope.extend(slowScope))
-      const fast = yield* cb.subscribe("/x").pipe(Stream.take(100), Stream.runCollect, Effect.fork)
-      yield* awaitSubscriptions(cb, 2)
+      const scope = yield* Scope.make()
+      const stream = yield* cb.subscribeScoped("/x", { bufferSize: 10, onLoss: "notify" }).pipe(Scope.extend(scope))
+      // The reader outlives the subscription's scope, to read what is left after it ends.
+      const pull = yield* Stream.toPull(stream)
+      yield* awaitSubscriptions(cb, 1)
       const p = yield* ca.publisher
-      for (let i = 0; i < 100; i++) yield* p.publish("/x", payloadOf(i))
-      expect(Chunk.size(yield* Fiber.join(fast))).toBe(100)
-      // The slow one: first the ten that fitted, then the typed overflow.
-      let got = 0
-      let error: SubscriberOverflow | undefined
-      while (error === undefined) {
-        const exit = yield* Effect.exit(slow)
-        if (Exit.isSuccess(exit)) got += Chunk.size(exit.value)
-        else {
-          const failure = exit.cause._tag === "Fail" ? exit.cause.error : undefined
-          error = failure?._tag === "Some" ? (failure.value as SubscriberOverflow) : undefined
-          expect(error?._tag).toBe("SubscriberOverflow")
+      const buffered = () => Effect.map(cb.stats, (s) => s.subscriptions[0].buffered)
+      const updates: Array<string> = []
+      const notices: Array<number> = []
+      const take = Effect.map(pull, (chunk) => {
+        for (const item of chunk) {
+          if ("payload" in item) updates.push(decode(item))
+          else if (item._tag === "SubscriberOverflow") notices.push(item.dropped)
         }
-      }
-      expect(got).toBe(10)
-      expect(error.capacity).toBe(10)
-      expect((yield* cb.stats).subscriberOverflows).toBe(1)
-      yield* Scope.close(slowScope, Exit.void)
+      })
+      let sent = 0
+      const publishSome = (n: number) =>
+        Effect.gen(function* () {
+          for (let i = 0; i < n; i++) {
+            yield* p.publish("/x", payloadOf(sent++))
+            // every update in a drive of its own: the old fan-out added a notice per drive
+            yield* Effect.repeat(cb.stats, { until: (s) => s.updatesIn >= sent })
+            expect(yield* buffered()).toBeLessThanOrEqual(11)
+          }
+        })
+      yield* publishSome(100)
+      expect(yield* buffered()).toBe(11)
+      // Consume a little (one pull takes everything buffered), then overflow again.
+      yield* take
+      yield* publishSome(50)
+      while ((yield* buffered()) > 0) yield* take
+      // Overflow once more, and end the subscription with drops still unreported: a last notice
+      // reports them before the stream ends.
+      yield* publishSome(30)
+      yield* Scope.close(scope, Exit.void)
+      const end = yield* Effect.exit(Effect.forever(take))
+      expect(Exit.isFailure(end)).toBe(true)
+      const dropped = notices.reduce((a, b) => a + b, 0)
+      expect(updates.length + dropped).toBe(sent)
+      // In order, with gaps exactly where the notices said.
+      const seqs = updates.map((u) => Number(u.slice("update-".length)))
+      expect(seqs).toEqual([...seqs].sort((a, b) => a - b))
+      const stats = yield* cb.stats
+      expect(stats.subscriberDrops).toBe(dropped)
+      expect(stats.subscriberOverflows).toBe(notices.length)
     }).pipe(Effect.provide(Transport.layerMemory()))
   )
 

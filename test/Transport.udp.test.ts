@@ -25,8 +25,8 @@ describe("Transport.layerUdp", () => {
       const transport = yield* Transport.Transport
       const a = yield* transport.open(options)
       const b = yield* transport.open(options)
-      const heardByB = yield* b.incoming.pipe(Stream.take(3), Stream.runCollect, Effect.fork)
-      const heardByA = yield* a.incoming.pipe(Stream.runHead, Effect.fork)
+      const heardByB = yield* Transport.incoming(b).pipe(Stream.take(3), Stream.runCollect, Effect.fork)
+      const heardByA = yield* Transport.incoming(a).pipe(Stream.runHead, Effect.fork)
       // Membership takes effect at once on loopback, but give the receive fibers a moment to start.
       yield* Effect.sleep("20 millis")
       for (let i = 0; i < 3; i++) a.send(new Uint8Array([i]))

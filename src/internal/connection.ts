@@ -1,19 +1,18 @@
 /**
- * The Effect shell around one protocol `Endpoint`: it owns the socket, runs the receive loop and
- * the timer fiber in the connection's scope, and fans delivered updates out to subscribers.
+ * The Effect shell around one protocol `Endpoint`: it owns the socket, drives the engine from the
+ * socket's handler and from the timer fiber in the connection's scope, and hands delivered updates
+ * to the fan-out (`fanout.ts`).
  *
- * Hot path: the engine is driven synchronously, a chunk of datagrams at a time; deliveries are
- * collected during the drive and handed to each subscriber's mailbox in one `unsafeOfferAll`. No
- * Effect is built per update.
+ * Hot path: the socket calls the engine synchronously per datagram, no fiber in between; at the
+ * end of each socket wake-up the fan-out gives every touched subscriber one chunk. No Effect is
+ * built per datagram or per update.
  */
 import * as Chunk from "effect/Chunk"
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
-import * as Exit from "effect/Exit"
-import * as Mailbox from "effect/Mailbox"
-import * as Option from "effect/Option"
 import * as PubSub from "effect/PubSub"
+import * as Runtime from "effect/Runtime"
 import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
@@ -27,31 +26,17 @@ import {
   type InvalidTopic,
   IrrecoverableLoss,
   PayloadCodecError,
-  SubscriberOverflow,
   type TransportError,
   UpdateTooLarge
 } from "../DistributorError.js"
 import * as Topic from "../Topic.js"
 import { Transport } from "../Transport.js"
+import { zeroShellStats } from "./counters.js"
+import { FanOut, type Item, type SubscriberError } from "./fanout.js"
 import * as Inputs from "./inputs.js"
 import { Endpoint, type LocalSender } from "./protocol/endpoint.js"
-import type { EngineSink, LossReport, ReceivedUpdate, SessionEvent } from "./protocol/engine.js"
+import type { EngineSink, LossReport, SessionEvent } from "./protocol/engine.js"
 import { metricsFor, readKernelRcvbufErrors } from "./stats.js"
-
-type Item = ReceivedUpdate | IrrecoverableLoss | SubscriberOverflow
-
-interface Subscriber {
-  readonly pattern: string
-  readonly mailbox: Mailbox.Mailbox<Item, IrrecoverableLoss | SubscriberOverflow>
-  readonly capacity: number
-  readonly notify: boolean
-  key: Topic.SubscriptionKey | undefined
-  batch: Array<Item>
-  delivered: number
-  dropped: number
-  /** Set once the subscriber failed (overflow / loss) or ended: nothing more is offered. */
-  done: boolean
-}
 
 /** Losses kept for the statistics snapshot (the web console shows them). */
 const RECENT_LOSSES = 100
@@ -103,24 +88,32 @@ export const make = (
 
     const openedAt = now()
     const kernelDropsAtOpen = readKernelRcvbufErrors()
-    const matcher = Topic.make<Subscriber>()
-    const subscribers = new Set<Subscriber>()
     const events = yield* Effect.acquireRelease(PubSub.sliding<Connection.ConnectionEvent>(4096), PubSub.shutdown)
-    const counters = { subscriberOverflows: 0, invalidTopicsDropped: 0, engineFaults: 0 }
+    const counters = zeroShellStats()
+    const runtime = yield* Effect.runtime<never>()
+    const logFault = (what: string, err: unknown) => {
+      counters.engineFaults++
+      Runtime.runFork(runtime)(Effect.logError(`protocol engine fault on ${what}`, err))
+    }
     let closed = false
 
-    // Outputs of one synchronous drive of the engine, dispatched right after it.
-    let pendingUpdates: Array<ReceivedUpdate> = []
+    const fanout = new FanOut(counters, (overflow) => events.unsafeOffer({ _tag: "SubscriberOverflow", overflow }))
+    const validTopics = fanout.validTopics
+
+    // Outputs of one synchronous drive of the engine: updates are routed to subscribers as they
+    // come (handed over at the end of the drive, one chunk per subscriber), losses flush what was
+    // routed before them, events are dispatched after the drive.
     let pendingEvents: Array<SessionEvent> = []
+    const recentLosses: Array<Connection.LossRecord> = []
     const sink: EngineSink = {
       send: socket.send,
-      deliver: (update) => {
-        pendingUpdates.push(update)
-      },
-      loss: (loss) => {
-        // Order matters: updates the engine delivered before this loss reach subscribers before it.
-        flushUpdates()
-        dispatchLoss(loss)
+      deliver: (update) => fanout.route(update),
+      loss: (report) => {
+        const error = lossError(key, report)
+        if (recentLosses.length >= RECENT_LOSSES) recentLosses.shift()
+        recentLosses.push({ at: now(), loss: error })
+        events.unsafeOffer({ _tag: "Loss", loss: error })
+        fanout.loss(error)
       },
       event: (event) => {
         pendingEvents.push(event)
@@ -133,118 +126,9 @@ export const make = (
       now: openedAt
     })
 
-    // ---- subscriber fan-out ------------------------------------------------------------------
-
-    const touched: Array<Subscriber> = []
-    const validTopics = new Set<string>()
-
-    const finish = (sub: Subscriber, exit: Exit.Exit<void, IrrecoverableLoss | SubscriberOverflow>) => {
-      sub.done = true
-      sub.batch = []
-      if (sub.key) matcher.remove(sub.key)
-      sub.key = undefined
-      subscribers.delete(sub)
-      sub.mailbox.unsafeDone(exit)
-      syncListening()
-    }
-
-    // A connection reports itself as a receiver (Status: flow control, presence) while it has
-    // subscriptions; a publish-only process holds back no publisher.
-    const syncListening = () => {
-      if (!closed) endpoint.setListening(subscribers.size > 0, now())
-    }
-
-    const overflow = (sub: Subscriber, dropped: number) => {
-      counters.subscriberOverflows++
-      const error = new SubscriberOverflow({
-        reason: "BufferFull",
-        pattern: sub.pattern,
-        capacity: sub.capacity,
-        dropped
-      })
-      events.unsafeOffer({ _tag: "SubscriberOverflow", overflow: error })
-      return error
-    }
-
-    const flushSubscriber = (sub: Subscriber) => {
-      const batch = sub.batch
-      sub.batch = []
-      if (sub.done || batch.length === 0) return
-      const size = Option.getOrElse(sub.mailbox.unsafeSize(), () => 0)
-      const room = sub.capacity - size
-      if (batch.length <= room) {
-        sub.mailbox.unsafeOfferAll(batch)
-        sub.delivered += batch.length
-        return
-      }
-      // The subscriber did not keep up: never drop silently.
-      const dropped = batch.length - Math.max(room, 0)
-      sub.dropped += dropped
-      const error = overflow(sub, dropped)
-      // What fitted is delivered first, in order; then the notice (or the failure).
-      if (room > 0) sub.mailbox.unsafeOfferAll(batch.slice(0, room))
-      sub.delivered += Math.max(room, 0)
-      if (sub.notify) {
-        // The notice itself may exceed the capacity by one: it must get through.
-        sub.mailbox.unsafeOffer(error)
-      } else {
-        finish(sub, Exit.fail(error))
-      }
-    }
-
-    const isValidTopic = (topic: string) => {
-      if (validTopics.has(topic)) return true
-      if (Topic.validateTopic(topic) !== undefined) return false
-      if (validTopics.size >= 65_536) validTopics.clear()
-      validTopics.add(topic)
-      return true
-    }
-
-    const dispatchUpdates = (updates: Array<ReceivedUpdate>) => {
-      for (let i = 0; i < updates.length; i++) {
-        const update = updates[i]
-        const subs = matcher.match(update.topic)
-        if (subs.length === 0) continue
-        if (!isValidTopic(update.topic)) {
-          counters.invalidTopicsDropped++
-          continue
-        }
-        for (let j = 0; j < subs.length; j++) {
-          const sub = subs[j]
-          if (sub.batch.length === 0) touched.push(sub)
-          sub.batch.push(update)
-        }
-      }
-      for (let i = 0; i < touched.length; i++) flushSubscriber(touched[i])
-      touched.length = 0
-    }
-
-    const recentLosses: Array<Connection.LossRecord> = []
-    // Called from inside the engine drive, after the updates that preceded the loss were handed
-    // out, so a subscriber sees updates and losses in the session's order.
-    const dispatchLoss = (report: LossReport) => {
-      const error = lossError(key, report)
-      if (recentLosses.length >= RECENT_LOSSES) recentLosses.shift()
-      recentLosses.push({ at: now(), loss: error })
-      events.unsafeOffer({ _tag: "Loss", loss: error })
-      for (const sub of Array.from(subscribers)) {
-        if (sub.done) continue
-        if (sub.notify) sub.mailbox.unsafeOffer(error)
-        else finish(sub, Exit.fail(error))
-      }
-    }
-
     // Timer fiber bookkeeping: the deadline it sleeps towards, and the latch that wakes it early.
     const wake = yield* Effect.makeLatch(false)
     let timerTarget = Number.POSITIVE_INFINITY
-
-    const flushUpdates = () => {
-      if (pendingUpdates.length > 0) {
-        const updates = pendingUpdates
-        pendingUpdates = []
-        dispatchUpdates(updates)
-      }
-    }
 
     // Publishers waiting for the flow-control window, or for receivers to be present.
     const waiters = new Set<{ readonly ready: () => boolean; readonly latch: Effect.Latch }>()
@@ -269,9 +153,16 @@ export const make = (
         )
       })
 
+    // A connection reports itself as a receiver (Status: flow control, presence) while it has
+    // subscriptions; a publish-only process holds back no publisher.
+    const syncListening = () => {
+      if (!closed) endpoint.setListening(fanout.size > 0, now())
+    }
+
     /** Hand the outputs of the last engine call to subscribers and event listeners. */
     const dispatch = () => {
-      flushUpdates()
+      fanout.flush()
+      syncListening()
       if (pendingEvents.length > 0) {
         const evs = pendingEvents
         pendingEvents = []
@@ -281,36 +172,29 @@ export const make = (
       if (endpoint.nextDeadline() < timerTarget) wake.unsafeOpen()
     }
 
-    // ---- background fibers -------------------------------------------------------------------
+    // ---- receive path ------------------------------------------------------------------------
 
-    const receiveLoop = socket.incoming.pipe(
-      Stream.runForEachChunk((chunk) =>
-        Effect.suspend(() => {
-          const t = now()
-          let i = 0
-          const n = chunk.length
-          // The engine never throws by contract; if it ever did, count it and go on with the next
-          // datagram rather than kill the socket loop (the first fault of a chunk is logged).
-          let fault: unknown
-          while (i < n) {
-            try {
-              for (; i < n; i++) {
-                const d = Chunk.unsafeGet(chunk, i)
-                endpoint.onDatagram(d.data, d.address, t)
-              }
-            } catch (err) {
-              counters.engineFaults++
-              i++
-              fault ??= err
-            }
-          }
-          dispatch()
-          return fault === undefined
-            ? Effect.void
-            : Effect.logError("protocol engine fault on received datagram", fault)
-        })
-      )
-    )
+    // Driven synchronously by the socket: every datagram goes to the engine from the socket's
+    // event, and the end of the socket's wake-up (batch) dispatches what the batch produced. No
+    // fiber wakes per batch; the clock is read once per batch.
+    let batchNow = -1
+    socket.listen({
+      onDatagram: (data, address) => {
+        if (closed) return
+        if (batchNow < 0) batchNow = now()
+        // The engine never throws by contract; if it ever did, count and log it and go on with
+        // the next datagram rather than break the socket's handler.
+        try {
+          endpoint.onDatagram(data, address, batchNow)
+        } catch (err) {
+          logFault("received datagram", err)
+        }
+      },
+      onBatchEnd: () => {
+        batchNow = -1
+        if (!closed) dispatch()
+      }
+    })
 
     const timerTick = Effect.suspend(() => {
       const t = now()
@@ -335,7 +219,6 @@ export const make = (
           Effect.raceFirst(Clock.sleep(Math.ceil(deadline - t)), wake.await)
     })
 
-    yield* Effect.forkIn(receiveLoop, scope)
     yield* Effect.forkIn(Effect.forever(timerTick), scope)
 
     // ---- metrics -----------------------------------------------------------------------------
@@ -363,7 +246,7 @@ export const make = (
         }
         dispatch()
         releaseWaiters()
-        for (const sub of Array.from(subscribers)) finish(sub, Exit.void)
+        fanout.endAll()
         return syncMetrics
       })
     )
@@ -522,43 +405,33 @@ export const make = (
     const registerRaw = (
       pattern: string,
       options: Connection.SubscribeOptions | undefined
-    ): Effect.Effect<
-      Stream.Stream<Item, IrrecoverableLoss | SubscriberOverflow>,
-      InvalidTopic | InvalidOption,
-      Scope.Scope
-    > =>
-      Effect.gen(function* () {
-        const parsed = Topic.parsePattern(pattern)
-        if (Either.isLeft(parsed)) return yield* Effect.fail(parsed.left)
-        const badOption = Inputs.checkSubscribeOptions(options)
-        if (badOption) return yield* Effect.fail(badOption)
-        if (closed) return Stream.empty
-        const capacity = Math.max(1, options?.bufferSize ?? config.subscriberBufferSize)
-        const mailbox = yield* Mailbox.make<Item, IrrecoverableLoss | SubscriberOverflow>()
-        const sub: Subscriber = {
-          pattern,
-          mailbox,
-          capacity,
-          notify: options?.onLoss === "notify",
-          key: undefined,
-          batch: [],
-          delivered: 0,
-          dropped: 0,
-          done: false
+    ): Effect.Effect<Stream.Stream<Item, SubscriberError>, InvalidTopic | InvalidOption, Scope.Scope> =>
+      Effect.suspend(
+        (): Effect.Effect<Stream.Stream<Item, SubscriberError>, InvalidTopic | InvalidOption, Scope.Scope> => {
+          const parsed = Topic.parsePattern(pattern)
+          if (Either.isLeft(parsed)) return Effect.fail(parsed.left)
+          const badOption = Inputs.checkSubscribeOptions(options)
+          if (badOption) return Effect.fail(badOption)
+          if (closed) return Effect.succeed(Stream.empty)
+          return Effect.map(
+            Effect.acquireRelease(
+              Effect.tap(
+                fanout.add(pattern, parsed.right, {
+                  capacity: options?.bufferSize ?? config.subscriberBufferSize,
+                  notify: options?.onLoss === "notify"
+                }),
+                syncListening
+              ),
+              (sub) =>
+                Effect.sync(() => {
+                  fanout.end(sub)
+                  syncListening()
+                })
+            ),
+            (sub) => fanout.stream(sub)
+          )
         }
-        yield* Effect.acquireRelease(
-          Effect.sync(() => {
-            sub.key = matcher.add(parsed.right, sub)
-            subscribers.add(sub)
-            syncListening()
-          }),
-          () =>
-            Effect.sync(() => {
-              if (!sub.done) finish(sub, Exit.void)
-            })
-        )
-        return Mailbox.toStream(mailbox)
-      })
+      )
 
     /** Typed subscriptions: decode each payload (UTF-8 JSON, then the schema), a chunk at a time. */
     const decodeWith = <E>(raw: Stream.Stream<Item, E>, schema: Schema.Schema<any, any>) => {
@@ -613,11 +486,7 @@ export const make = (
         kernelReceiveBufferErrors:
           kernelNow !== undefined && kernelDropsAtOpen !== undefined ? kernelNow - kernelDropsAtOpen : undefined,
         publishers: endpoint.localSenders(),
-        subscriptions: Array.from(subscribers, (sub) => ({
-          pattern: sub.pattern,
-          buffered: Option.getOrElse(sub.mailbox.unsafeSize(), () => 0),
-          delivered: sub.delivered
-        })),
+        subscriptions: fanout.snapshot(),
         remoteSessions: endpoint.remoteSessions(),
         remoteReceivers: endpoint.remoteReceiverStats(),
         nakRequesters: Array.from(endpoint.nakRequesters, ([host, naks]) => ({ host, naks })),

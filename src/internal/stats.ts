@@ -7,46 +7,14 @@
 import { readFileSync } from "node:fs"
 import * as Effect from "effect/Effect"
 import * as Metric from "effect/Metric"
-import type { EngineStats } from "./protocol/engine.js"
+import { METRIC_COUNTERS, type MetricSource, metricName } from "./counters.js"
 
-/** What is copied into metrics: the engine's counters and the shell's own (subscribers, socket). */
-export interface MetricSource extends EngineStats {
-  readonly subscriberOverflows: number
-  readonly invalidTopicsDropped: number
-  readonly engineFaults: number
-  readonly queueDrops: number
-  readonly sendErrors: number
-}
+export type { MetricSource } from "./counters.js"
 
-const names: ReadonlyArray<readonly [keyof MetricSource, string, string]> = [
-  ["datagramsOut", "distributor_datagrams_out_total", "Datagrams sent (incl. retransmissions and control)"],
-  ["bytesOut", "distributor_bytes_out_total", "Bytes sent"],
-  ["updatesOut", "distributor_updates_out_total", "Updates published"],
-  ["datagramsIn", "distributor_datagrams_in_total", "Datagrams received"],
-  ["bytesIn", "distributor_bytes_in_total", "Bytes received"],
-  ["updatesIn", "distributor_updates_in_total", "Updates delivered from remote sessions"],
-  ["decodeErrors", "distributor_decode_errors_total", "Datagrams dropped because they did not decode"],
-  ["naksSent", "distributor_naks_sent_total", "NAK packets sent"],
-  ["naksReceived", "distributor_naks_received_total", "NAK packets received for local sessions"],
-  ["retransmissionsSent", "distributor_retransmissions_sent_total", "Segments retransmitted"],
-  ["retransmissionsReceived", "distributor_retransmissions_received_total", "Retransmitted segments received"],
-  ["lostPacketsSent", "distributor_lost_packets_sent_total", "'Lost' answers sent for evicted segments"],
-  ["duplicates", "distributor_duplicates_total", "Duplicate segments dropped"],
-  ["lossEvents", "distributor_loss_events_total", "Irrecoverable loss reports"],
-  ["lostSegments", "distributor_lost_segments_total", "Segments reported irrecoverably lost"],
-  ["outOfWindow", "distributor_out_of_window_total", "Segments beyond the reorder window (re-requested later)"],
-  [
-    "subscriberOverflows",
-    "distributor_subscriber_overflows_total",
-    "Subscriber buffer overflows (updates not delivered)"
-  ],
-  ["invalidTopicsDropped", "distributor_invalid_topics_dropped_total", "Received updates dropped for an invalid topic"],
-  ["engineFaults", "distributor_engine_faults_total", "Protocol engine exceptions (caught and counted)"],
-  ["queueDrops", "distributor_receive_queue_drops_total", "Datagrams dropped: the receive queue was full"],
-  ["sendErrors", "distributor_send_errors_total", "Datagrams the socket failed to send"]
-]
-
-export const metricDescriptions = names
+/** `[field, metric name, description]` of every metric, derived from the counter definitions. */
+export const metricDescriptions: ReadonlyArray<readonly [keyof MetricSource, string, string]> = METRIC_COUNTERS.map(
+  ([field, description]) => [field, metricName(field), description] as const
+)
 
 export interface ConnectionMetrics {
   readonly update: (stats: MetricSource) => Effect.Effect<void>
@@ -57,7 +25,7 @@ export interface ConnectionMetrics {
  * open the same group:port, and their counters must not add up.
  */
 export const metricsFor = (connection: string, application: string): ConnectionMetrics => {
-  const counters = names.map(
+  const counters = metricDescriptions.map(
     ([field, name, description]) =>
       [
         field,

@@ -299,7 +299,9 @@ const COUNTER_GROUPS = [
   ["Integrity", [
     ["Loss events", "lossEvents", null, "bad"], ["Segments lost", "lostSegments", null, "bad"],
     ["Duplicates dropped", "duplicates"], ["Undecodable datagrams", "decodeErrors", null, "warn"],
+    ["Beyond the reorder window", "outOfWindow", null, "warn"],
     ["Subscriber overflows", "subscriberOverflows", null, "bad"],
+    ["Updates dropped by full subscribers", "subscriberDrops", null, "bad"],
     ["Invalid topics dropped", "invalidTopicsDropped", null, "warn"], ["Engine faults", "engineFaults", null, "bad"]]]
 ];
 
@@ -364,9 +366,9 @@ function renderConnection(c, now) {
     "no publishers on this connection");
 
   const subscriptions = table(
-    [{ label: "Pattern" }, { label: "Buffered", num: 1 }, { label: "Delivered", num: 1 }],
+    [{ label: "Pattern" }, { label: "Buffered", num: 1 }, { label: "Delivered", num: 1 }, { label: "Dropped", num: 1 }],
     c.subscriptions.map((x) => h("tr", null, h("td", { class: "mono" }, x.pattern), num(fmtInt(x.buffered)),
-      num(fmtInt(x.delivered)))),
+      num(fmtInt(x.delivered)), num(fmtInt(x.dropped), x.dropped > 0 ? "nz-bad" : null))),
     "no subscriptions");
 
   const remotes = table(

@@ -5,6 +5,7 @@
  */
 import * as Schema from "effect/Schema"
 import { LossReason } from "../../DistributorError.js"
+import { CONNECTION_COUNTERS, type ConnectionCounter } from "../counters.js"
 
 const hex16 = (n: bigint): string => n.toString(16).padStart(16, "0")
 
@@ -52,27 +53,12 @@ export type Rates = typeof Rates.Type
 export const RateSample = Schema.Struct({ at: EpochMillis, rates: Rates }).annotations({ identifier: "RateSample" })
 export type RateSample = typeof RateSample.Type
 
-/** Every counter of a connection (see `Connection.ConnectionStats`). */
-export const Counters = Schema.Struct({
-  datagramsOut: Count,
-  bytesOut: Count,
-  updatesOut: Count,
-  datagramsIn: Count,
-  bytesIn: Count,
-  updatesIn: Count,
-  decodeErrors: Count,
-  naksSent: Count,
-  naksReceived: Count,
-  retransmissionsSent: Count,
-  retransmissionsReceived: Count,
-  lostPacketsSent: Count,
-  duplicates: Count,
-  lossEvents: Count,
-  lostSegments: Count,
-  subscriberOverflows: Count,
-  invalidTopicsDropped: Count,
-  engineFaults: Count
-}).annotations({ identifier: "Counters" })
+/** Every counter of a connection (see `Connection.ConnectionStats`), from the single definition. */
+export const Counters = Schema.Struct(
+  Object.fromEntries(CONNECTION_COUNTERS.map(([name, description]) => [name, Count.annotations({ description })])) as {
+    readonly [K in ConnectionCounter]: typeof Count
+  }
+).annotations({ identifier: "Counters" })
 export type Counters = typeof Counters.Type
 
 export const SocketView = Schema.Struct({
@@ -94,7 +80,8 @@ export const PublisherView = Schema.Struct({
 export const SubscriptionView = Schema.Struct({
   pattern: Schema.String,
   buffered: Schema.Number,
-  delivered: Count
+  delivered: Count,
+  dropped: Count
 }).annotations({ identifier: "Subscription" })
 
 export const RemoteSessionView = Schema.Struct({

@@ -21,6 +21,7 @@ import * as Stream from "effect/Stream"
 import type { ConnectionStats } from "../../Connection.js"
 import type { DistributorStats } from "../../Distributor.js"
 import { WebConsoleError } from "../../DistributorError.js"
+import { pickConnectionCounters } from "../counters.js"
 import * as Guard from "./guard.js"
 import { HISTORY_CAPACITY, RateHistory } from "./history.js"
 import { PAGE_CSP, PAGE_HTML } from "./page.js"
@@ -65,26 +66,7 @@ const toConnectionView = (c: ConnectionStats, history: RateHistory, historyLimit
   return {
     connection: c.connection,
     openedAt: c.openedAt,
-    counters: {
-      datagramsOut: c.datagramsOut,
-      bytesOut: c.bytesOut,
-      updatesOut: c.updatesOut,
-      datagramsIn: c.datagramsIn,
-      bytesIn: c.bytesIn,
-      updatesIn: c.updatesIn,
-      decodeErrors: c.decodeErrors,
-      naksSent: c.naksSent,
-      naksReceived: c.naksReceived,
-      retransmissionsSent: c.retransmissionsSent,
-      retransmissionsReceived: c.retransmissionsReceived,
-      lostPacketsSent: c.lostPacketsSent,
-      duplicates: c.duplicates,
-      lossEvents: c.lossEvents,
-      lostSegments: c.lostSegments,
-      subscriberOverflows: c.subscriberOverflows,
-      invalidTopicsDropped: c.invalidTopicsDropped,
-      engineFaults: c.engineFaults
-    },
+    counters: pickConnectionCounters(c),
     kernelReceiveBufferErrors: c.kernelReceiveBufferErrors ?? null,
     socket: {
       sendErrors: c.socket.sendErrors,
@@ -102,7 +84,12 @@ const toConnectionView = (c: ConnectionStats, history: RateHistory, historyLimit
       cachedSegments: p.cachedSegments,
       cachedBytes: p.cachedBytes
     })),
-    subscriptions: c.subscriptions.map((s) => ({ pattern: s.pattern, buffered: s.buffered, delivered: s.delivered })),
+    subscriptions: c.subscriptions.map((s) => ({
+      pattern: s.pattern,
+      buffered: s.buffered,
+      delivered: s.delivered,
+      dropped: s.dropped
+    })),
     remoteSessions: c.remoteSessions.map((r) => ({
       sessionId: r.session.sessionId,
       senderIndex: r.session.senderIndex,

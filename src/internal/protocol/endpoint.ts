@@ -35,6 +35,7 @@
  *
  * Decoded payloads are views into the received datagram: the driver must not reuse receive buffers.
  */
+import { zeroEngineStats } from "./counters.js"
 import {
   type EngineConfig,
   type EngineSink,
@@ -113,28 +114,6 @@ export interface LocalSenderStats {
 
 const hex16 = (id: bigint): string => id.toString(16).padStart(16, "0")
 
-const makeStats = (): EngineStats => ({
-  datagramsOut: 0,
-  bytesOut: 0,
-  updatesOut: 0,
-  datagramsIn: 0,
-  bytesIn: 0,
-  updatesIn: 0,
-  decodeErrors: 0,
-  naksSent: 0,
-  naksReceived: 0,
-  retransmissionsSent: 0,
-  retransmissionsReceived: 0,
-  lostPacketsSent: 0,
-  duplicates: 0,
-  lossEvents: 0,
-  lostSegments: 0,
-  outOfWindow: 0,
-  statusSent: 0,
-  statusReceived: 0,
-  flowControlWaits: 0
-})
-
 export class Endpoint implements SenderHost, ReceiverHost {
   readonly config: EngineConfig
   readonly stats: EngineStats
@@ -194,7 +173,7 @@ export class Endpoint implements SenderHost, ReceiverHost {
     this.newSessionId =
       options.newSessionId ??
       (() => (BigInt(Math.floor(random() * 4294967296)) << 32n) | BigInt(Math.floor(random() * 4294967296)))
-    this.stats = makeStats()
+    this.stats = zeroEngineStats()
     const controlId = this.freshId()
     this.control = makeSourcePrefix({
       sessionId: controlId,

@@ -127,30 +127,8 @@ export interface EngineSink {
   event(event: SessionEvent): void
 }
 
-/** Plain counters the shell turns into metrics and console snapshots. */
-export interface EngineStats {
-  datagramsOut: number
-  bytesOut: number
-  updatesOut: number
-  datagramsIn: number
-  bytesIn: number
-  updatesIn: number
-  decodeErrors: number
-  naksSent: number
-  naksReceived: number
-  retransmissionsSent: number
-  retransmissionsReceived: number
-  lostPacketsSent: number
-  duplicates: number
-  lossEvents: number
-  lostSegments: number
-  /** Data segments dropped because they were beyond the receiver's reorder window (re-requested later). */
-  outOfWindow: number
-  statusSent: number
-  statusReceived: number
-  /** Data segments that waited for a receiver's window to open before they were sent. */
-  flowControlWaits: number
-}
+/** Plain counters the shell turns into metrics and console snapshots (defined in counters.ts). */
+export type { EngineStats } from "./counters.js"
 
 export interface RemoteSessionStats {
   readonly session: SessionInfo

@@ -3,15 +3,13 @@
  * sent datagrams never reaches `send`, and a seeded fraction of received datagrams never reaches
  * the connection. Used by the command-line tools to exercise NAK recovery over real sockets.
  *
- * Hot path: one PRNG draw per datagram and nothing else; received datagrams are filtered a chunk at
- * a time. A direction with no loss is not wrapped at all.
+ * Hot path: one PRNG draw per datagram and nothing else; received datagrams are filtered inside
+ * the socket's synchronous handler. A direction with no loss is not wrapped at all.
  */
-import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
-import * as Stream from "effect/Stream"
 import type { TransportError } from "../../DistributorError.js"
-import type { Datagram, DatagramSocket, OpenOptions, SocketStats } from "../../Transport.js"
+import type { DatagramHandler, DatagramSocket, OpenOptions, SocketStats } from "../../Transport.js"
 import { makePrng, type Seed } from "../sim/prng.js"
 
 export interface LossyOptions {
@@ -64,21 +62,23 @@ export const wrap = (inner: LossyOpen, options: LossyOptions): LossyOpen => {
               }
             : socket.send
 
-        const keep = (_: Datagram): boolean => {
-          if (receivePrng.next() < receiveLoss) {
-            simulatedReceiveDrops++
-            return false
-          }
-          return true
-        }
-        const incoming =
-          receiveLoss > 0 ? Stream.mapChunks(socket.incoming, (chunk) => Chunk.filter(chunk, keep)) : socket.incoming
+        const listen =
+          receiveLoss > 0
+            ? (handler: DatagramHandler) =>
+                socket.listen({
+                  onDatagram: (data, address) => {
+                    if (receivePrng.next() < receiveLoss) simulatedReceiveDrops++
+                    else handler.onDatagram(data, address)
+                  },
+                  onBatchEnd: handler.onBatchEnd
+                })
+            : socket.listen
 
         return {
           group: socket.group,
           localAddress: socket.localAddress,
           send,
-          incoming,
+          listen,
           stats: (): LossySocketStats => ({ ...socket.stats(), simulatedSendDrops, simulatedReceiveDrops })
         } satisfies DatagramSocket
       })

@@ -9,7 +9,7 @@ import * as FiberSet from "effect/FiberSet"
 import * as Mailbox from "effect/Mailbox"
 import type * as Scope from "effect/Scope"
 import type { TransportError } from "../../DistributorError.js"
-import type { Datagram, DatagramSocket, OpenOptions } from "../../Transport.js"
+import type { Datagram, DatagramHandler, DatagramSocket, OpenOptions } from "../../Transport.js"
 import { type LinkConfig, LinkModel } from "../sim/link.js"
 import { makePrng, type Seed } from "../sim/prng.js"
 
@@ -75,6 +75,29 @@ export const makeNetwork = (options: MemoryNetworkOptions): Effect.Effect<Memory
               incoming.unsafeDone(Exit.void)
             })
         )
+        // Delivery is asynchronous, as on a real network (a send never re-enters a receiver from
+        // inside its own engine call): a fiber in the socket's scope hands each queued chunk to the
+        // handler, one batch per wake-up.
+        let handler: DatagramHandler | undefined
+        const ready = yield* Effect.makeLatch(false)
+        const pump = Effect.zipRight(
+          ready.await,
+          Effect.forever(
+            Effect.flatMap(incoming.takeAll, ([chunk, done]) =>
+              Effect.suspend(() => {
+                const h = handler!
+                for (const d of chunk) h.onDatagram(d.data, d.address)
+                h.onBatchEnd()
+                return done ? Effect.interrupt : Effect.void
+              })
+            )
+          )
+        )
+        yield* Effect.forkScoped(pump)
+        const listen = (h: DatagramHandler) => {
+          handler = h
+          ready.unsafeOpen()
+        }
         let open = true
         const send = (datagram: Uint8Array) => {
           if (!open) return
@@ -100,7 +123,7 @@ export const makeNetwork = (options: MemoryNetworkOptions): Effect.Effect<Memory
           group,
           localAddress: address,
           send,
-          incoming: Mailbox.toStream(incoming),
+          listen,
           stats: () => ({
             sendErrors: 0,
             lastSendError: undefined,

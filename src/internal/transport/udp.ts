@@ -4,11 +4,9 @@
  */
 import * as Dgram from "node:dgram"
 import * as Effect from "effect/Effect"
-import * as Exit from "effect/Exit"
-import * as Mailbox from "effect/Mailbox"
 import type * as Scope from "effect/Scope"
 import type { TransportError } from "../../DistributorError.js"
-import type { Datagram, DatagramSocket, OpenOptions } from "../../Transport.js"
+import type { Datagram, DatagramHandler, DatagramSocket, OpenOptions } from "../../Transport.js"
 import { transportError } from "./shared.js"
 
 const DEFAULT_QUEUE_CAPACITY = 65_536
@@ -75,10 +73,31 @@ export const open = (options: OpenOptions): Effect.Effect<DatagramSocket, Transp
     let ownAddress: string | undefined
     let ownPort = -1
 
-    const incoming = yield* Mailbox.make<Datagram>({
-      capacity: options.queueCapacity ?? DEFAULT_QUEUE_CAPACITY,
-      strategy: "dropping"
-    })
+    // Receive path: each datagram goes to the handler synchronously from the socket's "message"
+    // event, and the end of the poll phase that read it (setImmediate) ends the batch. Before a
+    // handler is set, datagrams wait in `early` (bounded by queueCapacity).
+    const queueCapacity = options.queueCapacity ?? DEFAULT_QUEUE_CAPACITY
+    let handler: DatagramHandler | undefined
+    let early: Array<Datagram> = []
+    let batchOpen = false
+    let closed = false
+    const endBatch = () => {
+      batchOpen = false
+      if (!closed && handler !== undefined) handler.onBatchEnd()
+    }
+    const listen = (h: DatagramHandler) => {
+      handler = h
+      if (early.length === 0) return
+      const queued = early
+      early = []
+      for (let i = 0; i < queued.length; i++) h.onDatagram(queued[i].data, queued[i].address)
+      h.onBatchEnd()
+    }
+    // The `ip:port` string of the last sender, kept while the sender stays the same: no string is
+    // built per datagram.
+    let lastIp = ""
+    let lastPort = -1
+    let lastAddress = ""
 
     // Receiving socket: bound to the group address (on Linux this filters out other groups that
     // share the port), reuseAddr so that every process on the host can join.
@@ -95,21 +114,27 @@ export const open = (options: OpenOptions): Effect.Effect<DatagramSocket, Transp
             yield* trySync("SocketOption", group, () => socket.setRecvBufferSize(options.recvBufferSize))
           }
         }).pipe(Effect.tapError(() => closeSocket(socket)))
-        // Datagrams read in one poll phase are handed over together at the end of it (setImmediate):
-        // one wake-up of the receive fiber and one chunk per batch instead of one per datagram,
-        // which costs more than the engine's work on a datagram.
-        let batch: Array<Datagram> = []
-        const handOver = () => {
-          const ready = batch
-          batch = []
-          queueDrops += incoming.unsafeOfferAll(ready).length
-        }
         socket.on("message", (data, rinfo) => {
+          const port = rinfo.port
+          const ip = rinfo.address
           // Our own datagrams, looped back by the kernel: the engine would drop them anyway (its
-          // local subscribers are served directly), so skip them before they cost a wake-up.
-          if (rinfo.port === ownPort && rinfo.address === ownAddress) return
-          if (batch.length === 0) setImmediate(handOver)
-          batch.push({ data, address: `${rinfo.address}:${rinfo.port}` })
+          // local subscribers are served directly), so skip them before they cost any work.
+          if (port === ownPort && ip === ownAddress) return
+          if (port !== lastPort || ip !== lastIp) {
+            lastIp = ip
+            lastPort = port
+            lastAddress = `${ip}:${port}`
+          }
+          if (handler === undefined) {
+            if (early.length < queueCapacity) early.push({ data, address: lastAddress })
+            else queueDrops++
+            return
+          }
+          if (!batchOpen) {
+            batchOpen = true
+            setImmediate(endBatch)
+          }
+          handler.onDatagram(data, lastAddress)
         })
         // After bind, socket errors are asynchronous and not fatal for UDP; keep the loop alive.
         socket.on("error", (err) => {
@@ -124,8 +149,9 @@ export const open = (options: OpenOptions): Effect.Effect<DatagramSocket, Transp
           } catch {
             // the group may already be gone with the interface; closing is what matters
           }
+          closed = true
           return closeSocket(socket)
-        }).pipe(Effect.zipRight(incoming.done(Exit.void)))
+        })
     )
 
     // Sending socket: ephemeral port on the chosen interface, connected to group:port.
@@ -171,6 +197,8 @@ export const open = (options: OpenOptions): Effect.Effect<DatagramSocket, Transp
       ownAddress = local.address
       ownPort = local.port
     }
+    // The callback costs a process.nextTick per datagram, but without one node:dgram drops send
+    // errors silently, and `sendErrors` is what tells a user the kernel refused datagrams.
     const onSent = (err: Error | null) => {
       if (err) {
         sendErrors++
@@ -190,7 +218,7 @@ export const open = (options: OpenOptions): Effect.Effect<DatagramSocket, Transp
       group,
       localAddress: `${local.address}:${local.port}`,
       send,
-      incoming: Mailbox.toStream(incoming),
+      listen,
       stats: () => ({ sendErrors, lastSendError, queueDrops, recvBufferSize, sendBufferSize })
     } satisfies DatagramSocket
   })

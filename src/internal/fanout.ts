@@ -1,0 +1,252 @@
+/**
+ * Subscriber fan-out of one connection: routes the updates and losses of an engine drive to the
+ * subscribers whose pattern matches, each subscriber getting ONE chunk per drive.
+ *
+ * Hot path (per update): one trie lookup (`Topic.make`'s cached `match`), one `push` per matching
+ * subscriber. Per drive: one `Mailbox.unsafeOfferAll(chunk)` per touched subscriber, which appends
+ * the chunk without copying it. Nothing here builds an Effect per update.
+ *
+ * Bounded buffers (`bufferSize` = capacity): a subscriber never holds more than `capacity` updates,
+ * plus one overflow notice in `onLoss: "notify"` mode (loss notices come on top: they are never
+ * merged or dropped).
+ * - fail mode (default): when a drive's updates do not fit, the subscriber's buffered backlog is
+ *   DISCARDED and its stream fails with `SubscriberOverflow` at its next pull, without first
+ *   draining the backlog (a consumer that fell behind learns it at once, not after working through
+ *   a stale buffer). `dropped` counts the updates of the drive that did not fit plus the discarded
+ *   backlog.
+ * - notify mode: what fits is delivered, then one `SubscriberOverflow` notice counting the dropped
+ *   updates. While the buffer is still full after that (the consumer has not taken anything),
+ *   further drops are only counted, and reported by the next notice as soon as there is room for
+ *   it — before any later update, so the notice always sits at the gap it reports.
+ */
+import * as Chunk from "effect/Chunk"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Mailbox from "effect/Mailbox"
+import * as Option from "effect/Option"
+import type * as Stream from "effect/Stream"
+import { type IrrecoverableLoss, SubscriberOverflow } from "../DistributorError.js"
+import * as Topic from "../Topic.js"
+import type { ShellStats } from "./counters.js"
+import type { ReceivedUpdate } from "./protocol/engine.js"
+
+export type Item = ReceivedUpdate | IrrecoverableLoss | SubscriberOverflow
+export type SubscriberError = IrrecoverableLoss | SubscriberOverflow
+
+export interface Subscriber {
+  readonly pattern: string
+  readonly mailbox: Mailbox.Mailbox<Item, SubscriberError>
+  readonly capacity: number
+  readonly notify: boolean
+  key: Topic.SubscriptionKey | undefined
+  /** Updates routed to it during the current drive. */
+  batch: Array<Item>
+  delivered: number
+  dropped: number
+  /** notify mode: drops not yet reported in a notice. */
+  unreported: number
+  /** Set once the subscriber failed (overflow / loss) or ended: nothing more is offered. */
+  done: boolean
+}
+
+export interface SubscriberSnapshot {
+  readonly pattern: string
+  readonly buffered: number
+  readonly delivered: number
+  readonly dropped: number
+}
+
+const bufferedOf = (sub: Subscriber): number => Option.getOrElse(sub.mailbox.unsafeSize(), () => 0)
+
+/**
+ * Everything goes into a subscriber's mailbox as a Chunk, never with `unsafeOffer`: in effect
+ * 3.22.4 an unbounded Mailbox that holds items offered one by one duplicates them when a Chunk is
+ * offered next (`unsafeOfferAllArray` appends `messages` to `messagesChunk` without clearing it).
+ */
+const offer = (sub: Subscriber, items: Chunk.Chunk<Item>): void => {
+  sub.mailbox.unsafeOfferAll(items)
+}
+
+export class FanOut {
+  private readonly matcher = Topic.make<Subscriber>()
+  private readonly subscribers = new Set<Subscriber>()
+  private readonly touched: Array<Subscriber> = []
+  /** Topics that passed validation (received topics are validated once; publishers reuse it). */
+  readonly validTopics = new Set<string>()
+
+  constructor(
+    private readonly counters: ShellStats,
+    /** Told about every overflow (the connection's event stream). */
+    private readonly onOverflow: (overflow: SubscriberOverflow) => void
+  ) {}
+
+  /** Registers a subscriber; its stream is `Mailbox.toStream(sub.mailbox)`. */
+  add(
+    pattern: string,
+    parsed: Topic.Pattern,
+    options: { readonly capacity: number; readonly notify: boolean }
+  ): Effect.Effect<Subscriber> {
+    return Effect.map(Mailbox.make<Item, SubscriberError>(), (mailbox) => {
+      const sub: Subscriber = {
+        pattern,
+        mailbox,
+        capacity: Math.max(1, options.capacity),
+        notify: options.notify,
+        key: undefined,
+        batch: [],
+        delivered: 0,
+        dropped: 0,
+        unreported: 0,
+        done: false
+      }
+      sub.key = this.matcher.add(parsed, sub)
+      this.subscribers.add(sub)
+      return sub
+    })
+  }
+
+  /** Subscribers registered and not ended. */
+  get size(): number {
+    return this.subscribers.size
+  }
+
+  stream(sub: Subscriber): Stream.Stream<Item, SubscriberError> {
+    return Mailbox.toStream(sub.mailbox)
+  }
+
+  /** Ends a subscriber normally (its scope closed, or the connection did). */
+  end(sub: Subscriber): void {
+    if (sub.done) return
+    this.flushOne(sub)
+    // A notify-mode subscriber still owed a notice gets it before its stream ends.
+    if (sub.unreported > 0) offer(sub, Chunk.of(this.overflowError(sub, sub.unreported)))
+    this.finish(sub, Exit.void)
+  }
+
+  endAll(): void {
+    for (const sub of Array.from(this.subscribers)) this.end(sub)
+  }
+
+  /** One delivered update: routed now, handed over at `flush`. */
+  route(update: ReceivedUpdate): void {
+    const subs = this.matcher.match(update.topic)
+    const n = subs.length
+    if (n === 0) return
+    if (!this.validTopics.has(update.topic) && !this.admitTopic(update.topic)) {
+      this.counters.invalidTopicsDropped++
+      return
+    }
+    const touched = this.touched
+    for (let j = 0; j < n; j++) {
+      const sub = subs[j]
+      if (sub.batch.length === 0) touched.push(sub)
+      sub.batch.push(update)
+    }
+  }
+
+  /** End of a drive: every touched subscriber gets its updates as one chunk. */
+  flush(): void {
+    const touched = this.touched
+    for (let i = 0; i < touched.length; i++) this.flushOne(touched[i])
+    touched.length = 0
+  }
+
+  /**
+   * An irrecoverable loss: after the updates routed before it (flushed first, so a subscriber sees
+   * updates and losses in the session's order), every subscriber gets it — as a value in notify
+   * mode, else as the failure its stream ends with once it has taken what was buffered before.
+   */
+  loss(error: IrrecoverableLoss): void {
+    this.flush()
+    for (const sub of Array.from(this.subscribers)) {
+      if (sub.done) continue
+      if (sub.notify) offer(sub, Chunk.of(error))
+      else this.finish(sub, Exit.fail(error))
+    }
+  }
+
+  snapshot(): Array<SubscriberSnapshot> {
+    return Array.from(this.subscribers, (sub) => ({
+      pattern: sub.pattern,
+      buffered: bufferedOf(sub),
+      delivered: sub.delivered,
+      dropped: sub.dropped
+    }))
+  }
+
+  // ---- internals --------------------------------------------------------------------------------
+
+  private admitTopic(topic: string): boolean {
+    if (Topic.validateTopic(topic) !== undefined) return false
+    if (this.validTopics.size >= 65_536) this.validTopics.clear()
+    this.validTopics.add(topic)
+    return true
+  }
+
+  private finish(sub: Subscriber, exit: Exit.Exit<void, SubscriberError>): void {
+    sub.done = true
+    sub.batch = []
+    if (sub.key) this.matcher.remove(sub.key)
+    sub.key = undefined
+    this.subscribers.delete(sub)
+    sub.mailbox.unsafeDone(exit)
+  }
+
+  private overflowError(sub: Subscriber, dropped: number): SubscriberOverflow {
+    this.counters.subscriberOverflows++
+    const error = new SubscriberOverflow({
+      reason: "BufferFull",
+      pattern: sub.pattern,
+      capacity: sub.capacity,
+      dropped
+    })
+    this.onOverflow(error)
+    return error
+  }
+
+  private drop(sub: Subscriber, n: number): void {
+    sub.dropped += n
+    this.counters.subscriberDrops += n
+  }
+
+  private flushOne(sub: Subscriber): void {
+    const batch = sub.batch
+    if (sub.done || batch.length === 0) return
+    sub.batch = []
+    const capacity = sub.capacity
+    let size = bufferedOf(sub)
+    if (sub.unreported > 0) {
+      // notify mode, drops still to report: the notice goes first, when there is room for it.
+      if (size > capacity) {
+        this.drop(sub, batch.length)
+        sub.unreported += batch.length
+        return
+      }
+      offer(sub, Chunk.of(this.overflowError(sub, sub.unreported)))
+      sub.unreported = 0
+      size++
+    }
+    const room = capacity - size
+    if (batch.length <= room) {
+      offer(sub, Chunk.unsafeFromArray(batch))
+      sub.delivered += batch.length
+      return
+    }
+    // The subscriber did not keep up: never drop silently.
+    if (!sub.notify) {
+      const discarded = Chunk.size(Effect.runSync(sub.mailbox.clear))
+      this.drop(sub, batch.length + discarded)
+      this.finish(sub, Exit.fail(this.overflowError(sub, batch.length + discarded)))
+      return
+    }
+    const fits = Math.max(room, 0)
+    if (fits > 0) offer(sub, Chunk.unsafeFromArray(batch.slice(0, fits)))
+    sub.delivered += fits
+    const dropped = batch.length - fits
+    this.drop(sub, dropped)
+    // After the updates that fitted the buffer holds `capacity` items (or more, when a notice was
+    // just offered above): the notice may be the one item beyond — else it waits for room.
+    if (size + fits <= capacity) offer(sub, Chunk.of(this.overflowError(sub, dropped)))
+    else sub.unreported += dropped
+  }
+}

@@ -1,0 +1,38 @@
+/**
+ * The protocol engine's counters, defined once: name and description. `EngineStats` (the plain
+ * object the engine counts in), its zero value, the Effect metrics, `Connection.ConnectionStats`,
+ * the console's JSON schema and its Prometheus text are all derived from this list (see
+ * `src/internal/counters.ts` for the shell's counters that complete it). Plain data: no Effect.
+ */
+export const ENGINE_COUNTERS = [
+  ["datagramsOut", "Datagrams sent (incl. retransmissions and control)"],
+  ["bytesOut", "Bytes sent"],
+  ["updatesOut", "Updates published"],
+  ["datagramsIn", "Datagrams received"],
+  ["bytesIn", "Bytes received"],
+  ["updatesIn", "Updates delivered from remote sessions"],
+  ["decodeErrors", "Datagrams dropped because they did not decode"],
+  ["naksSent", "NAK packets sent"],
+  ["naksReceived", "NAK packets received for local sessions"],
+  ["retransmissionsSent", "Segments retransmitted"],
+  ["retransmissionsReceived", "Retransmitted segments received"],
+  ["lostPacketsSent", "'Lost' answers sent for evicted segments"],
+  ["duplicates", "Duplicate segments dropped"],
+  ["lossEvents", "Irrecoverable loss reports"],
+  ["lostSegments", "Segments reported irrecoverably lost"],
+  ["outOfWindow", "Data segments beyond the reorder window (dropped, re-requested later)"],
+  ["statusSent", "Receiver status packets sent (flow control, presence)"],
+  ["statusReceived", "Receiver status packets received"],
+  ["flowControlWaits", "Data segments that waited for the receivers' flow-control window"]
+] as const
+
+export type EngineCounter = (typeof ENGINE_COUNTERS)[number][0]
+
+/** Plain counters the shell turns into metrics and console snapshots. */
+export type EngineStats = { [K in EngineCounter]: number }
+
+export const zeroEngineStats = (): EngineStats => {
+  const stats = {} as EngineStats
+  for (const [name] of ENGINE_COUNTERS) stats[name] = 0
+  return stats
+}
