@@ -267,6 +267,55 @@ describe("WebConsole over a live Distributor", () => {
   )
 
   it.scopedLive(
+    "remote receivers show in /api/stats with their name, host, position and lag, and on the page",
+    () =>
+      Effect.gen(function* () {
+        const n = 200
+        const a = yield* Distributor.make({ application: "recv-a", host: "host-a", console: { port: 0 } })
+        const b = yield* Distributor.make({ application: "recv-b", host: "host-b", console: { enabled: false } })
+        const ca = yield* a.connection({ ...group, ...fast, statusIntervalMs: 20 })
+        const cb = yield* b.connection({ ...group, ...fast, statusIntervalMs: 20, name: "quotes-reader" })
+        const received = yield* cb.subscribe("/q/...").pipe(Stream.take(n), Stream.runCollect, Effect.fork)
+        const pa = yield* ca.publisher
+        yield* pa.awaitReceivers(1)
+        for (let i = 0; i < n; i++) yield* pa.publish(`/q/${i % 3}`, new Uint8Array(100).fill(i & 0xff))
+        expect(Chunk.size(yield* Fiber.join(received))).toBe(n)
+        const url = a.consoleUrl
+        if (url === undefined) return expect.unreachable("console url")
+        // b's subscription ended: it reports that it leaves, and the receiver disappears.
+        const view = (stats: WebConsole.StatsResponse) => stats.connections[0].remoteReceivers
+        const fetchStats = get(`${url}api/stats`).pipe(Effect.flatMap((r) => decodeStats(JSON.parse(r.body))))
+        const gone = yield* Effect.repeat(fetchStats, { until: (s) => view(s).length === 0 }).pipe(
+          Effect.timeout("3 seconds")
+        )
+        expect(view(gone)).toEqual([])
+
+        // Subscribed again: present, caught up with what was published, lag 0.
+        const again = yield* cb.subscribe("/q/...").pipe(Stream.take(1), Stream.runCollect, Effect.fork)
+        yield* pa.awaitReceivers(1)
+        const highest = (yield* ca.stats).publishers[0].highestSeq
+        const seen = yield* Effect.repeat(fetchStats, {
+          until: (s) => view(s).length === 1 && view(s)[0].positions.some((p) => p.position === highest)
+        }).pipe(Effect.timeout("3 seconds"))
+        const [r] = view(seen)
+        expect(r).toMatchObject({ name: "quotes-reader", host: "host-b", application: "recv-b" })
+        expect(r.sessionId).toMatch(/^[0-9a-f]{16}$/)
+        expect(r.windowBytes).toBeGreaterThan(0)
+        expect(r.windowSegments).toBeGreaterThan(0)
+        expect(r.lastHeardAt).toBeGreaterThanOrEqual(r.joinedAt)
+        expect(r.positions).toEqual([{ sessionId: pa.source.sessionId, position: highest, lag: 0 }])
+        expect(seen.connections[0].counters.statusReceived).toBeGreaterThan(0)
+        yield* pa.publish("/q/last", "x")
+        yield* Fiber.join(again)
+
+        const page = yield* get(url)
+        expect(page.body).toContain("Remote receivers")
+        expect(page.body).toContain("data-receiver")
+      }).pipe(Effect.provide(Transport.layerMemory({ seed: 3 }))),
+    30_000
+  )
+
+  it.scopedLive(
     "an irrecoverable loss shows in /api/stats and /metrics with its range and reason",
     () =>
       Effect.gen(function* () {

@@ -302,7 +302,10 @@ const COUNTER_GROUPS = [
     ["Beyond the reorder window", "outOfWindow", null, "warn"],
     ["Subscriber overflows", "subscriberOverflows", null, "bad"],
     ["Updates dropped by full subscribers", "subscriberDrops", null, "bad"],
-    ["Invalid topics dropped", "invalidTopicsDropped", null, "warn"], ["Engine faults", "engineFaults", null, "bad"]]]
+    ["Invalid topics dropped", "invalidTopicsDropped", null, "warn"], ["Engine faults", "engineFaults", null, "bad"]]],
+  ["Flow control", [
+    ["Status packets sent", "statusSent"], ["Status packets received", "statusReceived"],
+    ["Segments that waited for the window", "flowControlWaits"]]]
 ];
 
 function countersBlock(c) {
@@ -339,7 +342,8 @@ function renderConnection(c, now) {
     h("h2", null, c.connection),
     h("div", { class: "meta" }, "opened " + fmtTime(c.openedAt) + " · " + c.publishers.length + " publisher" +
       (c.publishers.length === 1 ? "" : "s") + " · " + c.subscriptions.length + " subscription" +
-      (c.subscriptions.length === 1 ? "" : "s") + " · " + active + " active remote session" + (active === 1 ? "" : "s")));
+      (c.subscriptions.length === 1 ? "" : "s") + " · " + active + " active remote session" + (active === 1 ? "" : "s") +
+      " · " + c.remoteReceivers.length + " remote receiver" + (c.remoteReceivers.length === 1 ? "" : "s")));
 
   const kpis = h("div", { class: "kpis" },
     kpi("Updates in", "updatesIn", c, fmtRate, fmtInt), kpi("Updates out", "updatesOut", c, fmtRate, fmtInt),
@@ -385,6 +389,22 @@ function renderConnection(c, now) {
       num(fmtInt(r.lostSegments), r.lostSegments > 0 ? "nz-bad" : null), num(fmtInt(r.duplicates)))),
     "no remote senders heard yet");
 
+  const receivers = table(
+    [{ label: "Name" }, { label: "Host" }, { label: "Application" }, { label: "Position", num: 1 },
+     { label: "Lag (segments)", num: 1 }, { label: "Window" }, { label: "Joined" }, { label: "Last heard" }],
+    c.remoteReceivers.map((r) => {
+      const lag = r.positions.reduce((m, p) => Math.max(m, p.lag), 0);
+      return h("tr", { "data-receiver": r.sessionId },
+        h("td", { class: "mono", title: r.sessionId }, r.name || "—"), h("td", { title: r.address }, r.host),
+        h("td", null, r.application),
+        num(r.positions.map((p) => fmtInt(p.position)).join(" · ") || "—"),
+        num(fmtInt(lag), lag > r.windowSegments / 2 ? "nz-warn" : null),
+        h("td", null, fmtBytes(r.windowBytes) + " / " + fmtInt(r.windowSegments) + " seg"),
+        h("td", { title: fmtDateTime(r.joinedAt) }, fmtTime(r.joinedAt)),
+        h("td", { title: fmtDateTime(r.lastHeardAt) }, fmtAgo(Math.max(0, now - r.lastHeardAt))));
+    }),
+    "no receivers have reported status");
+
   const maxNaks = c.nakRequesters.reduce((m, r) => Math.max(m, r.naks), 0) || 1;
   const requesters = table(
     [{ label: "Host" }, { label: "NAKs received", num: 1 }, { label: "" }],
@@ -410,6 +430,7 @@ function renderConnection(c, now) {
         block("Publishers", c.publishers.length, publishers),
         block("Subscriptions", c.subscriptions.length, subscriptions)),
       block("Remote sessions", c.remoteSessions.length, remotes, true),
+      block("Remote receivers", c.remoteReceivers.length, receivers, true),
       block("Recent losses", c.recentLosses.length, losses, true)));
   return h("section", { class: "conn", "data-conn": c.connection }, head, body);
 }

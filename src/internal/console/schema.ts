@@ -101,6 +101,22 @@ export const RemoteSessionView = Schema.Struct({
   duplicates: Count
 }).annotations({ identifier: "RemoteSession" })
 
+export const RemoteReceiverView = Schema.Struct({
+  /** Its control session id (16 hex digits). */
+  sessionId: Schema.String,
+  name: Schema.String,
+  host: Schema.String,
+  application: Schema.String,
+  address: Schema.String,
+  joinedAt: EpochMillis,
+  lastHeardAt: EpochMillis,
+  /** The window it advertises per sending session. */
+  windowBytes: Schema.Number,
+  windowSegments: Schema.Number,
+  /** Its position for each local publisher it reported, and how many sent segments it has not consumed yet. */
+  positions: Schema.Array(Schema.Struct({ sessionId: SessionId, position: Schema.Number, lag: Schema.Number }))
+}).annotations({ identifier: "RemoteReceiver", description: "A receiver that reports status (flow control, presence)" })
+
 export const NakRequester = Schema.Struct({
   host: Schema.String,
   naks: Count
@@ -132,6 +148,8 @@ export const ConnectionView = Schema.Struct({
   subscriptions: Schema.Array(SubscriptionView),
   /** Active sessions first, then the most recently ended ones. */
   remoteSessions: Schema.Array(RemoteSessionView),
+  /** Receivers heard on the group (their status packets), by name. */
+  remoteReceivers: Schema.Array(RemoteReceiverView),
   /** Hosts whose NAKs this connection's publishers received, most NAKs first. */
   nakRequesters: Schema.Array(NakRequester),
   /** The last (up to 100) irrecoverable losses, oldest first. */

@@ -105,6 +105,18 @@ const toConnectionView = (c: ConnectionStats, history: RateHistory, historyLimit
       lostSegments: r.lostSegments,
       duplicates: r.duplicates
     })),
+    remoteReceivers: c.remoteReceivers.map((r) => ({
+      sessionId: r.receiver.sessionIdHex,
+      name: r.receiver.name,
+      host: r.receiver.host,
+      application: r.receiver.application,
+      address: r.receiver.address,
+      joinedAt: r.joinedAt,
+      lastHeardAt: r.lastHeardAt,
+      windowBytes: r.windowBytes,
+      windowSegments: r.windowSegments,
+      positions: r.positions.map((p) => ({ sessionId: p.session.sessionId, position: p.position, lag: p.lag }))
+    })),
     nakRequesters: [...c.nakRequesters].sort((a, b) => b.naks - a.naks || (a.host < b.host ? -1 : 1)),
     recentLosses: c.recentLosses.map(({ at, loss }) => ({
       at,
