@@ -3,6 +3,7 @@
  * src/cli/main.ts …`) on loopback multicast (interface 127.0.0.1, groups 239.255.50.x, ports
  * 7500–7599): bad arguments and help, pub → sub with simulated loss, the demo, and Ctrl-C.
  */
+import * as os from "node:os"
 import { describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import { type Child, runScript } from "./fixtures/child.js"
@@ -28,7 +29,7 @@ describe("distributor command line", () => {
     "--help shows examples and exit codes; bad arguments exit 2 with a one-line message; --count not reached exits 5",
     () =>
       Effect.promise(async () => {
-        const [pubHelp, subHelp, demoHelp, badRate, badGroup, badPattern, incomplete] = await Promise.all([
+        const [pubHelp, subHelp, demoHelp, badRate, badGroup, badPattern, incomplete, noReceivers] = await Promise.all([
           complete(["pub", "--help"]),
           complete(["sub", "--help"]),
           complete(["demo", "--help"]),
@@ -36,7 +37,9 @@ describe("distributor command line", () => {
           complete(["pub", "--group", "10.0.0.1", "--count", "1"]),
           complete(["sub", "-i", "127.0.0.1", "no-slash"]),
           // Nobody publishes on this group: --count is not reached within --duration.
-          complete(["sub", ...loopback(2), "--count", "10", "--duration", "1s", "--json"])
+          complete(["sub", ...loopback(2), "--count", "10", "--duration", "1s", "--json"]),
+          // Nobody subscribes on this group: the receivers awaited do not come within --duration.
+          complete(["pub", ...loopback(3), "--await-receivers", "1", "--duration", "1s", "--json"])
         ])
         for (const [help, command] of [
           [pubHelp, "pub"],
@@ -57,6 +60,8 @@ describe("distributor command line", () => {
         expect(badPattern.stderr).toContain('Invalid topic "no-slash"')
         expect(incomplete.code).toBe(5)
         expect(incomplete.summary).toMatchObject({ stopReason: "duration", received: 0, exitCode: 5 })
+        expect(noReceivers.code).toBe(5)
+        expect(noReceivers.stderr).toContain("0 of 1 receiver(s) present within --duration")
         for (const bad of [badRate, badGroup, badPattern]) {
           // A message, not a stack trace.
           expect(bad.stderr).not.toMatch(/\n\s+at /)
@@ -85,6 +90,8 @@ describe("distributor command line", () => {
           // Seeded drops: the fate of the first datagrams (which carry the session's start) is fixed.
           "--seed",
           "2",
+          "--name",
+          "cli-sub",
           "--json-lines"
         ])
         try {
@@ -104,9 +111,14 @@ describe("distributor command line", () => {
             "5",
             "--seed",
             "3",
+            "--await-receivers",
+            "1",
             "--json"
           ])
           expect(pub.code).toBe(0)
+          // The subscriber was present (named) before the first update, and flow control paced the run.
+          expect(pub.summary.receivers).toEqual([`cli-sub@${os.hostname()} (distributor-sub)`])
+          expect(pub.summary.receiversPeak).toBe(1)
           expect(pub.stdout).toHaveLength(1)
           expect(pub.summary).toMatchObject({ published: count, endMarkers: 7, topics: 7, interrupted: false })
           expect(pub.summary.simulatedSendDrops).toBeGreaterThan(0)

@@ -110,7 +110,7 @@ const run = (o: DemoOptions) =>
       // Subscribers first, registered before anything is published.
       for (let i = 0; i < subscribers.length; i++) {
         const side = subscribers[i]
-        const connection = yield* subDs[i].connection(config)
+        const connection = yield* subDs[i].connection({ ...config, name: `subscriber-${side.name}` })
         side.stats = connection.stats
         const stream = yield* connection.subscribeScoped(PATTERN, { onLoss: "notify" })
         yield* Effect.forkScoped(
@@ -160,6 +160,12 @@ const run = (o: DemoOptions) =>
           source = publisher.source
           state.session = publisher.source.sessionIdHex
           yield* Effect.addFinalizer(() => sendEndMarkers(publisher, topics, state))
+          // Flow control paces the publisher by its receivers: start once both report status.
+          yield* publisher.awaitReceivers(subscribers.length).pipe(Effect.timeout("2 seconds"), Effect.ignore)
+          const present = yield* connection.receivers
+          reporter.info(
+            `Receivers present: ${present.map((r) => `${r.receiver.name}@${r.receiver.host}`).join(", ") || "none"}`
+          )
           state.startedAt = Date.now()
           yield* publishLoop(publisher, topics, { rate: o.rate, size: o.size, durationMs: o.duration }, state)
           yield* sendEndMarkers(publisher, topics, state)

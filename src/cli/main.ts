@@ -45,6 +45,8 @@ const commands = new Set(["pub", "sub", "demo"])
 
 /** Tagged errors of the library that mean the user asked for something invalid. */
 const usageErrors = new Set(["InvalidConfig", "InvalidTopic"])
+/** Errors that mean the run ended before reaching what was asked within --duration. */
+const incompleteErrors = new Set(["ReceiversMissing"])
 
 const program = Effect.suspend(() => cli(process.argv)).pipe(
   Effect.catchAll((error) =>
@@ -59,7 +61,11 @@ const program = Effect.suspend(() => cli(process.argv)).pipe(
       const tag = typeof error === "object" && error !== null && "_tag" in error ? String(error._tag) : "Error"
       const message = error instanceof Error ? error.message : String(error)
       process.stderr.write(`distributor: ${message}\n`)
-      process.exitCode = usageErrors.has(tag) ? ExitCode.Usage : ExitCode.Failure
+      process.exitCode = usageErrors.has(tag)
+        ? ExitCode.Usage
+        : incompleteErrors.has(tag)
+          ? ExitCode.Incomplete
+          : ExitCode.Failure
     })
   ),
   // Library logs (engine faults and the like) go to stderr: stdout may carry JSON.

@@ -11,6 +11,8 @@ import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
+import * as Stream from "effect/Stream"
 import type * as Connection from "../Connection.js"
 import * as Distributor from "../Distributor.js"
 import type { InvalidTopic } from "../DistributorError.js"
@@ -20,6 +22,16 @@ import * as Opt from "./internal/options.js"
 import { commandHelp, ExitCode, fmtInt, Reporter } from "./internal/output.js"
 import * as Payload from "./internal/payload.js"
 import { distributorLayer, transportLayer } from "./internal/transport.js"
+
+/** `--await-receivers N` not met within `--duration`. */
+export class ReceiversMissing extends Schema.TaggedError<ReceiversMissing>()("ReceiversMissing", {
+  expected: Schema.Number,
+  present: Schema.Number
+}) {
+  override get message(): string {
+    return `${this.present} of ${this.expected} receiver(s) present within --duration`
+  }
+}
 
 /** Most updates handed to one `publishAll` (they leave packed). */
 const MAX_BATCH = 500
@@ -41,6 +53,8 @@ export interface PubOptions {
   readonly sendLoss: number
   readonly seed: number
   readonly linger: number
+  readonly awaitReceivers: number
+  readonly flowControl: "min" | "max" | "none"
   readonly consolePort: Option.Option<number>
   readonly json: boolean
   readonly jsonLines: boolean
@@ -72,6 +86,10 @@ export interface PubState {
   finishedAt: number
   readonly perTopic: Map<string, number>
   stats: Effect.Effect<Connection.ConnectionStats> | undefined
+  /** Receivers present now, and every receiver seen during the run (`name@host (application)`). */
+  readonly receivers: Map<string, string>
+  readonly receiversSeen: Set<string>
+  receiversPeak: number
 }
 
 export const makePubState = (): PubState => ({
@@ -83,8 +101,37 @@ export const makePubState = (): PubState => ({
   firstSentAt: 0,
   finishedAt: 0,
   perTopic: new Map(),
-  stats: undefined
+  stats: undefined,
+  receivers: new Map(),
+  receiversSeen: new Set(),
+  receiversPeak: 0
 })
+
+/** How a receiver is shown: its name (or its session id) at host, with its application. */
+export const receiverLabel = (r: Connection.Receiver): string =>
+  `${r.name || r.sessionIdHex}@${r.host} (${r.application})`
+
+/** Follow joins and leaves: the state's receiver tables, a line and a JSON event for each. */
+const followPresence = (connection: Connection.ConnectionService, state: PubState, reporter: Reporter) =>
+  connection.presence.pipe(
+    Stream.runForEach((e) =>
+      Effect.sync(() => {
+        if (e._tag === "ReceiverJoined") {
+          const label = receiverLabel(e.receiver)
+          state.receivers.set(e.receiver.sessionIdHex, label)
+          state.receiversSeen.add(label)
+          state.receiversPeak = Math.max(state.receiversPeak, state.receivers.size)
+          reporter.info(`Receiver joined: ${label}`)
+          reporter.event("receiverJoined", { receiver: e.receiver.sessionIdHex, label })
+        } else if (e._tag === "ReceiverLeft") {
+          const label = receiverLabel(e.receiver)
+          state.receivers.delete(e.receiver.sessionIdHex)
+          reporter.info(`Receiver left (${e.reason === "Left" ? "unsubscribed" : "timed out"}): ${label}`)
+          reporter.event("receiverLeft", { receiver: e.receiver.sessionIdHex, label, reason: e.reason })
+        }
+      })
+    )
+  )
 
 /**
  * The publishing loop: paced to `rate` updates/s (0 = as fast as possible), round-robin over the
@@ -220,11 +267,13 @@ const run = (o: PubOptions) =>
         group: o.group,
         port: o.port,
         interface: o.iface,
+        flowControl: o.flowControl,
         ...(Option.isSome(o.holdbackDelay) ? { holdbackDelayMs: o.holdbackDelay.value } : {}),
         ...(Option.isSome(o.holdbackThreshold) ? { holdbackThreshold: o.holdbackThreshold.value } : {})
       })
       key = connection.key
       state.stats = connection.stats
+      yield* Effect.forkScoped(followPresence(connection, state, reporter))
       yield* Effect.scoped(
         Effect.gen(function* () {
           const publisher = yield* connection.publisher
@@ -243,6 +292,22 @@ const run = (o: PubOptions) =>
               `, until ${limits.length > 0 ? limits.join(" or ") : "Ctrl-C"}`
           )
           reporter.event("ready", { connection: key, session: state.session, topics: topics.length })
+          if (o.awaitReceivers > 0) {
+            reporter.info(`Waiting for ${o.awaitReceivers} receiver(s)…`)
+            const wait = publisher.awaitReceivers(o.awaitReceivers)
+            const present = Option.isSome(o.duration)
+              ? yield* Effect.timeoutTo(wait, {
+                  duration: o.duration.value,
+                  onSuccess: () => true,
+                  onTimeout: () => false
+                })
+              : yield* Effect.as(wait, true)
+            if (!present) {
+              return yield* Effect.fail(
+                new ReceiversMissing({ expected: o.awaitReceivers, present: yield* publisher.receivers })
+              )
+            }
+          }
           const progress = Effect.gen(function* () {
             const s = yield* connection.stats
             const now = Date.now()
@@ -250,11 +315,13 @@ const run = (o: PubOptions) =>
               published: state.published,
               elapsedMs: now - state.startedAt,
               naksReceived: s.naksReceived,
-              retransmissionsSent: s.retransmissionsSent
+              retransmissionsSent: s.retransmissionsSent,
+              receivers: state.receivers.size,
+              flowControlWaits: s.flowControlWaits
             }
             reporter.progress(
-              `published ${fmtInt(state.published)} · NAKs received ${fmtInt(s.naksReceived)} · ` +
-                `retransmissions ${fmtInt(s.retransmissionsSent)}`,
+              `published ${fmtInt(state.published)} · receivers ${state.receivers.size} · ` +
+                `NAKs received ${fmtInt(s.naksReceived)} · retransmissions ${fmtInt(s.retransmissionsSent)}`,
               now
             )
             return fields
@@ -300,6 +367,9 @@ const run = (o: PubOptions) =>
         naksReceived: s?.naksReceived ?? 0,
         retransmissionsSent: s?.retransmissionsSent ?? 0,
         lostPacketsSent: s?.lostPacketsSent ?? 0,
+        flowControlWaits: s?.flowControlWaits ?? 0,
+        receivers: Array.from(state.receiversSeen),
+        receiversPeak: state.receiversPeak,
         simulatedSendDrops: drops?.send ?? 0,
         sendErrors: s?.socket.sendErrors ?? 0,
         connectionClosed
@@ -329,7 +399,11 @@ const run = (o: PubOptions) =>
                   `Datagrams out ${fmtInt(summary.datagramsOut)}, NAKs received ${fmtInt(summary.naksReceived)}, ` +
                     `retransmissions ${fmtInt(summary.retransmissionsSent)}, "lost" answers ${fmtInt(summary.lostPacketsSent)}` +
                     (o.sendLoss > 0 ? `, simulated send drops ${fmtInt(summary.simulatedSendDrops)}` : "") +
-                    "."
+                    ".",
+                  summary.receivers.length === 0
+                    ? "No receivers reported status."
+                    : `Receivers (${summary.receivers.length} seen, at most ${summary.receiversPeak} at once): ` +
+                      `${summary.receivers.join(", ")}; segments that waited for their window ${fmtInt(summary.flowControlWaits)}.`
                 ])
               })
             )
@@ -380,6 +454,18 @@ export const command = Command.make(
     ).pipe(Options.optional),
     sendLoss: Opt.percent("send-loss", "Simulated loss: datagrams dropped before the socket.", 0),
     seed: Opt.seed,
+    awaitReceivers: Opt.integerAtLeast(
+      "await-receivers",
+      "Before publishing, wait until this many receivers (subscribed connections) report status; " +
+        "with --duration, at most that long (exit 5 if they did not come).",
+      0
+    ).pipe(Options.withDefault(0)),
+    flowControl: Options.choice("flow-control", ["min", "max", "none"] as const).pipe(
+      Options.withDescription(
+        "Pace publishing by the slowest receiver (min), the fastest (max), or not at all (none)."
+      ),
+      Options.withDefault("min" as const)
+    ),
     linger: Opt.durationWithDefault(
       "linger",
       "After the last update, keep answering retransmission requests until none came for 1 s, at most this long.",
@@ -398,6 +484,7 @@ export const command = Command.make(
         "At the end an end marker with the totals goes out on every topic.",
       [
         "distributor pub -i 127.0.0.1 --rate 1000 --duration 10s",
+        "distributor pub -i 127.0.0.1 --rate 0 --size 1024 --await-receivers 2 --duration 5s",
         "distributor pub -i 127.0.0.1 --count 50000 --rate 0 --size 64-1024 --send-loss 5 --json",
         "distributor pub -g 239.192.0.2 -p 6000 -t /prices/eq/ABC -t /prices/eq/DEF --rate 10"
       ]

@@ -33,6 +33,7 @@ export interface SubOptions {
   readonly port: number
   readonly iface: string
   readonly application: string
+  readonly name: Option.Option<string>
   readonly onLoss: "stop" | "report"
   readonly receiveLoss: number
   readonly seed: number
@@ -106,7 +107,12 @@ const run = (o: SubOptions) =>
           connectionClosed = true
         })
       )
-      const connection = yield* distributor.connection({ group: o.group, port: o.port, interface: o.iface })
+      const connection = yield* distributor.connection({
+        group: o.group,
+        port: o.port,
+        interface: o.iface,
+        ...(Option.isSome(o.name) ? { name: o.name.value } : {})
+      })
       key = connection.key
       stats = connection.stats
       const done = yield* Deferred.make<StopReason>()
@@ -312,6 +318,10 @@ export const command = Command.make(
     port: Opt.port(5197),
     iface: Opt.iface("0.0.0.0"),
     application: Opt.application("distributor-sub"),
+    name: Options.text("name").pipe(
+      Options.withDescription("This subscriber's name as a receiver, shown to publishers (presence, console)."),
+      Options.optional
+    ),
     onLoss: Options.choice("on-loss", ["stop", "report"]).pipe(
       Options.withDescription(
         "On an irrecoverable loss: stop (print the summary, exit code 4) or report it and go on (onLoss: notify)."
@@ -348,6 +358,7 @@ export const command = Command.make(
       [
         "distributor sub -i 127.0.0.1 '/distributor/...'",
         "distributor sub -i 127.0.0.1 --publishers 1 --receive-loss 5 --json",
+        "distributor sub -i 127.0.0.1 --name risk-engine '/prices/...'",
         "distributor sub -g 239.192.0.2 -p 6000 '/prices/*/ABC' '/prices/fx/...' --on-loss report --duration 1m"
       ]
     )

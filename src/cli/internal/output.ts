@@ -29,7 +29,7 @@ export const ExitCode = {
 export const exitCodesHelp =
   "Exit codes: 0 ok; 1 runtime failure (socket, console port); 2 bad arguments; " +
   "3 verification failed (an update missing without a reported loss, a duplicate, reordering or corrupt payload); " +
-  "4 irrecoverable loss reported (sub --on-loss stop); 5 incomplete (--count/--publishers not reached within --duration). " +
+  "4 irrecoverable loss reported (sub --on-loss stop); 5 incomplete (--count/--publishers/--await-receivers not reached within --duration). " +
   "Ctrl-C ends the run cleanly: sockets closed, summary printed."
 
 /** A command's `--help` text: what it does, example command lines, then the exit codes. */
