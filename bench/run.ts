@@ -296,7 +296,8 @@ const runCase = async (c: Case): Promise<CaseResult> => {
     // ours: a lost tail is only noticed at the next heartbeat (1 s)
     idleMs: isOurs(c.system) ? 1500 : 500,
     waitMs: c.waitMs,
-    sendLoss: c.sendLoss
+    sendLoss: c.sendLoss,
+    subscribers: c.subscribers
   }
   const workers: Array<Worker> = []
   try {

@@ -60,6 +60,8 @@ export interface WorkerArgs {
   readonly waitMs: number
   /** ours, publisher: fraction of the publisher's datagrams dropped before the socket (Transport.layerLossy). */
   readonly sendLoss: number
+  /** Subscriber processes of the case (ours: the publisher waits until they report status). */
+  readonly subscribers: number
 }
 
 /** The variants of effect-distributor run its code with another configuration. */
@@ -125,6 +127,8 @@ interface Pub {
   readonly sendOne: (message: Uint8Array) => void | Promise<void>
   readonly stats: () => Record<string, number>
   readonly close: () => Promise<void>
+  /** Wait (bounded) until `n` receivers are known to the publisher; whether they are. */
+  readonly awaitReceivers?: (n: number) => Promise<boolean>
   /** The largest message this system can carry as configured, when it has one, and why. */
   readonly limit?: { readonly bytes: number; readonly reason: string }
 }
@@ -182,7 +186,14 @@ const oursPub = async (a: WorkerArgs): Promise<Pub> => {
         sendErrors: s.socket.sendErrors
       }
     },
-    close: () => Effect.runPromise(Scope.close(scope, Exit.void))
+    close: () => Effect.runPromise(Scope.close(scope, Exit.void)),
+    // Flow control starts from the receivers' status: without it the first burst is unbounded.
+    awaitReceivers: (n) =>
+      Effect.runPromise(
+        publisher
+          .awaitReceivers(n)
+          .pipe(Effect.timeoutTo({ duration: "5 seconds", onSuccess: () => true, onTimeout: () => false }))
+      )
   }
 }
 
@@ -536,8 +547,9 @@ const runPub = async (a: WorkerArgs) => {
   const once = a.mode === "once" ? makeMessage(a.size, 0, true) : undefined
   await out({ ready: true })
   while ((await next()) !== "go") {}
+  const receiversPresent = p.awaitReceivers ? await p.awaitReceivers(a.subscribers) : true
   const cpu0 = process.cpuUsage()
-  await out({ result: await publish(a, p, once) })
+  await out({ result: { ...(await publish(a, p, once)), receiversPresent } })
   while ((await next()) !== "exit") {}
   // Final stats (NAKs answered after the load ended included), and the CPU from `go` to here.
   await out({ final: { ...p.stats(), cpuUsToExit: cpuSince(cpu0) } })
