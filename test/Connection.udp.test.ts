@@ -90,6 +90,37 @@ describe("Connection over real UDP multicast on loopback", () => {
       }),
     180_000
   )
+
+  it.live(
+    "flow control across processes: a publisher at full speed and a subscriber that stalls 200 ms at a time lose nothing",
+    () =>
+      Effect.promise(async () => {
+        // 30 000 × 1 KiB = 30 MB. Each stall (200 ms every 300 ms) is long enough for an unpaced
+        // publisher to overrun a 4 MiB socket buffer several times over; with flow control the
+        // publisher waits for the subscriber's status instead.
+        const count = 30_000
+        const args = ["239.255.20.5", "47105", "127.0.0.1", String(count)]
+        const slow = peer(["sub", ...args, "1", "200"])
+        const fast = peer(["sub", ...args, "1"])
+        try {
+          await Promise.all([slow, fast].map((s) => s.line((l) => l === "READY")))
+          const pub = peer(["pub", ...args, "50", "1024", "2"])
+          const published = JSON.parse(await pub.line((l) => l.startsWith("{")))
+          const results = (await Promise.all([slow, fast].map((s) => s.line((l) => l.startsWith("{"))))).map((l) =>
+            JSON.parse(l)
+          )
+          expect(published.published).toBe(count)
+          // The window did close: segments waited for the slow subscriber's reports.
+          expect(published.flowControlWaits).toBeGreaterThan(0)
+          for (const r of results)
+            expect(r).toMatchObject({ received: count, outOfOrder: 0, losses: 0, timedOut: false })
+          await Promise.all([pub.exit, slow.exit, fast.exit])
+        } finally {
+          for (const s of [slow, fast]) s.child.kill()
+        }
+      }),
+    180_000
+  )
 })
 
 const peer = (args: ReadonlyArray<string>) => runScript("test/fixtures/peer.ts", args, { stderr: "inherit" })
