@@ -68,7 +68,9 @@ describe("distributor command line", () => {
           expect(bad.stdout).toEqual([])
         }
       }),
-    60_000
+    // Eight CLI processes start at once (each compiles the CLI with tsx): a loaded 2-core machine
+    // took ~60 s.
+    120_000
   )
 
   it.live(

@@ -37,6 +37,7 @@ import * as Inputs from "./inputs.js"
 import { Endpoint, type LocalSender } from "./protocol/endpoint.js"
 import type { EngineSink, LossReport, SessionEvent } from "./protocol/engine.js"
 import { metricsFor, readKernelRcvbufErrors } from "./stats.js"
+import * as EngineTimer from "./timer.js"
 
 /** Losses kept for the statistics snapshot (the web console shows them). */
 const RECENT_LOSSES = 100
@@ -126,10 +127,6 @@ export const make = (
       now: openedAt
     })
 
-    // Timer fiber bookkeeping: the deadline it sleeps towards, and the latch that wakes it early.
-    const wake = yield* Effect.makeLatch(false)
-    let timerTarget = Number.POSITIVE_INFINITY
-
     // Publishers waiting for the flow-control window, or for receivers to be present.
     const waiters = new Set<{ readonly ready: () => boolean; readonly latch: Effect.Latch }>()
     const releaseWaiters = () => {
@@ -159,6 +156,24 @@ export const make = (
       if (!closed) endpoint.setListening(fanout.size > 0, now())
     }
 
+    // The engine's timer (NAK back-off, holdback, heartbeats, status, expiry): driven synchronously
+    // like the receive path on the live clock, by a fiber on a test clock (see timer.ts).
+    const timer = yield* Scope.extend(
+      EngineTimer.make({
+        clock,
+        due: () => endpoint.nextDeadline(),
+        fire: (t) => {
+          try {
+            endpoint.onTimer(t)
+          } catch (err) {
+            logFault("timer", err)
+          }
+          dispatch()
+        }
+      }),
+      scope
+    )
+
     /** Hand the outputs of the last engine call to subscribers and event listeners. */
     const dispatch = () => {
       fanout.flush()
@@ -169,7 +184,7 @@ export const make = (
         for (const event of evs) events.unsafeOffer(event)
       }
       if (waiters.size > 0) releaseWaiters()
-      if (endpoint.nextDeadline() < timerTarget) wake.unsafeOpen()
+      timer.request()
     }
 
     // ---- receive path ------------------------------------------------------------------------
@@ -195,31 +210,6 @@ export const make = (
         if (!closed) dispatch()
       }
     })
-
-    const timerTick = Effect.suspend(() => {
-      const t = now()
-      const deadline = endpoint.nextDeadline()
-      if (deadline <= t) {
-        timerTarget = Number.POSITIVE_INFINITY
-        try {
-          endpoint.onTimer(t)
-        } catch (err) {
-          counters.engineFaults++
-          return Effect.logError("protocol engine fault on timer", err)
-        }
-        dispatch()
-        return Effect.void
-      }
-      timerTarget = deadline
-      wake.unsafeClose()
-      return deadline === Number.POSITIVE_INFINITY
-        ? wake.await
-        : // Whole milliseconds, rounded up: a fractional sleep can wake a hair before the deadline
-          // (TestClock keeps nanoseconds), and the loop would spin on sleeps of zero.
-          Effect.raceFirst(Clock.sleep(Math.ceil(deadline - t)), wake.await)
-    })
-
-    yield* Effect.forkIn(Effect.forever(timerTick), scope)
 
     // ---- metrics -----------------------------------------------------------------------------
 
