@@ -197,6 +197,9 @@ describe("flow control", () => {
     // Only the window's worth left at once; the rest waits, cut lazily, not encoded up front.
     expect(sender.backlog).toBe(true)
     expect(sender.cachedBytes).toBeLessThanOrEqual(256 * 1024 + 1400)
+    // Every segment beyond the window is counted as having waited for it, cut lazily or not.
+    expect(sender.queuedSegments).toBeGreaterThan(10_000)
+    expect(pub.endpoint.stats.flowControlWaits).toBe(sender.queuedSegments)
     net.run({ until: 60_000, stopWhen: () => slow.sink.updates.length === 1 })
     expect(slow.socket!.drops).toBe(0)
     expect(slow.sink.losses).toEqual([])

@@ -250,6 +250,10 @@ export class LocalSender {
     // The rest is cut as it leaves: a 64 MiB update is not encoded twice into memory up front.
     this.cursor = { payload, offset, seq: seq + 1, last }
     this.pump(now)
+    // This update's segments still pending waited for the window too; sendData counted only the
+    // First, if it was queued (pending segments leave in order, so they are the last ones).
+    const pending = Math.min(this.queuedSegments, last - seq + 1)
+    this.host.stats.flowControlWaits += pending - (this.highestSeq < seq ? 1 : 0)
     this.host.stats.updatesOut++
     this.host.deliverLocal(this, topic, payload, last)
     return "ok"
