@@ -239,16 +239,23 @@ const startPacket = (prefix: SourcePrefix, kind: PacketKind, size: number): Buff
  * datagram of at most `segmentSize` bytes; `tryAppend` adds one update if it fits; `finish`
  * returns the datagram (exactly the written bytes) and forgets it.
  *
- * Updates are written into one scratch buffer owned by the writer; `finish` copies the written bytes
- * into a fresh, exactly sized Buffer. That single copy per datagram keeps retained memory equal to
- * the datagram length (the retransmission cache counts `byteLength`; a segment-sized allocation per
- * datagram would pin `segmentSize` bytes for every small, idle-time datagram) and the returned
- * datagram is owned by the caller: the writer never touches it again.
+ * Datagrams are written in place into a slab (bump allocation): `begin` reserves `segmentSize`
+ * bytes at the slab's free end, `finish` returns a view of exactly the written bytes and advances
+ * the free end by that much, so there is no copy and no allocation per datagram but the view. The
+ * retransmission cache evicts oldest first, so what it pins is its own `byteLength` plus at most
+ * two slabs; the returned datagram is owned by the caller: the writer never touches it again.
  */
+/** Slab size of a PackedSegmentWriter: ~45 full 1 400-byte datagrams per allocation. */
+const SLAB_BYTES = 64 * 1024
+
 export class PackedSegmentWriter {
   readonly segmentSize: number
   private readonly prefix: Uint8Array
-  private readonly scratch: Buffer
+  private slab: Buffer
+  /** First free byte of `slab`. */
+  private free = 0
+  /** The open datagram: `segmentSize` bytes of `slab` from `free`. */
+  private scratch: Buffer
   private _count = 0
   private _size = 0
   private _open = false
@@ -260,11 +267,8 @@ export class PackedSegmentWriter {
     }
     this.segmentSize = segmentSize
     this.prefix = prefix.bytes
-    this.scratch = Buffer.allocUnsafeSlow(segmentSize)
-    // Everything up to the seq field is the same in every datagram of this writer.
-    this.scratch.set(prefix.bytes, 0)
-    this.scratch[OFF_KIND] = KIND_DATA
-    this.scratch[OFF_FLAGS] = 0
+    this.slab = Buffer.allocUnsafeSlow(Math.max(SLAB_BYTES, segmentSize))
+    this.scratch = this.slab
   }
 
   /** Updates in the open datagram (0 when none is open). */
@@ -282,6 +286,15 @@ export class PackedSegmentWriter {
   begin(seq: number): void {
     if (this._open) throw new RangeError("PackedSegmentWriter.begin: a datagram is already open")
     checkSeq("seq", seq)
+    if (this.slab.length - this.free < this.segmentSize) {
+      this.slab = Buffer.allocUnsafeSlow(Math.max(SLAB_BYTES, this.segmentSize))
+      this.free = 0
+    }
+    this.scratch = this.slab.subarray(this.free, this.free + this.segmentSize)
+    // Everything up to the seq field is the same in every datagram of this writer.
+    copyInto(this.scratch, 0, this.prefix)
+    this.scratch[OFF_KIND] = KIND_DATA
+    this.scratch[OFF_FLAGS] = 0
     const at = this.prefix.length
     writeU64(this.scratch, at, seq)
     this.scratch[at + 8] = FRAG_NONE
@@ -323,8 +336,8 @@ export class PackedSegmentWriter {
     if (this._count === 0) throw new RangeError("PackedSegmentWriter.finish: a packed segment needs >= 1 update")
     writeU16(this.scratch, this.prefix.length + DATA_FIELDS, this._count)
     const size = this._size
-    const out = Buffer.allocUnsafe(size)
-    this.scratch.copy(out, 0, 0, size)
+    const out = this.scratch.subarray(0, size)
+    this.free += size
     this._open = false
     this._count = 0
     this._size = 0
