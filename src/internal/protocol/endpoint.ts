@@ -160,7 +160,7 @@ export class Endpoint implements SenderHost, ReceiverHost {
   private readonly receivers = new Map<bigint, RemoteSession>()
   private readonly byKey = new Map<string, RemoteSession>()
   private readonly tombstones = new Map<bigint, Tombstone>()
-  /** Remote sessions that have not delivered a complete update yet (probation). */
+  /** Remote sessions not proven yet (probation: see `RemoteSession.proven`). */
   private readonly unconfirmed = new Set<RemoteSession>()
   private readonly sessionCap: number
   private readonly unconfirmedCap: number
@@ -458,7 +458,7 @@ export class Endpoint implements SenderHost, ReceiverHost {
         }
         session.onData(p, now, bytes)
         if (session.bufferedBytes > 0 && this.bufferedBytes > this.bufferBudget) this.enforceBudget(session, now)
-        if (this.unconfirmed.size > 0 && session.confirmed) this.unconfirmed.delete(session)
+        if (this.unconfirmed.size > 0 && session.proven) this.unconfirmed.delete(session)
         if (this.listening) {
           this.arrivedSinceStatus = true
           this.arrivedBytes += bytes.length

@@ -152,6 +152,8 @@ export class RemoteSession {
 
   // --- per-session stats
   delivered = 0
+  /** Data segments processed in order (continuity, see `proven`). */
+  processedSegments = 0
   naksSent = 0
   retransmissionsReceived = 0
   lostSegments = 0
@@ -176,6 +178,15 @@ export class RemoteSession {
   /** Confirmed: it delivered a complete update here. Losses of unconfirmed sessions fail no subscription. */
   get confirmed(): boolean {
     return this.delivered > 0
+  }
+
+  /**
+   * Proven: confirmed and at least two data segments processed in sequence (continuity). Until then
+   * the session is on probation: it counts against the unconfirmed quota and ends after `quietMs`
+   * of silence, so a one-packet forgery holds its slot briefly.
+   */
+  get proven(): boolean {
+    return this.delivered > 0 && this.processedSegments >= 2
   }
 
   /**
@@ -416,7 +427,7 @@ export class RemoteSession {
    */
   private silenceLimit(): number {
     const config = this.host.config
-    return this.superseded || !this.confirmed ? quietMs(config) : config.senderTimeoutMs
+    return this.superseded || !this.proven ? quietMs(config) : config.senderTimeoutMs
   }
 
   /** Returns the terminal state reached, or undefined while still running. */
@@ -573,6 +584,7 @@ export class RemoteSession {
   }
 
   private process(p: DataPacket): void {
+    this.processedSegments++
     const body = p.body
     const seq = p.seq
     const host = this.host
@@ -853,9 +865,16 @@ export class RemoteSession {
     let size = this.slots.length
     while (size < span) size *= 2
     const slots: Array<DataPacket | undefined> = new Array(size).fill(undefined)
+    const bytes: Array<number> = new Array(size).fill(0)
     const mask = size - 1
-    for (const p of this.slots) if (p !== undefined) slots[p.seq & mask] = p
+    for (let i = 0; i < this.slots.length; i++) {
+      const p = this.slots[i]
+      if (p === undefined) continue
+      slots[p.seq & mask] = p
+      bytes[p.seq & mask] = this.slotBytes[i]
+    }
     this.slots = slots
+    this.slotBytes = bytes
     this.mask = mask
   }
 
