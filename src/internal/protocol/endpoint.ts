@@ -232,8 +232,9 @@ export class Endpoint implements SenderHost, ReceiverHost {
     this.unconfirmedCap = maxUnconfirmedSessions(this.config)
     this.bufferBudget = connectionBufferBytes(this.config)
     this.retransmitRate = retransmitRateBytes(this.config)
-    // A requester may get an eighth of a second's worth at once (at least two segments).
-    this.retransmitBurst = Math.max(2 * this.config.segmentSize, this.retransmitRate / 8)
+    // A requester may get 1/32 s worth at once (128 KiB by default, at least two segments): enough
+    // for a burst loss to be repaired over a few retries, little for one forged NAK.
+    this.retransmitBurst = Math.max(2 * this.config.segmentSize, this.retransmitRate / 32)
     this.burst = Math.max(65536, this.config.maxBandwidth * 0.01)
     this.tokens = this.burst
     this.tokensAt = options.now

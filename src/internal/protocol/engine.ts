@@ -59,7 +59,7 @@ export interface EngineConfig {
   readonly receiverTimeoutMs: number
   /** Remote sessions tracked at most (a quarter of them may be unconfirmed). Default 1024. */
   readonly maxRemoteSessions?: number
-  /** Retransmitted bytes/s allowed per requesting address (token bucket), 0 = unlimited. Default 4 MiB/s. */
+  /** Retransmitted bytes/s allowed per requesting address (token bucket, burst 1/32 s), 0 = unlimited. Default 4 MiB/s. */
   readonly retransmitRateBytes?: number
   /** Reorder buffer + partial update bytes per remote session. Default: maxUpdateSize + 16 MiB. */
   readonly sessionBufferBytes?: number
