@@ -13,14 +13,16 @@
  *   received the same session before, e.g. one that went Gone and came back). Retransmissions,
  *   Lost and Goodbye from an unknown session are ignored;
  * - a new session with the restart key (host, application, senderIndex) of an existing one
- *   replaces it: the old one's open gaps are reported lost (SenderGone), it is marked "restarted",
- *   and a "Restarted" event is emitted (instead of "Joined"). The replaced session id is remembered
- *   (tombstone) and its datagrams are ignored while it keeps sending, so two live sessions with the
- *   same key (a misconfiguration) never flip-flop: the newer one wins;
- * - closed sessions are tombstoned as well (their lingering Goodbyes and retransmissions must not
- *   re-create them); a session that went silent ("gone") is not, so if it comes back it rejoins
- *   as a new receiver synchronised at its current position;
- * - tombstones expire after `senderTimeoutMs` of silence and are capped in number.
+ *   replaces it ("Restarted", its open gaps SenderGone) only if the old one has been quiet for
+ *   `quietMs`; while the old one is live both are received (a Conflict) and the old one ends
+ *   "restarted" once quiet, so a forged session cannot end a live one;
+ * - closed sessions are tombstoned (their lingering Goodbyes and retransmissions must not re-create
+ *   them) for `senderTimeoutMs`; a live packet beyond the Goodbye resumes the session where it
+ *   closed (a forged Goodbye); a session that went silent ("gone") or was replaced is not, so if it
+ *   comes back it rejoins as a new receiver synchronised at its current position;
+ * - at most `maxRemoteSessions`, a quarter of them on probation (not proven); further new sessions
+ *   are refused, never evicting a live one. Deadlines live in a heap: timers visit due sessions only.
+ * See docs/PROTOCOL.md "Hostile networks" for every check against forged traffic.
  *
  * Datagrams from this endpoint's own sessions (multicast loopback), including the control session
  * that is the source of its NAKs (senderIndex 0xffff), are ignored.
