@@ -95,7 +95,8 @@ export class RemoteSession {
    * open are reported SenderGone and the session ends.
    */
   closeAt = Number.POSITIVE_INFINITY
-  /** Last sequence number named by the Goodbye being honoured (0: none). */
+  /** A Goodbye is being honoured, and the last sequence number it named. */
+  goodbyeHeard = false
   goodbyeSeq = 0
   /** Highest sequence number received as data (claims by heartbeats and goodbyes excluded). */
   dataHighest = 0
@@ -206,6 +207,7 @@ export class RemoteSession {
   /** A contradiction of a Goodbye: the sender is still sending. The close is called off. */
   private cancelClose(detail: string, now: number): void {
     this.closeAt = Number.POSITIVE_INFINITY
+    this.goodbyeHeard = false
     this.goodbyeSeq = 0
     this.host.conflict(this, "DataAfterGoodbye", detail, now)
   }
@@ -235,7 +237,7 @@ export class RemoteSession {
       this.host.stats.outOfWindow++
       return
     }
-    if (this.goodbyeSeq > 0 && s > this.goodbyeSeq && !p.retransmission) {
+    if (this.goodbyeHeard && s > this.goodbyeSeq && !p.retransmission) {
       this.cancelClose(`data ${s} after a Goodbye at ${this.goodbyeSeq}`, now)
     }
     if (s <= this.highest) {
@@ -321,8 +323,7 @@ export class RemoteSession {
     }
     this.lastHeardAt = now
     // A closing sender repeats its Goodbye, it does not heartbeat.
-    if (this.goodbyeSeq > 0 && oldestCached >= 0)
-      this.cancelClose(`heartbeat after a Goodbye at ${this.goodbyeSeq}`, now)
+    if (this.goodbyeHeard && oldestCached >= 0) this.cancelClose(`heartbeat after a Goodbye at ${this.goodbyeSeq}`, now)
     if (highestSeq < this.highest) this.trimTo(highestSeq, now)
     else this.raiseHighest(highestSeq, now)
     if (oldestCached >= 0 && this.gaps.length > 0) {
@@ -358,7 +359,8 @@ export class RemoteSession {
     this.lastHeardAt = now
     if (highestSeq < this.highest) this.trimTo(highestSeq, now)
     else this.raiseHighest(highestSeq, now)
-    this.goodbyeSeq = Math.max(1, highestSeq)
+    this.goodbyeHeard = true
+    this.goodbyeSeq = highestSeq
     if (this.closeAt === Number.POSITIVE_INFINITY) this.closeAt = now + closeGraceMs(this.host.config)
   }
 
