@@ -98,6 +98,9 @@ describe("hostile traffic over real UDP multicast on loopback", () => {
         expect(updates.every((u) => u.source.sessionId === legit.sessionId)).toBe(true)
         const stats = yield* cb.stats
         expect(stats.implausible).toBeGreaterThan(0)
+        // The forged 2^30-byte Firsts (topic /hostile/0, matching the subscription) were losses of
+        // unconfirmed sessions: reported on the connection, failing no subscription.
+        expect(stats.lossEvents).toBeGreaterThan(0)
         const pubStats = yield* ca.stats
         // The [1, 2^53 - 1] NAKs reached the publisher and were answered within the bounds (here the
         // cache holds ~100 packed segments, below both the segment cap and the 512 KiB burst).
