@@ -383,7 +383,8 @@ const connectionFields = {
   maxRemoteSessions: Schema.optionalWith(IntBetween(1, 1_000_000), { default: () => 1024, exact: true }),
   /**
    * Retransmitted bytes per second one requesting address may cause (token bucket, a burst of 1/32
-   * of it), 0..10^11; 0 = unlimited. Bounds what a forged NAK can make a publisher send.
+   * of it), 0..10^11; 0 = unlimited; all requesters together get four times that. Bounds what
+   * forged NAKs can make a publisher send.
    * Default: 4 MiB.
    */
   retransmitRateBytes: Schema.optionalWith(IntBetween(0, 100_000_000_000), { default: () => 4 * MiB, exact: true }),

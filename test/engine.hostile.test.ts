@@ -283,13 +283,19 @@ describe("hostile traffic (simulated)", () => {
       for (let i = 0; i < 100; i++) net.schedule(net.now + 10 + i * 10, () => sc.forgeRaw(whole))
       net.runFor(1010)
       expect(pub.endpoint.stats.bytesOut - before2).toBeLessThanOrEqual(4 * 1024 * 1024 + 128 * 1024 + 1400)
+      // A forger rotating source addresses (a fresh bucket each): the total stays within four
+      // requesters' worth (16 MiB/s + 512 KiB burst), here over one second of 1 000 addresses.
+      const before3 = pub.endpoint.stats.bytesOut
+      const t3 = net.now + 100
+      for (let i = 0; i < 1000; i++) pub.endpoint.onDatagram(whole, `10.8.${i >> 8}.${i & 255}:1`, t3 + i)
+      expect(pub.endpoint.stats.bytesOut - before3).toBeLessThanOrEqual(16 * 1024 * 1024 + 512 * 1024 + 1000 * 1400)
       // 4 000 ranges, each over the whole cache: examined segments are capped per NAK (the window),
       // so the work is O(ranges + window), not O(ranges × cache).
       const ranges = Array.from({ length: 4000 }, () => ({ first: 1, last: 2 ** 53 - 1 }))
       const many = nak(ranges.slice(0, 4000))
       const retx = pub.endpoint.stats.retransmissionsSent
       const t0 = performance.now()
-      pub.endpoint.onDatagram(many, "10.9.9.9:1", net.now + 2000)
+      pub.endpoint.onDatagram(many, "10.9.9.9:1", net.now + 3000)
       const ms = performance.now() - t0
       expect(pub.endpoint.stats.retransmissionsSent - retx).toBeLessThanOrEqual(2048)
       expect(ms).toBeLessThan(100)

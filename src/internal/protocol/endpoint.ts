@@ -177,6 +177,8 @@ export class Endpoint implements SenderHost, ReceiverHost {
   private readonly requesterBuckets = new Map<string, RequesterBucket>()
   private readonly retransmitRate: number
   private readonly retransmitBurst: number
+  /** Retransmission allowance over all requesters (4 × the per-requester rate and burst). */
+  private readonly totalBucket: RequesterBucket
   private readonly ended: Array<RemoteSessionStats> = []
   /** Last receiver looked up by its (cached, shared) decoded Source object. */
   private lastSource: Source | undefined = undefined
@@ -237,6 +239,7 @@ export class Endpoint implements SenderHost, ReceiverHost {
     // A requester may get 1/32 s worth at once (128 KiB by default, at least two segments): enough
     // for a burst loss to be repaired over a few retries, little for one forged NAK.
     this.retransmitBurst = Math.max(2 * this.config.segmentSize, this.retransmitRate / 32)
+    this.totalBucket = { tokens: 4 * this.retransmitBurst, at: options.now }
     this.burst = Math.max(65536, this.config.maxBandwidth * 0.01)
     this.tokens = this.burst
     this.tokensAt = options.now
@@ -306,6 +309,30 @@ export class Endpoint implements SenderHost, ReceiverHost {
     if (excess <= 0 || session.bufferedBytes === 0) return
     if (session.bufferedBytes * Math.max(1, this.sessionsBuffering) < this.bufferedBytes) return
     session.shed(Math.max(0, session.bufferedBytes - excess), now)
+  }
+
+  /**
+   * Answers a NAK within the requester's allowance and the endpoint's total one (four requesters'
+   * worth: a forger rotating source addresses gets no more). Returns whether it was cut.
+   */
+  private answerNak(sender: LocalSender, ranges: ReadonlyArray<SeqRange>, address: string, now: number): boolean {
+    const requester = this.requesterBucket(address, now)
+    if (requester === undefined) return sender.onNak(ranges, now)
+    const total = this.totalBucket
+    if (now > total.at) {
+      total.tokens = Math.min(
+        4 * this.retransmitBurst,
+        total.tokens + ((now - total.at) * 4 * this.retransmitRate) / 1000
+      )
+      total.at = now
+    }
+    const allowance = { tokens: Math.min(requester.tokens, total.tokens) }
+    const before = allowance.tokens
+    const cut = sender.onNak(ranges, now, allowance)
+    const spent = before - allowance.tokens
+    requester.tokens -= spent
+    total.tokens -= spent
+    return cut
   }
 
   /** The retransmission allowance of a requesting address, refilled to `now`; undefined: unlimited. */
@@ -498,7 +525,7 @@ export class Endpoint implements SenderHost, ReceiverHost {
         const sender = this.sendersById.get(target)
         if (sender !== undefined) {
           this.countNakRequester(source.host)
-          if (sender.onNak(p.ranges, now, this.requesterBucket(address, now))) this.stats.naksThrottled++
+          if (this.answerNak(sender, p.ranges, address, now)) this.stats.naksThrottled++
           return
         }
         // Another receiver's NAK for a session we receive too: suppression.
