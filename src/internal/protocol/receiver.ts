@@ -226,7 +226,7 @@ export class RemoteSession {
     if (s < this.next && !p.retransmission && this.dataHighest === 0 && this.asmStart === 0) {
       // No data seen yet and live data below the sync point: the claim we synchronised on (a
       // heartbeat, or a forged one) was ahead of the sender. Synchronise on the data instead.
-      this.resync(s, now)
+      this.resync(s)
     }
     const next = this.next
     if (s < next) {
@@ -307,12 +307,11 @@ export class RemoteSession {
   }
 
   /** Drops every gap (nothing was received yet) and synchronises at `seq`. */
-  private resync(seq: number, now: number): void {
+  private resync(seq: number): void {
     this.gaps = []
     this.nakDue = Number.POSITIVE_INFINITY
     this.pendingFrom = Number.POSITIVE_INFINITY
     this.syncAt(seq)
-    void now
   }
 
   /** Heartbeat (and Announce with `oldestCached` = -1: unknown). */
@@ -324,7 +323,7 @@ export class RemoteSession {
     this.lastHeardAt = now
     // A closing sender repeats its Goodbye, it does not heartbeat.
     if (this.goodbyeHeard && oldestCached >= 0) this.cancelClose(`heartbeat after a Goodbye at ${this.goodbyeSeq}`, now)
-    if (highestSeq < this.highest) this.trimTo(highestSeq, now)
+    if (highestSeq < this.highest) this.trimTo(highestSeq)
     else this.raiseHighest(highestSeq, now)
     if (oldestCached >= 0 && this.gaps.length > 0) {
       // oldestCached 0: the cache is empty, nothing up to highestSeq can be supplied. Only what data
@@ -357,7 +356,7 @@ export class RemoteSession {
       return
     }
     this.lastHeardAt = now
-    if (highestSeq < this.highest) this.trimTo(highestSeq, now)
+    if (highestSeq < this.highest) this.trimTo(highestSeq)
     else this.raiseHighest(highestSeq, now)
     this.goodbyeHeard = true
     this.goodbyeSeq = highestSeq
@@ -369,7 +368,7 @@ export class RemoteSession {
    * and the data received were never seen to exist, so they are dropped (re-opened by the next
    * claim if real). This is how a forged far-ahead claim is undone by the sender's own word.
    */
-  private trimTo(h: number, now: number): void {
+  private trimTo(h: number): void {
     const top = Math.max(h, this.dataHighest, this.next - 1)
     if (top >= this.highest) return
     const gaps = this.gaps
@@ -378,7 +377,6 @@ export class RemoteSession {
     this.highest = top
     if (this.pendingFrom > top) this.pendingFrom = Number.POSITIVE_INFINITY
     this.recomputeNakDue()
-    void now
   }
 
   /**
