@@ -374,7 +374,35 @@ const connectionFields = {
    * A receiver whose status is not heard this long leaves flow control and presence, ms (10 .. 1 h);
    * at least 4 × `statusIntervalMs`. Default: `2000`.
    */
-  receiverTimeoutMs: Schema.optionalWith(IntBetween(10, HOUR_MS), { default: () => 2000, exact: true })
+  receiverTimeoutMs: Schema.optionalWith(IntBetween(10, HOUR_MS), { default: () => 2000, exact: true }),
+  /**
+   * Remote sending sessions tracked at most (1 .. 10^6); a quarter of them may be unconfirmed (not
+   * yet a complete update delivered). A new session beyond either limit is refused and counted
+   * (`sessionsRejected`): a flood of forged session ids never evicts a live session. Default: `1024`.
+   */
+  maxRemoteSessions: Schema.optionalWith(IntBetween(1, 1_000_000), { default: () => 1024, exact: true }),
+  /**
+   * Retransmitted bytes per second one requesting address may cause (token bucket, a burst of 1/32
+   * of it), 0..10^11; 0 = unlimited; all requesters together get four times that. Bounds what
+   * forged NAKs can make a publisher send.
+   * Default: 4 MiB.
+   */
+  retransmitRateBytes: Schema.optionalWith(IntBetween(0, 100_000_000_000), { default: () => 4 * MiB, exact: true }),
+  /**
+   * Reorder buffer + partly reassembled update bytes one remote session may hold (64 KiB .. 2^53-1);
+   * beyond it its oldest pending data is given up (`ReceiverOverrun`, counted `bufferOverruns`).
+   * Default: `maxUpdateSize` + 16 MiB.
+   */
+  sessionBufferBytes: Schema.optionalWith(IntBetween(64 * KiB, Number.MAX_SAFE_INTEGER), { exact: true }),
+  /**
+   * Reorder buffer + reassembly bytes over all remote sessions of the connection (1 MiB .. 2^53-1);
+   * beyond it a session holding at least its fair share gives up its oldest pending data.
+   * Default: 256 MiB.
+   */
+  connectionBufferBytes: Schema.optionalWith(IntBetween(MiB, Number.MAX_SAFE_INTEGER), {
+    default: () => 256 * MiB,
+    exact: true
+  })
 }
 
 /** Rules between fields. Each field alone is already valid when this runs. */
@@ -454,7 +482,11 @@ const connectionEnvSpec = {
   flowControl: "string",
   receiverWindowBytes: "integer",
   statusIntervalMs: "integer",
-  receiverTimeoutMs: "integer"
+  receiverTimeoutMs: "integer",
+  maxRemoteSessions: "integer",
+  retransmitRateBytes: "integer",
+  sessionBufferBytes: "integer",
+  connectionBufferBytes: "integer"
 } as const satisfies { readonly [K in keyof typeof ConnectionConfig.fields]: Kind }
 
 /** The field names known at `path` of a spec (`[]` for the root), or undefined below a leaf. */
@@ -917,5 +949,9 @@ export const toEngineConfig = (distributor: DistributorConfig, connection: Conne
     Math.max(16, Math.floor(connection.recvBufferSize / 2048))
   ),
   statusIntervalMs: connection.statusIntervalMs,
-  receiverTimeoutMs: connection.receiverTimeoutMs
+  receiverTimeoutMs: connection.receiverTimeoutMs,
+  maxRemoteSessions: connection.maxRemoteSessions,
+  retransmitRateBytes: connection.retransmitRateBytes,
+  ...(connection.sessionBufferBytes !== undefined ? { sessionBufferBytes: connection.sessionBufferBytes } : {}),
+  connectionBufferBytes: connection.connectionBufferBytes
 })

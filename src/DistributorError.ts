@@ -171,7 +171,9 @@ export class IrrecoverableLoss extends Schema.TaggedError<IrrecoverableLoss>()("
   application: Schema.String,
   /** First and last lost sequence number (segments, inclusive). */
   firstSeq: Schema.Number,
-  lastSeq: Schema.Number
+  lastSeq: Schema.Number,
+  /** The lost update's topic, when the range is (part of) one update whose first fragment arrived. */
+  topic: Schema.optional(Schema.String)
 }) {
   override get message(): string {
     return (

@@ -77,7 +77,10 @@ describe("defaults", () => {
       flowControl: "min",
       receiverWindowBytes: MiB,
       statusIntervalMs: 100,
-      receiverTimeoutMs: 2000
+      receiverTimeoutMs: 2000,
+      maxRemoteSessions: 1024,
+      retransmitRateBytes: 4 * MiB,
+      connectionBufferBytes: 256 * MiB
     })
     expect(config.key).toBe("239.1.2.3:6000")
     expect(new ConnectionConfig().key).toBe("239.192.0.1:5197")
@@ -116,7 +119,9 @@ describe("defaults", () => {
       if (derived.includes(key)) continue
       expect(value).toBe((c as unknown as Record<string, unknown>)[key])
     }
-    expect(Object.keys(e)).toHaveLength(22)
+    // sessionBufferBytes is absent unless set (the engine derives it from maxUpdateSize).
+    expect(Object.keys(e)).toHaveLength(25)
+    expect(toEngineConfig(d, new ConnectionConfig({ sessionBufferBytes: 4 * MiB })).sessionBufferBytes).toBe(4 * MiB)
     expect(e.receiverName).toBe(c.name)
     // A full receive window fits the socket buffer: at most half of it, in bytes and in 2 KiB segments.
     expect(e.receiverWindowBytes).toBe(MiB)

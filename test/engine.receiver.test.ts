@@ -321,7 +321,11 @@ describe("engine receiver", () => {
       expect(endpoint.stats.outOfWindow).toBe(1)
       const session = endpoint.remoteSession(0x500bn)!
       expect([session.next, session.highest, session.gapCount]).toEqual([1, 0, 0])
+      // An absurd claim (2^53 - 1) is implausible: dropped and counted (docs/PROTOCOL.md "Hostile networks").
       endpoint.onDatagram(F.heartbeat(2 ** 53 - 1, 1), "a", OLD + 1)
+      expect(endpoint.stats.implausible).toBe(1)
+      // A far but plausible one opens a gap whose window part is NAKed.
+      endpoint.onDatagram(F.heartbeat(1000, 1), "a", OLD + 2)
       advance(endpoint, OLD + 20)
       expect(sentNaks(sink).map((n) => n.ranges)).toEqual([[{ first: 1, last: window }]])
       expect(session.gapCount).toBeLessThanOrEqual(2)
@@ -335,7 +339,8 @@ describe("engine receiver", () => {
       endpoint.onDatagram(before.data(100), "a", OLD)
       const after = freshRemote(0x500dn)
       endpoint.onDatagram(after.data(3), "a", OLD + 10)
-      expect(sink.events.map((e) => e._tag)).toEqual(["Joined", "Restarted"])
+      // The old session was heard 10 ms ago: both are received (a Conflict), see "restart".
+      expect(sink.events.map((e) => e._tag)).toEqual(["Joined", "Joined", "Conflict"])
       advance(endpoint, OLD + 25)
       expect(sentNaks(sink).map((n) => [n.target, n.ranges])).toEqual([[0x500dn, [{ first: 1, last: 2 }]]])
       endpoint.onDatagram(after.data(1, ["/s/1"], true), "a", OLD + 26)
@@ -473,20 +478,29 @@ describe("engine receiver", () => {
       const { endpoint, sink } = make()
       endpoint.onDatagram(A.announce(0), "a", 0)
       endpoint.onDatagram(A.data(1), "a", 0)
-      endpoint.onDatagram(A.heartbeat(3, 1), "a", 20)
+      endpoint.onDatagram(A.data(4), "a", 0)
+      endpoint.onDatagram(A.heartbeat(6, 1), "a", 20)
       advance(endpoint, 31)
-      expect(sentNaks(sink).map((n) => n.ranges)).toEqual([[{ first: 2, last: 3 }]])
-      endpoint.onDatagram(A.heartbeat(5, 3), "a", 40)
-      // 2 is no longer cached: lost at once. 3 and the new tail 4..5 are still requested.
+      expect(sentNaks(sink).flatMap((n) => n.ranges)).toEqual([
+        { first: 2, last: 3 },
+        { first: 5, last: 6 }
+      ])
+      endpoint.onDatagram(A.heartbeat(6, 3), "a", 40)
+      // 2 is no longer cached: lost at once. 3 and the tail 5..6 are still requested.
       expect(losses(sink)).toEqual([[2, 2, "NotInSenderCache"]])
-      endpoint.onDatagram(A.heartbeat(5, 0), "a", 45)
+      endpoint.onDatagram(A.heartbeat(6, 0), "a", 45)
+      // The cache floor gives up only what data showed to exist (up to 4): 3. The tail 5..6, known
+      // from heartbeats alone, is left to the NAK and its answer (a forged floor cannot skip ahead).
       expect(losses(sink)).toEqual([
         [2, 2, "NotInSenderCache"],
-        [3, 5, "NotInSenderCache"]
+        [3, 3, "NotInSenderCache"]
       ])
-      expect(sentNaks(sink).length).toBe(1)
-      endpoint.onDatagram(A.data(6), "a", 50)
-      expect(seqs(sink)).toEqual([1, 6])
+      expect(seqs(sink)).toEqual([1, 4])
+      endpoint.onDatagram(A.lost([{ first: 5, last: 6 }]), "a", 46)
+      expect(losses(sink)[2]).toEqual([5, 6, "NotInSenderCache"])
+      expect(sentNaks(sink).length).toBe(2)
+      endpoint.onDatagram(A.data(7), "a", 50)
+      expect(seqs(sink)).toEqual([1, 4, 7])
     })
 
     it("goodbye with nothing missing closes at once", () => {
@@ -497,8 +511,14 @@ describe("engine receiver", () => {
       expect(endpoint.remoteSessions().map((r) => r.state)).toEqual(["closed"])
       // Its late datagrams (lingering Goodbyes, retransmissions, data) do not re-create it.
       endpoint.onDatagram(A.goodbye(1), "a", 100)
-      endpoint.onDatagram(A.data(2), "a", 101)
+      endpoint.onDatagram(A.data(1, ["/s/1"], true), "a", 100)
       expect(sink.events.map((e) => e._tag)).toEqual(["Joined", "Closed"])
+      // Live data beyond the Goodbye contradicts it (a forged Goodbye): the session resumes where
+      // it closed, with a Conflict, and nothing is lost.
+      endpoint.onDatagram(A.data(2), "a", 101)
+      expect(sink.events.map((e) => e._tag)).toEqual(["Joined", "Closed", "Joined", "Conflict"])
+      expect(seqs(sink)).toEqual([1, 2])
+      expect(sink.losses).toEqual([])
     })
   })
 
@@ -601,26 +621,48 @@ describe("engine receiver", () => {
   })
 
   describe("restart", () => {
-    it("a new session with the same key replaces the old one; the old one is ignored if it keeps sending (no flip-flop)", () => {
+    it("a new session with the key of a quiet one replaces it at once: Restarted, old gaps SenderGone", () => {
+      const { endpoint, sink } = make()
+      const A2 = new Remote(0x7777n, 0)
+      endpoint.onDatagram(A.data(1), "a", 0)
+      endpoint.onDatagram(A.data(3), "a", 0)
+      // quietMs = 2.5 heartbeat intervals: a live sender would have heartbeaten by now.
+      endpoint.onDatagram(A2.data(1), "a", 2500)
+      expect(sink.events.map((e) => e._tag)).toEqual(["Joined", "Restarted"])
+      expect(losses(sink)).toEqual([[2, 2, "SenderGone"]])
+      // A different sender index is a different publisher, not a restart.
+      endpoint.onDatagram(new Remote(0x8888n, 1).data(1), "a", 2510)
+      expect(sink.events.map((e) => e._tag)).toEqual(["Joined", "Restarted", "Joined"])
+    })
+
+    it("a new session with the key of a live one does not end it: both received, Conflict; the old ends once quiet", () => {
       const { endpoint, sink } = make()
       const A2 = new Remote(0x7777n, 0)
       endpoint.onDatagram(A.data(1), "a", 0)
       endpoint.onDatagram(A.data(3), "a", 0)
       endpoint.onDatagram(A2.data(1), "a", 1)
-      expect(sink.events.map((e) => e._tag)).toEqual(["Joined", "Restarted"])
-      expect(losses(sink)).toEqual([[2, 2, "SenderGone"]])
+      expect(sink.events.map((e) => e._tag)).toEqual(["Joined", "Joined", "Conflict"])
+      expect(sink.losses).toEqual([])
       for (let i = 0; i < 5; i++) {
         endpoint.onDatagram(A.data(4 + i), "a", 2 + i)
         endpoint.onDatagram(A2.data(2 + i), "a", 2 + i)
       }
-      expect(sink.events.map((e) => e._tag)).toEqual(["Joined", "Restarted"])
       expect(sink.updates.filter((u) => u.source.sessionId === A2.source.sessionId).length).toBe(6)
+      // The old one's gap is still repaired while it lives.
+      endpoint.onDatagram(A.data(2, ["/s/2"], true), "a", 8)
       expect(sink.updates.filter((u) => u.source.sessionId === A.source.sessionId).map((u) => u.sequence)).toEqual([
-        1, 3
+        1, 2, 3, 4, 5, 6, 7, 8
       ])
-      // A different sender index is a different publisher, not a restart.
-      endpoint.onDatagram(new Remote(0x8888n, 1).data(1), "a", 10)
-      expect(sink.events.map((e) => e._tag)).toEqual(["Joined", "Restarted", "Joined"])
+      // The new one keeps talking, the old one goes silent: after quietMs it ends "restarted".
+      for (let t = 100; t <= 3000; t += 500) endpoint.onDatagram(A2.heartbeat(6, 1), "a", t)
+      advance(endpoint, 3000)
+      expect(sink.events.map((e) => e._tag)).toEqual(["Joined", "Joined", "Conflict", "Restarted"])
+      const restarted = sink.events[3]
+      expect(restarted._tag === "Restarted" && [restarted.session.sessionId, restarted.previous.sessionId]).toEqual([
+        A2.source.sessionId,
+        A.source.sessionId
+      ])
+      expect(sink.losses).toEqual([])
     })
   })
 
@@ -653,6 +695,12 @@ describe("engine receiver", () => {
       endpoint.onDatagram(A.data(1), "a", 0)
       endpoint.onDatagram(A.heartbeat(2 ** 53 - 1, 1), "a", 0)
       const session = endpoint.remoteSession(A.source.sessionId)!
+      // Implausible (beyond 64 windows past what is known): dropped, counted, surfaced.
+      expect(session.gapCount).toBe(0)
+      expect(endpoint.stats.implausible).toBe(1)
+      expect(sink.events.map((e) => e._tag)).toEqual(["Joined", "Conflict"])
+      // A plausible far claim costs two gap ranges; NAKs cover only the window.
+      endpoint.onDatagram(A.heartbeat(5000, 1), "a", 0)
       expect(session.gapCount).toBe(2)
       advance(endpoint, 12)
       expect(sentNaks(sink).map((n) => n.ranges)).toEqual([[{ first: 2, last: 101 }]])

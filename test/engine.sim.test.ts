@@ -277,7 +277,7 @@ describe("engine over the simulated network", () => {
       expect(pub.endpoint.localSenders()[0].cachedBytes).toBeLessThanOrEqual(5 * 1400)
       expect(sender.cachedBytesPeak).toBeLessThanOrEqual(5 * 1400)
       expect(rx.sink.losses).toEqual([
-        { source: rx.sink.losses[0].source, firstSeq: 3, lastSeq: 3, reason: "NotInSenderCache" }
+        { source: rx.sink.losses[0].source, firstSeq: 3, lastSeq: 3, reason: "NotInSenderCache", confirmed: true }
       ])
       expect(rx.sink.updates.length).toBe(29)
       checkInvariant(pub.sink.updates, rx.sink, sender.session.sessionId, sender.highestSeq)
@@ -442,7 +442,7 @@ describe("engine over the simulated network", () => {
     })
   })
 
-  it("sender restart is a new session: Restarted event, old gaps reported as SenderGone", () => {
+  it("sender restart is a new session: Restarted event once the old one is quiet, old gaps reported as SenderGone", () => {
     const c = makeCluster({ seed: "restart", receivers: 1 })
     const { net, pub } = c
     const rx = c.receivers[0]
@@ -466,8 +466,12 @@ describe("engine over the simulated network", () => {
     net.runFor(100)
     expect(s1.session.sessionId).not.toBe(s2.session.sessionId)
     expect(s2.session.senderIndex).toBe(0)
-    expect(rx.sink.events.map((e) => e._tag)).toEqual(["Joined", "Restarted"])
-    const restarted = rx.sink.events[1]
+    // The old session was heard < quietMs ago: both are kept (a forged new session must not end a
+    // live one), and the old one is replaced once it has been quiet for quietMs (2.5 s).
+    expect(rx.sink.events.map((e) => e._tag)).toEqual(["Joined", "Joined", "Conflict"])
+    net.runFor(2500)
+    expect(rx.sink.events.map((e) => e._tag)).toEqual(["Joined", "Joined", "Conflict", "Restarted"])
+    const restarted = rx.sink.events[3]
     expect(restarted._tag === "Restarted" && restarted.previous.sessionId).toBe(s1.session.sessionId)
     expect(rx.sink.updates.map((u) => u.source.sessionId === s2.session.sessionId)).toEqual([false, false, false, true])
     const states = rx.endpoint.remoteSessions().map((r) => r.state)
@@ -489,9 +493,12 @@ describe("engine over the simulated network", () => {
     const pub2 = addPeer(net, "pub-restarted", testConfig())
     const s2 = pub2.endpoint.openSender(net.now)
     net.runFor(10)
+    expect(rx.sink.losses).toEqual([])
+    // Quiet past quietMs: replaced, and its gap (NAKed at a dead sender meanwhile) reported.
+    net.runFor(2600)
     expect(
       rx.sink.losses.map((l) => [l.source.sessionId === s1.session.sessionId, l.firstSeq, l.lastSeq, l.reason])
-    ).toEqual([[true, 2, 2, "SenderGone"]])
+    ).toEqual([[true, 2, 2, "RetriesExhausted"]])
     expect(rx.sink.updates.map((u) => u.sequence)).toEqual([1, 3])
     expect(s2.highestSeq).toBe(0)
   })

@@ -56,7 +56,8 @@ const lossError = (key: string, loss: LossReport): IrrecoverableLoss =>
     host: loss.source.host,
     application: loss.source.application,
     firstSeq: loss.firstSeq,
-    lastSeq: loss.lastSeq
+    lastSeq: loss.lastSeq,
+    ...(loss.topic !== undefined ? { topic: loss.topic } : {})
   })
 
 export interface MakeOptions {
@@ -114,7 +115,7 @@ export const make = (
         if (recentLosses.length >= RECENT_LOSSES) recentLosses.shift()
         recentLosses.push({ at: now(), loss: error })
         events.unsafeOffer({ _tag: "Loss", loss: error })
-        fanout.loss(error)
+        fanout.loss(error, report.source, report.confirmed, report.topic)
       },
       event: (event) => {
         pendingEvents.push(event)

@@ -28,7 +28,7 @@ import type * as Stream from "effect/Stream"
 import { type IrrecoverableLoss, SubscriberOverflow } from "../DistributorError.js"
 import * as Topic from "../Topic.js"
 import type { ShellStats } from "./counters.js"
-import type { ReceivedUpdate } from "./protocol/engine.js"
+import type { ReceivedUpdate, SessionInfo } from "./protocol/engine.js"
 
 export type Item = ReceivedUpdate | IrrecoverableLoss | SubscriberOverflow
 export type SubscriberError = IrrecoverableLoss | SubscriberOverflow
@@ -47,6 +47,9 @@ export interface Subscriber {
   unreported: number
   /** Set once the subscriber failed (overflow / loss) or ended: nothing more is offered. */
   done: boolean
+  /** Sessions it has received an update from (the loss scoping rule), and the last one (cheap check). */
+  readonly sources: WeakSet<SessionInfo>
+  lastSource: SessionInfo | undefined
 }
 
 export interface SubscriberSnapshot {
@@ -97,7 +100,9 @@ export class FanOut {
         delivered: 0,
         dropped: 0,
         unreported: 0,
-        done: false
+        done: false,
+        sources: new WeakSet(),
+        lastSource: undefined
       }
       sub.key = this.matcher.add(parsed, sub)
       this.subscribers.add(sub)
@@ -137,10 +142,15 @@ export class FanOut {
       return
     }
     const touched = this.touched
+    const source = update.source
     for (let j = 0; j < n; j++) {
       const sub = subs[j]
       if (sub.batch.length === 0) touched.push(sub)
       sub.batch.push(update)
+      if (sub.lastSource !== source) {
+        sub.lastSource = source
+        sub.sources.add(source)
+      }
     }
   }
 
@@ -153,13 +163,20 @@ export class FanOut {
 
   /**
    * An irrecoverable loss: after the updates routed before it (flushed first, so a subscriber sees
-   * updates and losses in the session's order), every subscriber gets it — as a value in notify
-   * mode, else as the failure its stream ends with once it has taken what was buffered before.
+   * updates and losses in the session's order), every affected subscriber gets it — as a value in
+   * notify mode, else as the failure its stream ends with once it has taken what was buffered
+   * before. Affected (docs/PROTOCOL.md "Hostile networks", the loss scoping rule):
+   * - none, when the session is unconfirmed (it never delivered a complete update here);
+   * - when the lost update's topic is known: the subscribers whose pattern matches it;
+   * - otherwise: the subscribers that have received an update from that session.
    */
-  loss(error: IrrecoverableLoss): void {
+  loss(error: IrrecoverableLoss, source: SessionInfo, confirmed: boolean, topic: string | undefined): void {
+    if (!confirmed) return
     this.flush()
-    for (const sub of Array.from(this.subscribers)) {
+    const candidates = topic !== undefined ? this.matcher.match(topic) : Array.from(this.subscribers)
+    for (const sub of Array.from(candidates)) {
       if (sub.done) continue
+      if (topic === undefined && !sub.sources.has(source)) continue
       if (sub.notify) offer(sub, Chunk.of(error))
       else this.finish(sub, Exit.fail(error))
     }

@@ -305,7 +305,12 @@ const COUNTER_GROUPS = [
     ["Invalid topics dropped", "invalidTopicsDropped", null, "warn"], ["Engine faults", "engineFaults", null, "bad"]]],
   ["Flow control", [
     ["Status packets sent", "statusSent"], ["Status packets received", "statusReceived"],
-    ["Segments that waited for the window", "flowControlWaits"]]]
+    ["Segments that waited for the window", "flowControlWaits"]]],
+  ["Hostile traffic", [
+    ["Implausible claims dropped", "implausible", null, "warn"], ["Conflicts", "conflicts", null, "warn"],
+    ["Sessions refused (cap)", "sessionsRejected", null, "warn"],
+    ["NAKs throttled", "naksThrottled", null, "warn"],
+    ["Buffer overruns (memory bound)", "bufferOverruns", null, "bad"]]]
 ];
 
 function countersBlock(c) {

@@ -23,7 +23,12 @@ export const ENGINE_COUNTERS = [
   ["outOfWindow", "Data segments beyond the reorder window (dropped, re-requested later)"],
   ["statusSent", "Receiver status packets sent (flow control, presence)"],
   ["statusReceived", "Receiver status packets received"],
-  ["flowControlWaits", "Data segments that waited for the receivers' flow-control window"]
+  ["flowControlWaits", "Data segments that waited for the receivers' flow-control window"],
+  ["implausible", "Heartbeat, Goodbye or session claims dropped as implausible (beyond the window, below data seen)"],
+  ["conflicts", "Packets contradicting what was seen of their session (after Goodbye, same key, different bytes)"],
+  ["sessionsRejected", "New remote sessions refused: the session cap or the unconfirmed quota was full"],
+  ["naksThrottled", "NAK packets answered only in part: range cap or the requester's retransmission rate"],
+  ["bufferOverruns", "Pending data given up to keep reorder/reassembly memory within its bounds"]
 ] as const
 
 export type EngineCounter = (typeof ENGINE_COUNTERS)[number][0]

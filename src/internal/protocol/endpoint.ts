@@ -13,14 +13,16 @@
  *   received the same session before, e.g. one that went Gone and came back). Retransmissions,
  *   Lost and Goodbye from an unknown session are ignored;
  * - a new session with the restart key (host, application, senderIndex) of an existing one
- *   replaces it: the old one's open gaps are reported lost (SenderGone), it is marked "restarted",
- *   and a "Restarted" event is emitted (instead of "Joined"). The replaced session id is remembered
- *   (tombstone) and its datagrams are ignored while it keeps sending, so two live sessions with the
- *   same key (a misconfiguration) never flip-flop: the newer one wins;
- * - closed sessions are tombstoned as well (their lingering Goodbyes and retransmissions must not
- *   re-create them); a session that went silent ("gone") is not, so if it comes back it rejoins
- *   as a new receiver synchronised at its current position;
- * - tombstones expire after `senderTimeoutMs` of silence and are capped in number.
+ *   replaces it ("Restarted", its open gaps SenderGone) only if the old one has been quiet for
+ *   `quietMs`; while the old one is live both are received (a Conflict) and the old one ends
+ *   "restarted" once quiet, so a forged session cannot end a live one;
+ * - closed sessions are tombstoned (their lingering Goodbyes and retransmissions must not re-create
+ *   them) for `senderTimeoutMs`; a live packet beyond the Goodbye resumes the session where it
+ *   closed (a forged Goodbye); a session that went silent ("gone") or was replaced is not, so if it
+ *   comes back it rejoins as a new receiver synchronised at its current position;
+ * - at most `maxRemoteSessions`, a quarter of them on probation (not proven); further new sessions
+ *   are refused, never evicting a live one. Deadlines live in a heap: timers visit due sessions only.
+ * See docs/PROTOCOL.md "Hostile networks" for every check against forged traffic.
  *
  * Datagrams from this endpoint's own sessions (multicast loopback), including the control session
  * that is the source of its NAKs (senderIndex 0xffff), are ignored.
@@ -37,20 +39,27 @@
  */
 import { zeroEngineStats } from "./counters.js"
 import {
+  type ConflictReason,
+  connectionBufferBytes,
   type EngineConfig,
   type EngineSink,
   type EngineStats,
   FRESH_JOIN_MARGIN_MS,
   freshWindowMs,
   type LossReport,
+  maxRemoteSessions,
+  maxUnconfirmedSessions,
+  quietMs,
   type ReceivedUpdate,
   type ReceiverInfo,
   type RemoteReceiverStats,
   type RemoteSessionStats,
+  retransmitRateBytes,
   type SessionEvent,
   type SessionInfo
 } from "./engine.js"
 import { makeSenderFlow } from "./flow.js"
+import { DeadlineHeap } from "./heap.js"
 import { PacketKind, type SeqRange, type Source, type StatusEntry, type StatusPacket } from "./packets.js"
 import { type ReceiverHost, RemoteSession } from "./receiver.js"
 import { LocalSender, type PublishResult, type SenderHost } from "./sender.js"
@@ -78,6 +87,21 @@ const MAX_NAK_REQUESTERS = 256
 export const OTHER_REQUESTERS = "(other hosts)"
 /** Remote receivers tracked per connection; statuses from further unknown receivers are dropped and counted. */
 const MAX_RECEIVERS = 4096
+/** NAK requesters (addresses) with a retransmission token bucket; the oldest is forgotten beyond this. */
+const MAX_REQUESTER_BUCKETS = 4096
+
+/** A closed session's id is ignored for a while; data beyond its Goodbye resumes it (a forged Goodbye). */
+interface Tombstone {
+  at: number
+  /** The last sequence number the session had when it closed. */
+  readonly seq: number
+}
+
+/** Retransmission allowance of one requesting address (bytes). */
+export interface RequesterBucket {
+  tokens: number
+  at: number
+}
 
 /** A remote receiving endpoint heard through its Status packets. */
 interface RemoteReceiver {
@@ -137,7 +161,24 @@ export class Endpoint implements SenderHost, ReceiverHost {
 
   private readonly receivers = new Map<bigint, RemoteSession>()
   private readonly byKey = new Map<string, RemoteSession>()
-  private readonly tombstones = new Map<bigint, number>()
+  private readonly tombstones = new Map<bigint, Tombstone>()
+  /** Remote sessions not proven yet (probation: see `RemoteSession.proven`). */
+  private readonly unconfirmed = new Set<RemoteSession>()
+  private readonly sessionCap: number
+  private readonly unconfirmedCap: number
+  /** Remote sessions by their next deadline (lazy; see heap.ts). */
+  private readonly heap = new DeadlineHeap<RemoteSession>()
+  /** Sessions whose timers `onTimer` ran (tests: the work per timer does not scan every session). */
+  sessionVisits = 0
+  /** Reorder + reassembly bytes held over every remote session, and how many sessions hold any. */
+  bufferedBytes = 0
+  private sessionsBuffering = 0
+  private readonly bufferBudget: number
+  private readonly requesterBuckets = new Map<string, RequesterBucket>()
+  private readonly retransmitRate: number
+  private readonly retransmitBurst: number
+  /** Retransmission allowance over all requesters (4 × the per-requester rate and burst). */
+  private readonly totalBucket: RequesterBucket
   private readonly ended: Array<RemoteSessionStats> = []
   /** Last receiver looked up by its (cached, shared) decoded Source object. */
   private lastSource: Source | undefined = undefined
@@ -191,6 +232,14 @@ export class Endpoint implements SenderHost, ReceiverHost {
     )
     this.statusInterval = this.config.statusIntervalMs
     if (this.listening) this.statusNow = true
+    this.sessionCap = maxRemoteSessions(this.config)
+    this.unconfirmedCap = maxUnconfirmedSessions(this.config)
+    this.bufferBudget = connectionBufferBytes(this.config)
+    this.retransmitRate = retransmitRateBytes(this.config)
+    // A requester may get 1/32 s worth at once (128 KiB by default, at least two segments): enough
+    // for a burst loss to be repaired over a few retries, little for one forged NAK.
+    this.retransmitBurst = Math.max(2 * this.config.segmentSize, this.retransmitRate / 32)
+    this.totalBucket = { tokens: 4 * this.retransmitBurst, at: options.now }
     this.burst = Math.max(65536, this.config.maxBandwidth * 0.01)
     this.tokens = this.burst
     this.tokensAt = options.now
@@ -233,6 +282,77 @@ export class Endpoint implements SenderHost, ReceiverHost {
 
   event(event: SessionEvent): void {
     this.sink.event(event)
+  }
+
+  conflict(session: RemoteSession, reason: ConflictReason, detail: string, now: number): void {
+    if (reason === "ImplausibleClaim") this.stats.implausible++
+    else this.stats.conflicts++
+    if (now < session.conflictEventAt) return
+    session.conflictEventAt = now + 1000
+    this.sink.event({ _tag: "Conflict", session: session.info, reason, detail })
+  }
+
+  buffered(session: RemoteSession, delta: number): void {
+    this.bufferedBytes += delta
+    const before = session.bufferedBytes - delta
+    if (before === 0 && session.bufferedBytes > 0) this.sessionsBuffering++
+    else if (before > 0 && session.bufferedBytes === 0) this.sessionsBuffering--
+  }
+
+  /**
+   * Per-connection memory bound: over budget, the session that just grew gives up its oldest
+   * pending data if it holds at least its fair share (so a flood of forged sessions sheds its own
+   * buffers, not the live session's).
+   */
+  private enforceBudget(session: RemoteSession, now: number): void {
+    const excess = this.bufferedBytes - this.bufferBudget
+    if (excess <= 0 || session.bufferedBytes === 0) return
+    if (session.bufferedBytes * Math.max(1, this.sessionsBuffering) < this.bufferedBytes) return
+    session.shed(Math.max(0, session.bufferedBytes - excess), now)
+  }
+
+  /**
+   * Answers a NAK within the requester's allowance and the endpoint's total one (four requesters'
+   * worth: a forger rotating source addresses gets no more). Returns whether it was cut.
+   */
+  private answerNak(sender: LocalSender, ranges: ReadonlyArray<SeqRange>, address: string, now: number): boolean {
+    const requester = this.requesterBucket(address, now)
+    if (requester === undefined) return sender.onNak(ranges, now)
+    const total = this.totalBucket
+    if (now > total.at) {
+      total.tokens = Math.min(
+        4 * this.retransmitBurst,
+        total.tokens + ((now - total.at) * 4 * this.retransmitRate) / 1000
+      )
+      total.at = now
+    }
+    const allowance = { tokens: Math.min(requester.tokens, total.tokens) }
+    const before = allowance.tokens
+    const cut = sender.onNak(ranges, now, allowance)
+    const spent = before - allowance.tokens
+    requester.tokens -= spent
+    total.tokens -= spent
+    return cut
+  }
+
+  /** The retransmission allowance of a requesting address, refilled to `now`; undefined: unlimited. */
+  private requesterBucket(address: string, now: number): RequesterBucket | undefined {
+    const rate = this.retransmitRate
+    if (rate <= 0) return undefined
+    const buckets = this.requesterBuckets
+    let b = buckets.get(address)
+    if (b === undefined) {
+      if (buckets.size >= MAX_REQUESTER_BUCKETS) {
+        const oldest = buckets.keys().next().value
+        if (oldest !== undefined) buckets.delete(oldest)
+      }
+      b = { tokens: this.retransmitBurst, at: now }
+      buckets.set(address, b)
+    } else if (now > b.at) {
+      b.tokens = Math.min(this.retransmitBurst, b.tokens + ((now - b.at) * rate) / 1000)
+      b.at = now
+    }
+    return b
   }
 
   sendNak(target: bigint, ranges: ReadonlyArray<SeqRange>, now: number): void {
@@ -324,6 +444,8 @@ export class Endpoint implements SenderHost, ReceiverHost {
     this.senders.length = 0
     this.sendersById.clear()
     this.receivers.clear()
+    this.unconfirmed.clear()
+    this.heap.clear()
     this.byKey.clear()
     this.remoteReceivers.clear()
     this.lastSource = undefined
@@ -361,11 +483,12 @@ export class Endpoint implements SenderHost, ReceiverHost {
       case PacketKind.Data: {
         if (session === undefined) {
           if (p.retransmission) return
-          session = this.join(source, address, now)
+          session = this.join(source, address, now, p.seq, p.fresh && this.listenedSinceStart(source, now) ? 1 : p.seq)
           if (session === undefined) return
-          session.syncAt(p.fresh && this.listenedSinceStart(source, now) ? 1 : p.seq)
         }
-        session.onData(p, now)
+        session.onData(p, now, bytes)
+        if (session.bufferedBytes > 0 && this.bufferedBytes > this.bufferBudget) this.enforceBudget(session, now)
+        if (this.unconfirmed.size > 0 && session.proven) this.unconfirmed.delete(session)
         if (this.listening) {
           this.arrivedSinceStatus = true
           this.arrivedBytes += bytes.length
@@ -377,9 +500,14 @@ export class Endpoint implements SenderHost, ReceiverHost {
       case PacketKind.Heartbeat:
       case PacketKind.Announce: {
         if (session === undefined) {
-          session = this.join(source, address, now)
+          session = this.join(
+            source,
+            address,
+            now,
+            p.highestSeq,
+            p.fresh && this.listenedSinceStart(source, now) ? 1 : p.highestSeq + 1
+          )
           if (session === undefined) return
-          session.syncAt(p.fresh && this.listenedSinceStart(source, now) ? 1 : p.highestSeq + 1)
         }
         session.onHeartbeat(p.highestSeq, p.kind === PacketKind.Heartbeat ? p.oldestCached : -1, now)
         break
@@ -397,11 +525,15 @@ export class Endpoint implements SenderHost, ReceiverHost {
         const sender = this.sendersById.get(target)
         if (sender !== undefined) {
           this.countNakRequester(source.host)
-          sender.onNak(p.ranges, now)
+          if (this.answerNak(sender, p.ranges, address, now)) this.stats.naksThrottled++
           return
         }
         // Another receiver's NAK for a session we receive too: suppression.
-        this.receivers.get(target)?.onHeardNak(p.ranges, now)
+        const heard = this.receivers.get(target)
+        if (heard !== undefined) {
+          heard.onHeardNak(p.ranges, now)
+          this.heap.schedule(heard, heard.deadline())
+        }
         return
       }
       case PacketKind.Status:
@@ -409,6 +541,7 @@ export class Endpoint implements SenderHost, ReceiverHost {
         return
     }
     if (session.closingDone) this.endSession(session, "closed", now)
+    else this.heap.schedule(session, session.deadline())
     if (this.statusNow) this.sendStatus(now, false)
   }
 
@@ -586,16 +719,40 @@ export class Endpoint implements SenderHost, ReceiverHost {
     return true
   }
 
-  /** A receiver for a new session, or undefined while the id is tombstoned. */
-  private join(source: Source, address: string, now: number): RemoteSession | undefined {
+  /**
+   * A receiver for a new session synchronised at `syncSeq`, or undefined (tombstoned, or no room).
+   * `claim` is the packet's sequence number (Data) or highest sequence (Heartbeat, Announce).
+   *
+   * - A closed session's id stays tombstoned for `senderTimeoutMs` after its last packet; a packet
+   *   that contradicts its Goodbye (a sequence beyond it) resumes it where it closed, with a Conflict
+   *   event: a forged Goodbye costs a Closed event, never the data that follows.
+   * - Room: at most `maxRemoteSessions`, of which a quarter unconfirmed (no complete update delivered
+   *   yet); a new session beyond either is refused and counted, nothing live is evicted.
+   * - A new session with the restart key of a live session (heard within `quietMs`) does not end it:
+   *   both are received, a Conflict is reported, and the older one ends "restarted" once silent for
+   *   `quietMs`. Only a quiet one is replaced at once ("Restarted", as a restart looks).
+   */
+  private join(
+    source: Source,
+    address: string,
+    now: number,
+    claim: number,
+    syncSeq: number
+  ): RemoteSession | undefined {
     const id = source.sessionId
     const tomb = this.tombstones.get(id)
+    let resumeAt = 0
     if (tomb !== undefined) {
-      if (now - tomb < this.config.senderTimeoutMs) {
-        this.tombstones.set(id, now)
+      if (now - tomb.at < this.config.senderTimeoutMs && claim <= tomb.seq) {
+        tomb.at = now
         return undefined
       }
       this.tombstones.delete(id)
+      if (now - tomb.at < this.config.senderTimeoutMs) resumeAt = tomb.seq + 1
+    }
+    if (this.receivers.size >= this.sessionCap || this.unconfirmed.size >= this.unconfirmedCap) {
+      this.stats.sessionsRejected++
+      return undefined
     }
     const info: SessionInfo = {
       sessionId: id,
@@ -606,49 +763,88 @@ export class Endpoint implements SenderHost, ReceiverHost {
       address
     }
     const session = new RemoteSession(this, info, now)
-    const previous = this.byKey.get(session.key)
-    if (previous !== undefined) {
-      previous.terminate(now)
-      this.retire(previous, "restarted", now)
-    }
+    session.syncAt(resumeAt > 0 ? resumeAt : syncSeq)
+    let previous = this.byKey.get(session.key)
+    let coexist = false
+    if (previous !== undefined && resumeAt === 0) {
+      if (now - previous.lastHeardAt >= quietMs(this.config)) {
+        previous.terminate(now)
+        this.retire(previous, "restarted", now)
+      } else {
+        coexist = true
+        previous.superseded = true
+        previous.successor = session
+        session.predecessor = previous
+        this.heap.schedule(previous, previous.deadline())
+      }
+    } else previous = undefined
     this.receivers.set(id, session)
+    this.unconfirmed.add(session)
     this.byKey.set(session.key, session)
     if (this.listening) this.statusNow = true
     this.lastSource = source
     this.lastSession = session
     this.sink.event(
-      previous === undefined
+      previous === undefined || coexist
         ? { _tag: "Joined", session: info }
         : { _tag: "Restarted", session: info, previous: previous.info }
     )
+    if (resumeAt > 0)
+      this.conflict(session, "ClosedSessionResumed", `sequence ${claim} after its Goodbye at ${resumeAt - 1}`, now)
+    if (coexist && previous !== undefined) {
+      this.conflict(
+        session,
+        "SessionKeyInUse",
+        `session ${previous.info.sessionIdHex} with the same key is still live`,
+        now
+      )
+    }
     return session
   }
 
-  /** Removes a session that has been terminated; tombstones it unless it merely went silent. */
+  /** Removes a session that has been terminated; tombstones it when it closed. */
   private retire(session: RemoteSession, state: "restarted" | "closed" | "gone", now: number): void {
     session.state = state
     const id = session.info.sessionId
     this.receivers.delete(id)
-    if (this.byKey.get(session.key) === session) this.byKey.delete(session.key)
+    this.unconfirmed.delete(session)
+    session.heapAt = Number.POSITIVE_INFINITY
+    const predecessor = session.predecessor
+    if (this.byKey.get(session.key) === session) {
+      // The newer session of a key ends before the older one it superseded: that one is current again.
+      if (predecessor !== undefined && predecessor.state === "active") {
+        this.byKey.set(session.key, predecessor)
+        predecessor.superseded = false
+        predecessor.successor = undefined
+        this.heap.schedule(predecessor, predecessor.deadline())
+      } else this.byKey.delete(session.key)
+    } else if (predecessor !== undefined) predecessor.successor = undefined
+    session.predecessor = undefined
+    if (session.successor !== undefined) session.successor.predecessor = undefined
     if (this.lastSession === session) {
       this.lastSource = undefined
       this.lastSession = undefined
     }
-    if (state !== "gone") {
+    if (state === "closed") {
       if (this.tombstones.size >= MAX_TOMBSTONES) {
         const oldest = this.tombstones.keys().next().value
         if (oldest !== undefined) this.tombstones.delete(oldest)
       }
-      this.tombstones.set(id, now)
+      this.tombstones.set(id, { at: now, seq: Math.max(session.highest, session.next - 1) })
     }
     this.ended.push(this.snapshot(session))
     if (this.ended.length > MAX_ENDED_SESSIONS) this.ended.shift()
   }
 
-  private endSession(session: RemoteSession, state: "closed" | "gone", now: number): void {
+  private endSession(session: RemoteSession, state: "closed" | "gone" | "restarted", now: number): void {
     session.terminate(now)
+    const successor = session.successor
     this.retire(session, state, now)
-    this.sink.event({ _tag: state === "closed" ? "Closed" : "Gone", session: session.info })
+    if (state === "restarted" && successor !== undefined) {
+      this.sink.event({ _tag: "Restarted", session: successor.info, previous: session.info })
+    } else {
+      this.sink.event({ _tag: state === "closed" ? "Closed" : "Gone", session: session.info })
+    }
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -670,12 +866,28 @@ export class Endpoint implements SenderHost, ReceiverHost {
       }
       s.onTimer(now)
     }
-    for (const r of this.receivers.values()) {
-      if (r.deadline() > now) continue
-      const end = r.onTimer(now)
-      if (end !== undefined) this.endSession(r, end, now)
-      else if (r.closingDone) this.endSession(r, "closed", now)
+    // Only the sessions whose deadline has come are visited (a heap, not a scan).
+    const again: Array<RemoteSession> = []
+    for (;;) {
+      const r = this.heap.popDue(now)
+      if (r === undefined) break
+      this.sessionVisits++
+      if (this.receivers.get(r.info.sessionId) !== r) continue
+      if (r.deadline() <= now) {
+        const end = r.onTimer(now)
+        if (end !== undefined) {
+          this.endSession(r, end, now)
+          continue
+        }
+        if (r.closingDone) {
+          this.endSession(r, "closed", now)
+          continue
+        }
+      }
+      again.push(r)
     }
+    for (const r of again) this.heap.schedule(r, r.deadline())
+    this.heap.compact(this.receivers.values(), this.receivers.size)
     if (this.listening && (this.statusNow || now >= this.statusDue)) this.sendStatus(now, false)
   }
 
@@ -687,10 +899,8 @@ export class Endpoint implements SenderHost, ReceiverHost {
       const t = senders[i].deadline()
       if (t < d) d = t
     }
-    for (const r of this.receivers.values()) {
-      const t = r.deadline()
-      if (t < d) d = t
-    }
+    const t = this.heap.peek()
+    if (t < d) d = t
     if (this.listening && this.statusDue < d) d = this.statusDue
     if (this.receiversDue < d) d = this.receiversDue
     return d

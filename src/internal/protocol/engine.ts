@@ -57,7 +57,40 @@ export interface EngineConfig {
   readonly statusIntervalMs: number
   /** A receiver whose status is not heard this long leaves flow control and presence. */
   readonly receiverTimeoutMs: number
+  /** Remote sessions tracked at most (a quarter of them may be unconfirmed). Default 1024. */
+  readonly maxRemoteSessions?: number
+  /** Retransmitted bytes/s allowed per requesting address (token bucket, burst 1/32 s), 0 = unlimited. Default 4 MiB/s. */
+  readonly retransmitRateBytes?: number
+  /** Reorder buffer + partial update bytes per remote session. Default: maxUpdateSize + 16 MiB. */
+  readonly sessionBufferBytes?: number
+  /** Reorder buffer + partial update bytes over all remote sessions of the endpoint. Default 256 MiB. */
+  readonly connectionBufferBytes?: number
 }
+
+const MiB = 1024 * 1024
+export const DEFAULT_MAX_REMOTE_SESSIONS = 1024
+export const DEFAULT_RETRANSMIT_RATE_BYTES = 4 * MiB
+export const DEFAULT_CONNECTION_BUFFER_BYTES = 256 * MiB
+
+export const maxRemoteSessions = (config: EngineConfig): number =>
+  Math.max(1, config.maxRemoteSessions ?? DEFAULT_MAX_REMOTE_SESSIONS)
+/** Unconfirmed (probation) sessions may take a quarter of the slots: a flood of new ids never evicts live ones. */
+export const maxUnconfirmedSessions = (config: EngineConfig): number =>
+  Math.max(1, Math.floor(maxRemoteSessions(config) / 4))
+export const retransmitRateBytes = (config: EngineConfig): number =>
+  config.retransmitRateBytes ?? DEFAULT_RETRANSMIT_RATE_BYTES
+export const sessionBufferBytes = (config: EngineConfig): number =>
+  config.sessionBufferBytes ?? config.maxUpdateSize + 16 * MiB
+export const connectionBufferBytes = (config: EngineConfig): number =>
+  config.connectionBufferBytes ?? DEFAULT_CONNECTION_BUFFER_BYTES
+
+/**
+ * How long a session may be silent while a newer session with its restart key exists, or while it
+ * is unconfirmed, before it ends: two and a half heartbeat intervals (a live sender heartbeats at
+ * least once per interval), at most `senderTimeoutMs`.
+ */
+export const quietMs = (config: EngineConfig): number =>
+  Math.min(config.senderTimeoutMs, Math.max(1, Math.floor(2.5 * config.heartbeatIntervalMs)))
 
 export type FlowControlMode = "min" | "max" | "none"
 
@@ -108,13 +141,40 @@ export interface LossReport {
   readonly firstSeq: number
   readonly lastSeq: number
   readonly reason: LossReason
+  /**
+   * The session had delivered a complete update here before this loss. Losses of unconfirmed
+   * sessions (a forged one-packet session, a head lost before anything arrived) fail no
+   * subscription (docs/PROTOCOL.md "Hostile networks").
+   */
+  readonly confirmed: boolean
+  /** The topic of the lost update, when the range is exactly (part of) one update whose First was seen. */
+  readonly topic?: string
 }
+
+/** Why a packet was judged in conflict with what the receiver has seen of its session. */
+export type ConflictReason =
+  | "ImplausibleClaim"
+  | "DataAfterGoodbye"
+  | "ClosedSessionResumed"
+  | "SessionKeyInUse"
+  | "ContentMismatch"
 
 export type SessionEvent =
   | { readonly _tag: "Joined"; readonly session: SessionInfo }
   | { readonly _tag: "Restarted"; readonly session: SessionInfo; readonly previous: SessionInfo }
   | { readonly _tag: "Closed"; readonly session: SessionInfo }
   | { readonly _tag: "Gone"; readonly session: SessionInfo }
+  /**
+   * A packet of this session contradicts what was seen (a forged or corrupted datagram, or two
+   * senders with one identity): it was dropped or the session kept going; see `reason`. At most one
+   * per session per second (the `conflicts` and `implausible` counters count every one).
+   */
+  | {
+      readonly _tag: "Conflict"
+      readonly session: SessionInfo
+      readonly reason: ConflictReason
+      readonly detail: string
+    }
   | { readonly _tag: "ReceiverJoined"; readonly receiver: ReceiverInfo }
   | { readonly _tag: "ReceiverLeft"; readonly receiver: ReceiverInfo; readonly reason: "Left" | "Timeout" }
 

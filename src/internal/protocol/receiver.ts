@@ -25,14 +25,23 @@
  */
 import type { LossReason } from "../../DistributorError.js"
 import {
+  type ConflictReason,
   closeGraceMs,
   type EngineConfig,
   type LossReport,
+  quietMs,
   type ReceivedUpdate,
   type SessionEvent,
-  type SessionInfo
+  type SessionInfo,
+  sessionBufferBytes
 } from "./engine.js"
 import { type DataPacket, Fragment, type SeqRange } from "./packets.js"
+
+/** How many reorder windows beyond the known highest a heartbeat or Goodbye may claim. */
+const PLAUSIBLE_WINDOWS = 64
+
+/** Raw datagrams remembered per session to notice a sequence number arriving with other bytes. */
+const RECENT = 16
 
 /** What a receiver needs from its endpoint. */
 export interface ReceiverHost {
@@ -42,6 +51,10 @@ export interface ReceiverHost {
   deliver(update: ReceivedUpdate): void
   loss(report: LossReport): void
   event(event: SessionEvent): void
+  /** A claim or packet of this session contradicts what was seen (counted, surfaced as an event). */
+  conflict(session: RemoteSession, reason: ConflictReason, detail: string, now: number): void
+  /** Reorder + reassembly bytes held by this session changed by `delta` (per-connection budget). */
+  buffered(session: RemoteSession, delta: number): void
   readonly stats: {
     updatesIn: number
     duplicates: number
@@ -49,6 +62,7 @@ export interface ReceiverHost {
     lostSegments: number
     retransmissionsReceived: number
     outOfWindow: number
+    bufferOverruns: number
   }
 }
 
@@ -81,12 +95,37 @@ export class RemoteSession {
    * open are reported SenderGone and the session ends.
    */
   closeAt = Number.POSITIVE_INFINITY
+  /** A Goodbye is being honoured, and the last sequence number it named. */
+  goodbyeHeard = false
+  goodbyeSeq = 0
+  /** Highest sequence number received as data (claims by heartbeats and goodbyes excluded). */
+  dataHighest = 0
+  /**
+   * A newer session with the same restart key appeared while this one was still live: it ends
+   * ("restarted") once silent for `quietMs`, not at once (a forged new session cannot end it).
+   */
+  superseded = false
+  /** The newer session with the same key while this one is superseded, and the reverse link. */
+  successor: RemoteSession | undefined = undefined
+  predecessor: RemoteSession | undefined = undefined
+  /** Reorder buffer + partial update bytes held (budgeted per session and per connection). */
+  bufferedBytes = 0
+  /** Position in the endpoint's deadline heap bookkeeping: the earliest entry it has there. */
+  heapAt = Number.POSITIVE_INFINITY
+  /** Earliest time the next Conflict event may be emitted (rate limit; the counter counts all). */
+  conflictEventAt = Number.NEGATIVE_INFINITY
 
   private readonly host: ReceiverHost
   private readonly window: number
+  private readonly sessionBudget: number
   /** Before the first update start: orphan continuation fragments are skipped silently. */
   private preSync = true
   private slots: Array<DataPacket | undefined> = new Array(INITIAL_SLOTS).fill(undefined)
+  /** Datagram length of each buffered slot (memory accounting). */
+  private slotBytes: Array<number> = new Array(INITIAL_SLOTS).fill(0)
+  /** The last RECENT datagrams accepted, by sequence number (duplicate content check). */
+  private readonly recent: Array<Uint8Array | undefined> = new Array(RECENT).fill(undefined)
+  private readonly recentSeq: Array<number> = new Array(RECENT).fill(0)
   private mask = INITIAL_SLOTS - 1
   private gaps: Array<Gap> = []
   private nakDue = Number.POSITIVE_INFINITY
@@ -99,6 +138,10 @@ export class RemoteSession {
   private asmTotal = 0
   private asmReceived = 0
   private asmChunks: Array<Uint8Array> = []
+  /** Bytes of `asmChunks` (counted in `bufferedBytes`). */
+  private asmHeld = 0
+  /** Topic of the update whose segments the accumulated loss covers exactly, if known. */
+  private skipTopic: string | undefined = undefined
   /** Reason carried over to orphaned continuation fragments after a loss. */
   private skipReason: LossReason | undefined = undefined
 
@@ -106,9 +149,12 @@ export class RemoteSession {
   private pendFirst = 0
   private pendLast = 0
   private pendReason: LossReason = "SenderGone"
+  private pendTopic: string | undefined = undefined
 
   // --- per-session stats
   delivered = 0
+  /** Data segments processed in order (continuity, see `proven`). */
+  processedSegments = 0
   naksSent = 0
   retransmissionsReceived = 0
   lostSegments = 0
@@ -119,6 +165,7 @@ export class RemoteSession {
     this.info = info
     this.key = `${info.host}\u0000${info.application}\u0000${info.senderIndex}`
     this.window = Math.max(1, host.config.reorderBufferSegments)
+    this.sessionBudget = sessionBufferBytes(host.config)
     this.lastHeardAt = now
   }
 
@@ -129,35 +176,85 @@ export class RemoteSession {
     this.preSync = true
   }
 
+  /** Confirmed: it delivered a complete update here. Losses of unconfirmed sessions fail no subscription. */
+  get confirmed(): boolean {
+    return this.delivered > 0
+  }
+
+  /**
+   * Proven: confirmed and at least two data segments processed in sequence (continuity). Until then
+   * the session is on probation: it counts against the unconfirmed quota and ends after `quietMs`
+   * of silence, so a one-packet forgery holds its slot briefly.
+   */
+  get proven(): boolean {
+    return this.delivered > 0 && this.processedSegments >= 2
+  }
+
+  /**
+   * Last sequence number a claim (heartbeat, goodbye) may name: `PLAUSIBLE_WINDOWS` reorder windows
+   * beyond what is known. A legitimate sender may be far ahead of a slow receiver (flow control
+   * "none" or "max"), so this only catches the absurd (2^53); a claim inside it that the sender
+   * never made is undone by the sender's answer to the NAK (a heartbeat with its true highest).
+   */
+  private get claimLimit(): number {
+    return Math.max(this.highest, this.next - 1) + this.window * PLAUSIBLE_WINDOWS
+  }
+
+  private implausible(what: string, now: number): void {
+    this.host.conflict(this, "ImplausibleClaim", what, now)
+  }
+
+  /** A contradiction of a Goodbye: the sender is still sending. The close is called off. */
+  private cancelClose(detail: string, now: number): void {
+    this.closeAt = Number.POSITIVE_INFINITY
+    this.goodbyeHeard = false
+    this.goodbyeSeq = 0
+    this.host.conflict(this, "DataAfterGoodbye", detail, now)
+  }
+
   // ---------------------------------------------------------------------------------------------
   // Inputs
   // ---------------------------------------------------------------------------------------------
 
-  onData(p: DataPacket, now: number): void {
+  onData(p: DataPacket, now: number, bytes?: Uint8Array): void {
     this.lastHeardAt = now
     if (p.retransmission) {
       this.retransmissionsReceived++
       this.host.stats.retransmissionsReceived++
     }
     const s = p.seq
+    if (s < this.next && !p.retransmission && this.dataHighest === 0 && this.asmStart === 0) {
+      // No data seen yet and live data below the sync point: the claim we synchronised on (a
+      // heartbeat, or a forged one) was ahead of the sender. Synchronise on the data instead.
+      this.resync(s)
+    }
     const next = this.next
     if (s < next) {
-      this.duplicate()
+      this.duplicate(s, bytes, now)
       return
     }
     if (s - next >= this.window) {
       this.host.stats.outOfWindow++
       return
     }
+    if (this.goodbyeHeard && s > this.goodbyeSeq && !p.retransmission) {
+      this.cancelClose(`data ${s} after a Goodbye at ${this.goodbyeSeq}`, now)
+    }
     if (s <= this.highest) {
       // Not buffered yet and inside a gap: fill it. Otherwise it is a duplicate.
       if (this.slots[s & this.mask]?.seq === s || !this.removeFromGaps(s)) {
-        this.duplicate()
+        this.duplicate(s, bytes, now)
         return
       }
     } else {
       if (s > this.highest + 1) this.addGap(this.highest + 1, s - 1, now)
       this.highest = s
+    }
+    if (s > this.dataHighest) this.dataHighest = s
+    if (bytes !== undefined) {
+      const r = s & (RECENT - 1)
+      this.recent[r] = bytes
+      this.recentSeq[r] = s
     }
     if (s === next) {
       this.process(p)
@@ -165,17 +262,73 @@ export class RemoteSession {
       if (this.next <= this.highest || this.pendFirst !== 0) this.drain(now)
     } else {
       if (s - next > this.mask) this.growSlots(s - next + 1)
-      this.slots[s & this.mask] = p
+      const i = s & this.mask
+      const size = bytes?.length ?? 0
+      this.slots[i] = p
+      this.slotBytes[i] = size
+      this.addBuffered(size)
     }
+    if (this.bufferedBytes > this.sessionBudget) this.shed(this.sessionBudget, now)
+  }
+
+  private addBuffered(delta: number): void {
+    if (delta === 0) return
+    this.bufferedBytes += delta
+    this.host.buffered(this, delta)
+  }
+
+  /**
+   * Memory bound: while this session holds more than `target` bytes of reorder buffer and partial
+   * update, its oldest pending data is given up (ReceiverOverrun): the first gap is declared lost,
+   * which lets the buffered data behind it be processed, or else the partial update is dropped.
+   */
+  shed(target: number, now: number): void {
+    let guard = 0
+    while (this.bufferedBytes > target && guard++ < 1_000_000) {
+      const g = this.gaps[0]
+      if (g !== undefined && g.first === this.next && g.lost === undefined) {
+        g.lost = "ReceiverOverrun"
+        g.due = Number.POSITIVE_INFINITY
+        this.host.stats.bufferOverruns++
+        this.drain(now)
+        continue
+      }
+      if (this.asmStart !== 0) {
+        this.host.stats.bufferOverruns++
+        this.addLoss(this.asmStart, this.next - 1, "ReceiverOverrun", this.asmTopic)
+        this.skipTopic = this.asmTopic
+        this.resetAssembly()
+        this.skipReason = "ReceiverOverrun"
+        this.flushLoss()
+        continue
+      }
+      break
+    }
+  }
+
+  /** Drops every gap (nothing was received yet) and synchronises at `seq`. */
+  private resync(seq: number): void {
+    this.gaps = []
+    this.nakDue = Number.POSITIVE_INFINITY
+    this.pendingFrom = Number.POSITIVE_INFINITY
+    this.syncAt(seq)
   }
 
   /** Heartbeat (and Announce with `oldestCached` = -1: unknown). */
   onHeartbeat(highestSeq: number, oldestCached: number, now: number): void {
+    if (highestSeq > this.claimLimit) {
+      this.implausible(`highest ${highestSeq} beyond the window end ${this.claimLimit}`, now)
+      return
+    }
     this.lastHeardAt = now
-    this.raiseHighest(highestSeq, now)
+    // A closing sender repeats its Goodbye, it does not heartbeat.
+    if (this.goodbyeHeard && oldestCached >= 0) this.cancelClose(`heartbeat after a Goodbye at ${this.goodbyeSeq}`, now)
+    if (highestSeq < this.highest) this.trimTo(highestSeq)
+    else this.raiseHighest(highestSeq, now)
     if (oldestCached >= 0 && this.gaps.length > 0) {
-      // oldestCached 0: the cache is empty, nothing up to highestSeq can be supplied.
-      const floor = oldestCached === 0 ? highestSeq + 1 : oldestCached
+      // oldestCached 0: the cache is empty, nothing up to highestSeq can be supplied. Only what data
+      // has shown to exist is given up on this word; a claimed-only tail is NAKed and answered.
+      const floor = Math.min(oldestCached === 0 ? highestSeq + 1 : oldestCached, this.dataHighest + 1)
       if (this.gaps[0].first < floor) {
         this.markLost(this.gaps[0].first, floor - 1, "NotInSenderCache")
         this.drain(now)
@@ -190,10 +343,40 @@ export class RemoteSession {
     this.drain(now)
   }
 
+  /**
+   * Goodbye: the sender's last sequence number. Not below data already received, not beyond the
+   * window (else implausible: ignored). Data beyond it or a heartbeat afterwards call the close off.
+   */
   onGoodbye(highestSeq: number, now: number): void {
+    if (highestSeq < this.dataHighest || highestSeq > this.claimLimit) {
+      this.implausible(
+        `Goodbye at ${highestSeq}, data seen up to ${this.dataHighest}, window end ${this.claimLimit}`,
+        now
+      )
+      return
+    }
     this.lastHeardAt = now
-    this.raiseHighest(highestSeq, now)
+    if (highestSeq < this.highest) this.trimTo(highestSeq)
+    else this.raiseHighest(highestSeq, now)
+    this.goodbyeHeard = true
+    this.goodbyeSeq = highestSeq
     if (this.closeAt === Number.POSITIVE_INFINITY) this.closeAt = now + closeGraceMs(this.host.config)
+  }
+
+  /**
+   * The sender says its highest is `h`, below what claims made us expect: gap parts above both `h`
+   * and the data received were never seen to exist, so they are dropped (re-opened by the next
+   * claim if real). This is how a forged far-ahead claim is undone by the sender's own word.
+   */
+  private trimTo(h: number): void {
+    const top = Math.max(h, this.dataHighest, this.next - 1)
+    if (top >= this.highest) return
+    const gaps = this.gaps
+    while (gaps.length > 0 && gaps[gaps.length - 1].first > top) gaps.pop()
+    if (gaps.length > 0 && gaps[gaps.length - 1].last > top) gaps[gaps.length - 1].last = top
+    this.highest = top
+    if (this.pendingFrom > top) this.pendingFrom = Number.POSITIVE_INFINITY
+    this.recomputeNakDue()
   }
 
   /**
@@ -205,6 +388,9 @@ export class RemoteSession {
     if (this.gaps.length === 0) return
     const half = this.host.config.nakRetryIntervalMs / 2
     const retry = this.retryInterval()
+    // Heard NAKs suppress ours for the first half of the retry budget only, and never postpone a
+    // give-up: a forger repeating NAKs can delay a repair, not pin the gap (and the buffer) forever.
+    const suppressUpTo = Math.ceil(this.host.config.nakMaxRetries / 2)
     for (let r = 0; r < ranges.length; r++) {
       const first = Math.max(ranges[r].first, this.next)
       const last = ranges[r].last
@@ -213,7 +399,7 @@ export class RemoteSession {
       const gaps = this.gaps
       for (; i < gaps.length && gaps[i].first <= last; i++) {
         const g = gaps[i]
-        if (g.lost !== undefined || g.due === Number.POSITIVE_INFINITY) continue
+        if (g.lost !== undefined || g.due === Number.POSITIVE_INFINITY || g.naks >= suppressUpTo) continue
         if (g.naks === 0 || now - g.lastAttemptAt >= half) {
           g.naks++
           g.lastAttemptAt = now
@@ -229,19 +415,28 @@ export class RemoteSession {
   // ---------------------------------------------------------------------------------------------
 
   deadline(): number {
-    let d = this.lastHeardAt + this.host.config.senderTimeoutMs
+    let d = this.lastHeardAt + this.silenceLimit()
     if (this.nakDue < d) d = this.nakDue
     if (this.closeAt < d) d = this.closeAt
     return d
   }
 
-  /** Returns the terminal state reached ("gone" / "closed"), or undefined while still running. */
-  onTimer(now: number): "gone" | "closed" | undefined {
+  /**
+   * How long this session may stay silent: `senderTimeoutMs`, or `quietMs` while it is superseded
+   * by a newer session with its key, or unconfirmed (a one-packet forgery frees its slot soon).
+   */
+  private silenceLimit(): number {
     const config = this.host.config
-    if (now >= this.lastHeardAt + config.senderTimeoutMs) {
+    return this.superseded || !this.proven ? quietMs(config) : config.senderTimeoutMs
+  }
+
+  /** Returns the terminal state reached, or undefined while still running. */
+  onTimer(now: number): "gone" | "closed" | "restarted" | undefined {
+    if (now >= this.lastHeardAt + this.silenceLimit()) {
+      const state = this.superseded ? "restarted" : "gone"
       this.terminate(now)
-      this.state = "gone"
-      return "gone"
+      this.state = state
+      return state
     }
     if (this.nakDue <= now) this.runNaks(now)
     if (now >= this.closeAt) {
@@ -317,11 +512,14 @@ export class RemoteSession {
     }
     this.drain(now)
     if (this.asmStart !== 0) {
-      this.addLoss(this.asmStart, this.next - 1, "SenderGone")
+      this.addLoss(this.asmStart, this.next - 1, "SenderGone", this.asmTopic)
       this.resetAssembly()
     }
     this.flushLoss()
     this.slots = []
+    this.slotBytes = []
+    this.recent.fill(undefined)
+    this.addBuffered(-this.bufferedBytes)
     this.gaps = []
     this.nakDue = Number.POSITIVE_INFINITY
     this.closeAt = Number.POSITIVE_INFINITY
@@ -331,9 +529,19 @@ export class RemoteSession {
   // In-order processing
   // ---------------------------------------------------------------------------------------------
 
-  private duplicate(): void {
+  /**
+   * A duplicate. When its bytes are still remembered and differ from the first copy's, two
+   * senders use this session id and sequence number: without a key we cannot tell which is real
+   * (the first one was delivered), but it is counted and surfaced.
+   */
+  private duplicate(s: number, bytes: Uint8Array | undefined, now: number): void {
     this.duplicates++
     this.host.stats.duplicates++
+    if (bytes === undefined) return
+    const r = s & (RECENT - 1)
+    const seen = this.recent[r]
+    if (seen === undefined || this.recentSeq[r] !== s || sameFrom(seen, bytes, 5)) return
+    this.host.conflict(this, "ContentMismatch", `sequence ${s} arrived again with different bytes`, now)
   }
 
   /** Processes everything processable from `next` on, then emits the accumulated loss. */
@@ -346,6 +554,11 @@ export class RemoteSession {
       const p = slots[i]
       if (p !== undefined && p.seq === n) {
         slots[i] = undefined
+        const size = this.slotBytes[i]
+        if (size > 0) {
+          this.slotBytes[i] = 0
+          this.addBuffered(-size)
+        }
         this.process(p)
         this.next = n + 1
         continue
@@ -361,6 +574,7 @@ export class RemoteSession {
       }
       this.preSync = false
       this.skipReason = g.lost
+      this.skipTopic = undefined
       this.addLoss(first, g.last, g.lost)
       this.next = g.last + 1
     }
@@ -370,17 +584,19 @@ export class RemoteSession {
   }
 
   private process(p: DataPacket): void {
+    this.processedSegments++
     const body = p.body
     const seq = p.seq
     const host = this.host
     switch (body.fragment) {
       case Fragment.None: {
         if (this.asmStart !== 0) {
-          this.addLoss(this.asmStart, seq - 1, "ReassemblyFailed")
+          this.addLoss(this.asmStart, seq - 1, "ReassemblyFailed", this.asmTopic)
           this.resetAssembly()
         }
         this.preSync = false
         this.skipReason = undefined
+        this.skipTopic = undefined
         if (this.pendFirst !== 0) this.flushLoss()
         const updates = body.updates
         const source = this.info
@@ -394,14 +610,16 @@ export class RemoteSession {
       }
       case Fragment.First: {
         if (this.asmStart !== 0) {
-          this.addLoss(this.asmStart, seq - 1, "ReassemblyFailed")
+          this.addLoss(this.asmStart, seq - 1, "ReassemblyFailed", this.asmTopic)
           this.resetAssembly()
         }
         this.preSync = false
         this.skipReason = undefined
+        this.skipTopic = undefined
         if (body.totalLength > host.config.maxUpdateSize) {
-          this.addLoss(seq, seq, "ReassemblyFailed")
+          this.addLoss(seq, seq, "ReassemblyFailed", body.topic)
           this.skipReason = "ReassemblyFailed"
+          this.skipTopic = body.topic
           return
         }
         this.asmStart = seq
@@ -409,6 +627,8 @@ export class RemoteSession {
         this.asmTotal = body.totalLength
         this.asmReceived = body.chunk.length
         this.asmChunks.push(body.chunk)
+        this.asmHeld = body.chunk.length
+        this.addBuffered(body.chunk.length)
         return
       }
       default: {
@@ -416,20 +636,23 @@ export class RemoteSession {
           // A continuation without its First: before the sync point it is skipped silently,
           // otherwise it belongs to an update already reported lost.
           if (this.preSync) return
-          this.addLoss(seq, seq, this.skipReason ?? "ReassemblyFailed")
+          this.addLoss(seq, seq, this.skipReason ?? "ReassemblyFailed", this.skipTopic)
           return
         }
         this.asmReceived += body.chunk.length
         if (this.asmReceived > this.asmTotal) {
-          this.addLoss(this.asmStart, seq, "ReassemblyFailed")
+          this.addLoss(this.asmStart, seq, "ReassemblyFailed", this.asmTopic)
+          this.skipTopic = this.asmTopic
           this.resetAssembly()
           this.skipReason = "ReassemblyFailed"
           return
         }
         this.asmChunks.push(body.chunk)
+        this.asmHeld += body.chunk.length
+        this.addBuffered(body.chunk.length)
         if (body.fragment === Fragment.Middle) return
         if (this.asmReceived !== this.asmTotal) {
-          this.addLoss(this.asmStart, seq, "ReassemblyFailed")
+          this.addLoss(this.asmStart, seq, "ReassemblyFailed", this.asmTopic)
           this.resetAssembly()
           return
         }
@@ -451,6 +674,10 @@ export class RemoteSession {
   }
 
   private resetAssembly(): void {
+    if (this.asmHeld > 0) {
+      this.addBuffered(-this.asmHeld)
+      this.asmHeld = 0
+    }
     this.asmStart = 0
     this.asmTopic = ""
     this.asmTotal = 0
@@ -459,15 +686,17 @@ export class RemoteSession {
   }
 
   /** Accumulates a loss range; contiguous ranges fold into one report (the first one's reason). */
-  private addLoss(first: number, last: number, reason: LossReason): void {
+  private addLoss(first: number, last: number, reason: LossReason, topic?: string): void {
     if (this.pendFirst !== 0 && this.pendLast + 1 === first) {
       this.pendLast = last
+      if (this.pendTopic !== topic) this.pendTopic = undefined
       return
     }
     this.flushLoss()
     this.pendFirst = first
     this.pendLast = last
     this.pendReason = reason
+    this.pendTopic = topic
   }
 
   private flushLoss(): void {
@@ -480,7 +709,19 @@ export class RemoteSession {
     const stats = this.host.stats
     stats.lossEvents++
     stats.lostSegments += count
-    this.host.loss({ source: this.info, firstSeq: first, lastSeq: last, reason: this.pendReason })
+    const topic = this.pendTopic
+    this.host.loss(
+      topic === undefined
+        ? { source: this.info, firstSeq: first, lastSeq: last, reason: this.pendReason, confirmed: this.confirmed }
+        : {
+            source: this.info,
+            firstSeq: first,
+            lastSeq: last,
+            reason: this.pendReason,
+            confirmed: this.confirmed,
+            topic
+          }
+    )
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -624,9 +865,16 @@ export class RemoteSession {
     let size = this.slots.length
     while (size < span) size *= 2
     const slots: Array<DataPacket | undefined> = new Array(size).fill(undefined)
+    const bytes: Array<number> = new Array(size).fill(0)
     const mask = size - 1
-    for (const p of this.slots) if (p !== undefined) slots[p.seq & mask] = p
+    for (let i = 0; i < this.slots.length; i++) {
+      const p = this.slots[i]
+      if (p === undefined) continue
+      slots[p.seq & mask] = p
+      bytes[p.seq & mask] = this.slotBytes[i]
+    }
     this.slots = slots
+    this.slotBytes = bytes
     this.mask = mask
   }
 
@@ -649,4 +897,11 @@ export class RemoteSession {
   get gapCount(): number {
     return this.gaps.length
   }
+}
+
+/** `a` and `b` have the same length and the same bytes from `offset` on. */
+const sameFrom = (a: Uint8Array, b: Uint8Array, offset: number): boolean => {
+  if (a.length !== b.length) return false
+  for (let i = offset; i < a.length; i++) if (a[i] !== b[i]) return false
+  return true
 }

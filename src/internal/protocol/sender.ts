@@ -141,6 +141,11 @@ export class LocalSender {
   /** Largest number of bytes the cache ever held (tests assert the bound). */
   cachedBytesPeak = 0
 
+  /** Cached segments one NAK may make us examine (a legitimate receiver asks for its window at most). */
+  private readonly maxNakSegments: number
+  /** Last answer to a NAK above the highest sequence sent. */
+  private lastAheadAt = Number.NEGATIVE_INFINITY
+
   // --- "lost" answer coalescing
   private lastLostFirst = 0
   private lastLostLast = 0
@@ -157,6 +162,7 @@ export class LocalSender {
     this.flow = flow
     const config = host.config
     this.segmentSize = config.segmentSize
+    this.maxNakSegments = Math.max(1, Math.min(config.reorderBufferSegments, config.receiverWindowSegments))
     this.prefix = makeSourcePrefix({
       sessionId: session.sessionId,
       senderIndex: session.senderIndex,
@@ -444,12 +450,17 @@ export class LocalSender {
   /**
    * A NAK for this session. Cached segments not retransmitted within `retransmitHoldoffMs` go out
    * again (flagged as retransmissions); requested segments no longer cached are answered with one
-   * Lost packet; sequence numbers above the highest sent are ignored (hostile or confused).
+   * Lost packet. Bounds (docs/PROTOCOL.md "Hostile networks"): ranges are clamped to the cache; one
+   * NAK examines at most `maxNakSegments` cached segments whatever its ranges; the requester's
+   * `allowance` (token bucket, bytes) bounds what it gets retransmitted. A request above the highest
+   * sequence sent (forged, or following a forged claim) is answered with a heartbeat (a Goodbye once
+   * closed) carrying the true highest, so receivers drop the claimed gap. Returns whether the NAK was
+   * answered only in part (counted `naksThrottled`).
    */
-  onNak(ranges: ReadonlyArray<SeqRange>, now: number): void {
+  onNak(ranges: ReadonlyArray<SeqRange>, now: number, allowance?: { tokens: number }): boolean {
     const host = this.host
     host.stats.naksReceived++
-    if (this.lingerUntil <= now) return
+    if (this.lingerUntil <= now) return false
     this.cacheExpire(now)
     const holdoff = host.config.retransmitHoldoffMs
     const highest = this.highestSeq
@@ -458,8 +469,12 @@ export class LocalSender {
     const mask = this.cData.length - 1
     let lostFirst = Number.POSITIVE_INFINITY
     let lostLast = 0
+    let budget = this.maxNakSegments
+    let throttled = false
+    let ahead = false
     for (let r = 0; r < ranges.length; r++) {
       const first = ranges[r].first
+      if (ranges[r].last > highest) ahead = true
       const last = Math.min(ranges[r].last, highest)
       if (first > last) continue
       if (first < oldest) {
@@ -467,24 +482,47 @@ export class LocalSender {
         const l = Math.min(last, oldest - 1)
         if (l > lostLast) lostLast = l
       }
-      for (let s = Math.max(first, oldest); s <= last; s++) {
+      const from = Math.max(first, oldest)
+      if (from > last || throttled) continue
+      const to = Math.min(last, from + budget - 1)
+      if (to < last) throttled = true
+      budget -= to - from + 1
+      for (let s = from; s <= to; s++) {
         const i = (this.cHead + (s - this.oldestSeq)) & mask
         if (now - this.cRetxAt[i] < holdoff) continue
+        const datagram = this.cData[i]!
+        if (allowance !== undefined) {
+          if (allowance.tokens < datagram.length) {
+            throttled = true
+            break
+          }
+          allowance.tokens -= datagram.length
+        }
         this.cRetxAt[i] = now
         host.stats.retransmissionsSent++
-        host.emit(asRetransmission(this.cData[i]!), now)
+        host.emit(asRetransmission(datagram), now)
+      }
+    }
+    if (ahead && now - this.lastAheadAt >= Math.max(1, holdoff)) {
+      this.lastAheadAt = now
+      if (this.goodbyeSent) host.emit(encodeGoodbye(this.prefix, highest), now)
+      else {
+        const hb = encodeHeartbeat(this.prefix, highest, this.oldestCached)
+        host.emit(now < this.freshUntil ? markFresh(hb) : hb, now)
       }
     }
     if (lostLast > 0) {
       // One range covers every evicted sequence asked for (all of it is gone, in order of age);
       // receivers intersect it with their own gaps. Repeats inside the holdoff are coalesced.
-      if (lostFirst >= this.lastLostFirst && lostLast <= this.lastLostLast && now - this.lastLostAt < holdoff) return
+      if (lostFirst >= this.lastLostFirst && lostLast <= this.lastLostLast && now - this.lastLostAt < holdoff)
+        return throttled
       this.lastLostFirst = lostFirst
       this.lastLostLast = lostLast
       this.lastLostAt = now
       host.stats.lostPacketsSent++
       host.emit(encodeLost(this.prefix, [{ first: lostFirst, last: lostLast }]), now)
     }
+    return throttled
   }
 
   // ---------------------------------------------------------------------------------------------
