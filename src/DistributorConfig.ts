@@ -17,7 +17,7 @@
  *
  * @since 0.1.0
  */
-import { hostname } from "node:os"
+import { hostname, networkInterfaces } from "node:os"
 import * as Config from "effect/Config"
 import * as ConfigError from "effect/ConfigError"
 import * as Effect from "effect/Effect"
@@ -374,26 +374,46 @@ const connectionFields = {
    * A receiver whose status is not heard this long leaves flow control and presence, ms (10 .. 1 h);
    * at least 4 × `statusIntervalMs`. Default: `2000`.
    */
-  receiverTimeoutMs: Schema.optionalWith(IntBetween(10, HOUR_MS), { default: () => 2000, exact: true })
+  receiverTimeoutMs: Schema.optionalWith(IntBetween(10, HOUR_MS), { default: () => 2000, exact: true }),
+  /**
+   * Wire format of this connection: `"native"` (this library's protocol) or `"pycast"` (the Python
+   * system this project grew from, so pycast nodes and ours share one group; docs/PROTOCOL.md
+   * "pycast dialect"). pycast has no flow control and a fixed segment size, so `"pycast"` requires
+   * `segmentSize: 8192` and `flowControl: "none"`. Default: `"native"`.
+   */
+  dialect: Schema.optionalWith(Schema.Literal("native", "pycast"), { default: () => "native" as const, exact: true })
 }
+
+/** pycast's segment size: its receivers read datagrams into 8 192-byte buffers and pack by it. */
+export const PYCAST_SEGMENT_SIZE = 8192
 
 /** Rules between fields. Each field alone is already valid when this runs. */
 const connectionConsistency = (c: Schema.Struct.Type<typeof connectionFields>) =>
-  c.senderTimeoutMs <= c.heartbeatIntervalMs
+  c.dialect === "pycast" && c.segmentSize !== PYCAST_SEGMENT_SIZE
     ? {
-        path: ["senderTimeoutMs"],
-        message:
-          `senderTimeoutMs (${c.senderTimeoutMs}) must exceed heartbeatIntervalMs (${c.heartbeatIntervalMs}), ` +
-          "or idle senders would be timed out between heartbeats"
+        path: ["segmentSize"],
+        message: `dialect "pycast" requires segmentSize ${PYCAST_SEGMENT_SIZE} (pycast's fixed segment size), got ${c.segmentSize}`
       }
-    : c.receiverTimeoutMs < 4 * c.statusIntervalMs
+    : c.dialect === "pycast" && c.flowControl !== "none"
       ? {
-          path: ["receiverTimeoutMs"],
-          message:
-            `receiverTimeoutMs (${c.receiverTimeoutMs}) must be at least 4 × statusIntervalMs (${c.statusIntervalMs}), ` +
-            "or receivers would be timed out between their status reports"
+          path: ["flowControl"],
+          message: `dialect "pycast" requires flowControl "none": pycast receivers send no status reports, got "${c.flowControl}"`
         }
-      : true
+      : c.senderTimeoutMs <= c.heartbeatIntervalMs
+        ? {
+            path: ["senderTimeoutMs"],
+            message:
+              `senderTimeoutMs (${c.senderTimeoutMs}) must exceed heartbeatIntervalMs (${c.heartbeatIntervalMs}), ` +
+              "or idle senders would be timed out between heartbeats"
+          }
+        : c.receiverTimeoutMs < 4 * c.statusIntervalMs
+          ? {
+              path: ["receiverTimeoutMs"],
+              message:
+                `receiverTimeoutMs (${c.receiverTimeoutMs}) must be at least 4 × statusIntervalMs (${c.statusIntervalMs}), ` +
+                "or receivers would be timed out between their status reports"
+            }
+          : true
 
 /**
  * One connection: a multicast group + UDP port, its socket options and protocol timings.
@@ -454,7 +474,8 @@ const connectionEnvSpec = {
   flowControl: "string",
   receiverWindowBytes: "integer",
   statusIntervalMs: "integer",
-  receiverTimeoutMs: "integer"
+  receiverTimeoutMs: "integer",
+  dialect: "string"
 } as const satisfies { readonly [K in keyof typeof ConnectionConfig.fields]: Kind }
 
 /** The field names known at `path` of a spec (`[]` for the root), or undefined below a leaf. */
@@ -917,5 +938,25 @@ export const toEngineConfig = (distributor: DistributorConfig, connection: Conne
     Math.max(16, Math.floor(connection.recvBufferSize / 2048))
   ),
   statusIntervalMs: connection.statusIntervalMs,
-  receiverTimeoutMs: connection.receiverTimeoutMs
+  receiverTimeoutMs: connection.receiverTimeoutMs,
+  ...(connection.dialect === "pycast"
+    ? {
+        pycast: {
+          group: connection.group,
+          port: connection.port,
+          hostAddress: connection.interface !== "0.0.0.0" ? connection.interface : firstIpv4Address()
+        }
+      }
+    : {})
 })
+
+/**
+ * The host address pycast peers see in our packets when the connection uses the OS default
+ * interface: the first non-internal IPv4 address, else 127.0.0.1.
+ */
+const firstIpv4Address = (): string => {
+  for (const list of Object.values(networkInterfaces())) {
+    for (const a of list ?? []) if (a.family === "IPv4" && !a.internal) return a.address
+  }
+  return "127.0.0.1"
+}

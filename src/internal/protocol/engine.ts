@@ -5,6 +5,7 @@
  * `EngineSink` synchronously, inside the call that caused it.
  */
 import type { LossReason } from "../../DistributorError.js"
+import type { PycastEngineConfig } from "./pycastDialect.js"
 
 export interface EngineConfig {
   /** Identity carried in every packet. */
@@ -57,6 +58,11 @@ export interface EngineConfig {
   readonly statusIntervalMs: number
   /** A receiver whose status is not heard this long leaves flow control and presence. */
   readonly receiverTimeoutMs: number
+  /**
+   * Speak pycast's wire format on this connection instead of the native one (docs/PROTOCOL.md
+   * "pycast dialect"); undefined: native.
+   */
+  readonly pycast?: PycastEngineConfig
 }
 
 export type FlowControlMode = "min" | "max" | "none"
