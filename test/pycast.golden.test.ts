@@ -78,8 +78,8 @@ const pycastConfig = (overrides: Parameters<typeof testConfig>[0] = {}) =>
 
 /** An endpoint whose control session and first sender have the given pycast identities. */
 const endpointWith = (control: { senderId: number; startTime: number }, sender?: typeof PUB) => {
-  const ids = [pycastSessionId(control.startTime, control.senderId)]
-  if (sender !== undefined) ids.push(pycastSessionId(sender.startTime, sender.senderId))
+  const ids = [pycastSessionId("127.0.0.1", control.startTime, control.senderId)]
+  if (sender !== undefined) ids.push(pycastSessionId("127.0.0.1", sender.startTime, sender.senderId))
   const sink = recorder()
   const endpoint = new Endpoint({
     config: pycastConfig(),
@@ -220,7 +220,7 @@ describe("the pycast dialect's translation", () => {
   const dialect = pycastDialect(pycastConfig(), { group: "224.10.11.12", port: 5656, hostAddress: "127.0.0.2" })
 
   it("sessions, fragments and heartbeats in the engine's model", () => {
-    const id = pycastSessionId(PUB.startTime, PUB.senderId)
+    const id = pycastSessionId("127.0.0.1", PUB.startTime, PUB.senderId)
     expect(dialect.decode(find("sniff.txt", (p) => p.type === PycastType.Configuration).bytes)).toBeUndefined()
     const first = dialect.decode(all[1].bytes)
     if (first === undefined || isDecodeFailure(first) || first.kind !== PacketKind.Data) throw new Error("no data")
@@ -239,7 +239,7 @@ describe("the pycast dialect's translation", () => {
     expect(retransmission).toMatchObject({ kind: PacketKind.Data, retransmission: true, seq: 8 })
     expect(dialect.decode(find("sniff2.txt", (p) => p.type === PycastType.RetransmissionRqst).bytes)).toMatchObject({
       kind: PacketKind.Nak,
-      target: pycastSessionId(PUB2.startTime, PUB2.senderId),
+      target: pycastSessionId("127.0.0.1", PUB2.startTime, PUB2.senderId),
       ranges: [{ first: 8, last: 9 }]
     })
     // pycast only sends empty NAKs: nothing for the engine.
@@ -341,7 +341,12 @@ describe("what we send is pycast's layout, byte for byte", () => {
     const { endpoint, sink } = endpointWith(SUB2)
     const dialect = pycastDialect(pycastConfig(), { group: "224.10.11.12", port: 5656, hostAddress: "127.0.0.1" })
     const codec = dialect.session(
-      { sessionId: pycastSessionId(PUB2.startTime, PUB2.senderId), senderIndex: 0, host: "h", application: "test" },
+      {
+        sessionId: pycastSessionId("127.0.0.1", PUB2.startTime, PUB2.senderId),
+        senderIndex: 0,
+        host: "h",
+        application: "test"
+      },
       8192
     )
     const segment = (seq: number) => {

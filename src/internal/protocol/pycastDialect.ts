@@ -5,7 +5,7 @@
  *
  * | pycast                                   | engine model                                        |
  * | ---------------------------------------- | --------------------------------------------------- |
- * | (host address, sender id, start time)    | session: id = start time · 2^32 + sender id         |
+ * | (host address, sender id, start time)    | session (`pycastSessionId`)                         |
  * | UPDATE / RETRANSMISSION, flags 5         | Data, packed updates (retransmission flag: type 2)  |
  * | START / MORE / END segments              | First / Middle / Last fragments                     |
  * | START holding the whole update (bug)     | Data with one complete update                       |
@@ -46,12 +46,19 @@ export interface PycastEngineConfig {
   readonly hostAddress: string
 }
 
-/** The session id of a pycast sender: its start time (seconds) above its sender id. */
-export const pycastSessionId = (startTime: number, senderId: number): bigint =>
-  (BigInt(startTime) << 32n) | BigInt(senderId >>> 0)
+/**
+ * The session id of a pycast sender: (start time XOR host address) · 2^32 + sender id. The host
+ * takes part because pycast's sender ids are TCP ports counted from 61234, so two hosts started in
+ * the same second commonly share (sender id, start time).
+ */
+export const pycastSessionId = (host: string, startTime: number, senderId: number): bigint =>
+  (BigInt((startTime ^ reversedIpv4(host)) >>> 0) << 32n) | BigInt(senderId >>> 0)
 
-const senderIdOf = (id: bigint): number => Number(id & 0xffffffffn)
-const startTimeOf = (id: bigint): number => Number((id >> 32n) & 0xffffffffn)
+interface Pair {
+  readonly senderId: number
+  readonly startTime: number
+}
+const pairKey = (startTime: number, senderId: number): string => `${startTime}/${senderId}`
 
 const SOURCE_CACHE_MAX = 4096
 const APP_NAMES_MAX = 1024
@@ -143,16 +150,22 @@ export const pycastDialect = (config: EngineConfig, pycast: PycastEngineConfig):
   // Application names by id: ours is known; the others are learnt from CONFIGURATION packets.
   const appNames = new Map<number, string>([[appId, config.application]])
   const sources = new Map<string, Source>()
+  // A retransmission request names its target by (sender id, start time) only: our own sessions
+  // first (pycast answers whatever it is asked, so do we), then the remote ones we know.
+  const localByPair = new Map<string, bigint>()
+  const remoteByPair = new Map<string, bigint>()
+  const remotePairs = new Map<bigint, Pair>()
+
+  /** (sender id, start time) of a session: a remote one we heard, else one of ours. */
+  const pairOf = (id: bigint): Pair =>
+    remotePairs.get(id) ?? {
+      senderId: Number(id & 0xffffffffn),
+      startTime: (Number(id >> 32n) ^ reversedHost) >>> 0
+    }
 
   const headerFor = (id: bigint, type: number, flags: number): Uint8Array => {
-    const h: PycastHeader = {
-      type: type as PycastHeader["type"],
-      flags,
-      host: hostAddress,
-      senderId: senderIdOf(id),
-      startTime: startTimeOf(id),
-      appId
-    }
+    const { senderId, startTime } = pairOf(id)
+    const h: PycastHeader = { type: type as PycastHeader["type"], flags, host: hostAddress, senderId, startTime, appId }
     const b = new Uint8Array(PYCAST_HEADER_SIZE)
     writePycastHeader(b, h)
     return b
@@ -162,9 +175,16 @@ export const pycastDialect = (config: EngineConfig, pycast: PycastEngineConfig):
     const key = `${h.host}/${h.senderId}/${h.startTime}`
     let s = sources.get(key)
     if (s === undefined) {
-      if (sources.size >= SOURCE_CACHE_MAX) sources.clear()
+      if (sources.size >= SOURCE_CACHE_MAX) {
+        sources.clear()
+        remoteByPair.clear()
+        remotePairs.clear()
+      }
+      const sessionId = pycastSessionId(h.host, h.startTime, h.senderId)
+      remoteByPair.set(pairKey(h.startTime, h.senderId), sessionId)
+      remotePairs.set(sessionId, { senderId: h.senderId, startTime: h.startTime })
       s = {
-        sessionId: pycastSessionId(h.startTime, h.senderId),
+        sessionId,
         // pycast picks the first free port from 61234 as its sender id, so a restarted process
         // gets the same one: (host, application, sender id) recognises the restart.
         senderIndex: h.senderId & 0xffff,
@@ -245,7 +265,10 @@ export const pycastDialect = (config: EngineConfig, pycast: PycastEngineConfig):
         return {
           kind: PacketKind.Nak,
           source: sourceOf(p.header),
-          target: pycastSessionId(p.targetStartTime, p.targetSenderId),
+          target:
+            localByPair.get(pairKey(p.targetStartTime, p.targetSenderId)) ??
+            remoteByPair.get(pairKey(p.targetStartTime, p.targetSenderId)) ??
+            pycastSessionId(hostAddress, p.targetStartTime, p.targetSenderId),
           ranges: [{ first: p.low, last: p.high }]
         }
       case PycastType.RetransmissionNak: {
@@ -265,6 +288,8 @@ export const pycastDialect = (config: EngineConfig, pycast: PycastEngineConfig):
 
   const session = (source: Source, segmentSize: number): SessionCodec => {
     const id = source.sessionId
+    const { senderId, startTime } = pairOf(id)
+    localByPair.set(pairKey(startTime, senderId), id)
     const dataHeader = headerFor(id, PycastType.Update, PycastFlag.Complete)
     const fragment = (
       seq: number,
@@ -305,8 +330,8 @@ export const pycastDialect = (config: EngineConfig, pycast: PycastEngineConfig):
       const o = PYCAST_HEADER_SIZE
       writeU32(out, o, reversedGroup)
       writeU32(out, o + 4, pycast.port)
-      writeU32(out, o + 8, senderIdOf(id))
-      writeU32(out, o + 12, startTimeOf(id))
+      writeU32(out, o + 8, senderId)
+      writeU32(out, o + 12, startTime)
       writeU32(out, o + 16, config.heartbeatIntervalMs)
       writeU32(out, o + 20, PYCAST_CONFIGURATION_INTERVAL_MS)
       writeU32(out, o + 24, reversedHost)
@@ -328,7 +353,7 @@ export const pycastDialect = (config: EngineConfig, pycast: PycastEngineConfig):
         out.set(heartbeatHeader, 0)
         writeU32(out, PYCAST_HEADER_SIZE, reversedGroup)
         writeU32(out, PYCAST_HEADER_SIZE + 4, pycast.port)
-        writeU32(out, PYCAST_HEADER_SIZE + 8, senderIdOf(id))
+        writeU32(out, PYCAST_HEADER_SIZE + 8, senderId)
         writeU32(out, PYCAST_HEADER_SIZE + 12, highestSeq)
         return out
       },
@@ -361,13 +386,14 @@ export const pycastDialect = (config: EngineConfig, pycast: PycastEngineConfig):
         ranges.map(({ first, last }) => {
           checkSeq(first)
           checkSeq(last)
+          const pair = pairOf(target)
           const out = Buffer.allocUnsafe(PYCAST_HEADER_SIZE + 24 + tail.length)
           out.set(header, 0)
           const o = PYCAST_HEADER_SIZE
           writeU32(out, o, reversedHost)
-          writeU32(out, o + 4, senderIdOf(target))
+          writeU32(out, o + 4, pair.senderId)
           writeU32(out, o + 8, 0)
-          writeU32(out, o + 12, startTimeOf(target))
+          writeU32(out, o + 12, pair.startTime)
           writeU32(out, o + 16, first)
           writeU32(out, o + 20, last)
           out.set(tail, o + 24)
@@ -382,7 +408,11 @@ export const pycastDialect = (config: EngineConfig, pycast: PycastEngineConfig):
     decode,
     // pycast numbers a sender by a u32 id (it uses a free TCP port) and its start second.
     sessionId: (random, wallClockMs) =>
-      pycastSessionId(Math.max(0, Math.floor(wallClockMs / 1000)) >>> 0, 1 + Math.floor(random() * 0x7ffffffe)),
+      pycastSessionId(
+        hostAddress,
+        Math.max(0, Math.floor(wallClockMs / 1000)) >>> 0,
+        1 + Math.floor(random() * 0x7ffffffe)
+      ),
     session,
     control
   }
