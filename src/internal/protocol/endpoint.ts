@@ -33,6 +33,10 @@
  * stops. As a sender it keeps the remote receivers it hears (presence) and feeds their positions to
  * each local sender's `FlowWindow`; a receiver not heard for `receiverTimeoutMs` leaves.
  *
+ * Wire dialect (docs/PROTOCOL.md "pycast dialect"): datagrams are decoded and encoded by the
+ * connection's `Dialect` (native, or pycast's when `config.pycast` is set); the engine itself only
+ * sees its own packet model. Without Status in the dialect the endpoint never reports as a receiver.
+ *
  * Decoded payloads are views into the received datagram: the driver must not reuse receive buffers.
  */
 import { zeroEngineStats } from "./counters.js"
@@ -97,6 +101,10 @@ export interface EndpointOptions {
   /** Uniform in [0, 1); seeded in tests. Used for NAK back-off and (by default) session ids. */
   readonly random: () => number
   readonly now: number
+  /**
+   * Session ids (tests). Default: random 64-bit ids, or in the pycast dialect ids of pycast's form
+   * (`pycastSessionId`: host, start second, random sender id), which a replacement must keep.
+   */
   readonly newSessionId?: () => bigint
   /** Wall-clock ms since the epoch carried by Announce (informational); default: `now`. */
   readonly wallClock?: () => number
