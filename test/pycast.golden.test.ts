@@ -221,36 +221,36 @@ describe("the pycast dialect's translation", () => {
 
   it("sessions, fragments and heartbeats in the engine's model", () => {
     const id = pycastSessionId("127.0.0.1", PUB.startTime, PUB.senderId)
-    expect(dialect.decode(find("sniff.txt", (p) => p.type === PycastType.Configuration).bytes)).toBeUndefined()
-    const first = dialect.decode(all[1].bytes)
+    expect(dialect.decode(find("sniff.txt", (p) => p.type === PycastType.Configuration).bytes, 0)).toBeUndefined()
+    const first = dialect.decode(all[1].bytes, 0)
     if (first === undefined || isDecodeFailure(first) || first.kind !== PacketKind.Data) throw new Error("no data")
     // The application is known: its name came with the configuration (and it is ours, too).
     expect(first.source).toEqual({ sessionId: id, senderIndex: PUB.senderId, host: "127.0.0.1", application: "test" })
     expect(first.body).toMatchObject({ fragment: Fragment.First, topic: "/test/0000", totalLength: 0x2de1 })
-    expect(dialect.decode(all[2].bytes)).toMatchObject({ seq: 2, body: { fragment: Fragment.Last } })
+    expect(dialect.decode(all[2].bytes, 0)).toMatchObject({ seq: 2, body: { fragment: Fragment.Last } })
     const more = find("sniff.txt", (p) => p.header.flags === 2).bytes
-    expect(dialect.decode(more)).toMatchObject({ body: { fragment: Fragment.Middle }, retransmission: false })
-    expect(dialect.decode(find("sniff.txt", (p) => p.type === PycastType.Heartbeat).bytes)).toMatchObject({
+    expect(dialect.decode(more, 0)).toMatchObject({ body: { fragment: Fragment.Middle }, retransmission: false })
+    expect(dialect.decode(find("sniff.txt", (p) => p.type === PycastType.Heartbeat).bytes, 0)).toMatchObject({
       kind: PacketKind.Heartbeat,
       highestSeq: 536,
       oldestCached: -1
     })
-    const retransmission = dialect.decode(find("sniff2.txt", (p) => p.type === PycastType.Retransmission).bytes)
+    const retransmission = dialect.decode(find("sniff2.txt", (p) => p.type === PycastType.Retransmission).bytes, 0)
     expect(retransmission).toMatchObject({ kind: PacketKind.Data, retransmission: true, seq: 8 })
-    expect(dialect.decode(find("sniff2.txt", (p) => p.type === PycastType.RetransmissionRqst).bytes)).toMatchObject({
+    expect(dialect.decode(find("sniff2.txt", (p) => p.type === PycastType.RetransmissionRqst).bytes, 0)).toMatchObject({
       kind: PacketKind.Nak,
       target: pycastSessionId("127.0.0.1", PUB2.startTime, PUB2.senderId),
       ranges: [{ first: 8, last: 9 }]
     })
     // pycast only sends empty NAKs: nothing for the engine.
-    expect(dialect.decode(find("sniff2.txt", (p) => p.type === PycastType.RetransmissionNak).bytes)).toBeUndefined()
+    expect(dialect.decode(find("sniff2.txt", (p) => p.type === PycastType.RetransmissionNak).bytes, 0)).toBeUndefined()
   })
 
   it("pycast's single-segment large update (which pycast never completes) is delivered whole", () => {
     const single = all.filter((c) => c.file === "sniff4.txt" && c.bytes.length >= 8191)
     expect(single.length).toBe(6)
     for (const c of single) {
-      const p = dialect.decode(c.bytes)
+      const p = dialect.decode(c.bytes, 0)
       if (p === undefined || isDecodeFailure(p) || p.kind !== PacketKind.Data) throw new Error("no data")
       expect(p.body.fragment).toBe(Fragment.None)
       if (p.body.fragment !== Fragment.None) continue

@@ -51,10 +51,17 @@ const addOurs = (net: SimNetwork, name: string, host: string, overrides: Partial
   return ours!
 }
 
-const addModel = (net: SimNetwork, name: string, host: string, senderId: number, publisher = true): PycastModel => {
+const addModel = (
+  net: SimNetwork,
+  name: string,
+  host: string,
+  senderId: number,
+  publisher = true,
+  startTime = 1_765_000_000
+): PycastModel => {
   let model: PycastModel | undefined
   net.addNode(name, (node) => {
-    model = new PycastModel({ host, senderId, startTime: 1_765_000_000 }, node.send, net.now, "test", publisher)
+    model = new PycastModel({ host, senderId, startTime }, node.send, net.now, "test", publisher)
     return model
   })
   return model!
@@ -141,6 +148,28 @@ describe("pycast dialect in a mixed group (simulator)", () => {
     expect(pub.endpoint.stats.retransmissionsSent).toBeGreaterThan(0)
     // No native packet ever left: no Status, Goodbye or Lost in this dialect.
     expect(pub.endpoint.stats.statusSent + ours.endpoint.stats.statusSent).toBe(0)
+  })
+
+  it("a pycast session that starts while our receiver listens is repaired from its first segment (its start time stands in for the fresh mark)", () => {
+    const net = new SimNetwork({ seed: "pycast-fresh", defaultLink: { classify } })
+    const ours = addOurs(net, "ours", "10.0.0.2") // wall clock 1 765 000 000 s at t = 0
+    net.runFor(5000)
+    // Its first three segments (a large update and a small one) never reach us.
+    net.setLinkAll({
+      classify,
+      drop: (b, ctx) => ctx.class === "data" && b[2] === PycastType.Update && Buffer.from(b).readUInt32BE(20) <= 3
+    })
+    const model = addModel(net, "pycast", "10.0.0.1", 61234, true, 1_765_000_005)
+    const updates = [
+      { topic: "/test/a", payload: payloadFor(1, 12_000) },
+      { topic: "/test/b", payload: payloadFor(2, 40) },
+      { topic: "/test/c", payload: payloadFor(3, 50) }
+    ]
+    updates.forEach((u, i) => net.schedule(net.now + 1 + i, (now) => model.publish(u.topic, u.payload, now)))
+    net.runFor(2000)
+    expect(model.requestsHeard.length).toBeGreaterThan(0)
+    expect(ours.sink.losses).toEqual([])
+    expect(ours.sink.updates.map((u) => hex(u.payload))).toEqual(updates.map((u) => hex(u.payload)))
   })
 
   it("a segment evicted from our publisher's cache cannot be reported (pycast has no Lost): receivers give up after their retries", () => {

@@ -70,8 +70,9 @@ export interface Dialect {
   /**
    * A datagram → a packet of the engine's model, a failure (counted, dropped), or undefined for a
    * well-formed datagram that carries nothing for the engine (pycast's CONFIGURATION, empty NAK).
+   * `now` is the engine's clock (the native codec ignores it).
    */
-  decode(bytes: Uint8Array): Packet | DecodeFailure | undefined
+  decode(bytes: Uint8Array, now: number): Packet | DecodeFailure | undefined
   /** A new session id; undefined: the endpoint draws a random 64-bit id. */
   sessionId?(random: () => number, wallClockMs: number): bigint
   session(source: Source, segmentSize: number): SessionCodec

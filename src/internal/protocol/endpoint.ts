@@ -180,9 +180,13 @@ export class Endpoint implements SenderHost, ReceiverHost {
     this.random = options.random
     this.wallClock = options.wallClock
     const random = options.random
-    const dialect = this.config.pycast !== undefined ? pycastDialect(this.config, this.config.pycast) : nativeDialect
-    this.dialect = dialect
     const wallClock = options.wallClock
+    const wall = wallClock !== undefined ? () => wallClock() : (now: number) => now
+    const dialect =
+      this.config.pycast !== undefined
+        ? pycastDialect(this.config, this.config.pycast, wall, wall(options.now))
+        : nativeDialect
+    this.dialect = dialect
     const given = options.newSessionId
     this.newSessionId =
       given !== undefined
@@ -359,7 +363,7 @@ export class Endpoint implements SenderHost, ReceiverHost {
     stats.datagramsIn++
     stats.bytesIn += bytes.length
     if (this.closed) return
-    const p = this.dialect.decode(bytes)
+    const p = this.dialect.decode(bytes, now)
     if (p === undefined) return
     if (isDecodeFailure(p)) {
       stats.decodeErrors++

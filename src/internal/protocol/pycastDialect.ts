@@ -141,8 +141,25 @@ class PycastSegmentWriter implements SegmentWriter {
   }
 }
 
-/** The pycast dialect of one endpoint. */
-export const pycastDialect = (config: EngineConfig, pycast: PycastEngineConfig): Dialect => {
+/**
+ * A session that started at least this long after the endpoint opened (by its start time, whole
+ * seconds) began while the endpoint was listening.
+ */
+const FRESH_START_MARGIN_MS = 2000
+
+/**
+ * The pycast dialect of one endpoint. `wallClock(now)` is the wall clock (ms since the epoch) at the
+ * engine time `now`, `openedAt` the wall clock when the endpoint opened: pycast has no fresh mark,
+ * so a session is taken as fresh (its receivers synchronise at sequence 1 and repair its head, docs/
+ * PROTOCOL.md "Fresh sessions") when its start time is at least 2 s after the endpoint opened and
+ * less than `senderTimeoutMs` ago. Across hosts this relies on their clocks agreeing within ~1 s.
+ */
+export const pycastDialect = (
+  config: EngineConfig,
+  pycast: PycastEngineConfig,
+  wallClock: (now: number) => number = (now) => now,
+  openedAt = Number.POSITIVE_INFINITY
+): Dialect => {
   const appId = pycastAppId(config.application)
   const hostAddress = pycast.hostAddress
   const reversedHost = reversedIpv4(hostAddress)
@@ -196,13 +213,19 @@ export const pycastDialect = (config: EngineConfig, pycast: PycastEngineConfig):
     return s
   }
 
-  const decode = (bytes: Uint8Array): Packet | DecodeFailure | undefined => {
+  const isFresh = (startTime: number, now: number): boolean => {
+    const started = startTime * 1000
+    return started >= openedAt + FRESH_START_MARGIN_MS && wallClock(now) - started < config.senderTimeoutMs
+  }
+
+  const decode = (bytes: Uint8Array, now: number): Packet | DecodeFailure | undefined => {
     const p = decodePycast(bytes)
     if (isPycastFailure(p)) return p
     switch (p.type) {
       case PycastType.Update:
       case PycastType.Retransmission: {
         const source = sourceOf(p.header)
+        const fresh = isFresh(p.header.startTime, now)
         const retransmission = p.type === PycastType.Retransmission
         const b = p.body
         switch (b.kind) {
@@ -211,7 +234,7 @@ export const pycastDialect = (config: EngineConfig, pycast: PycastEngineConfig):
               kind: PacketKind.Data,
               source,
               retransmission,
-              fresh: false,
+              fresh,
               seq: p.seq,
               body: { fragment: Fragment.None, updates: b.updates }
             }
@@ -223,7 +246,7 @@ export const pycastDialect = (config: EngineConfig, pycast: PycastEngineConfig):
                   kind: PacketKind.Data,
                   source,
                   retransmission,
-                  fresh: false,
+                  fresh,
                   seq: p.seq,
                   body: { fragment: Fragment.None, updates: [{ topic: b.topic, payload: b.chunk }] }
                 }
@@ -231,7 +254,7 @@ export const pycastDialect = (config: EngineConfig, pycast: PycastEngineConfig):
                   kind: PacketKind.Data,
                   source,
                   retransmission,
-                  fresh: false,
+                  fresh,
                   seq: p.seq,
                   body: { fragment: Fragment.First, topic: b.topic, totalLength: b.totalLength, chunk: b.chunk }
                 }
@@ -240,7 +263,7 @@ export const pycastDialect = (config: EngineConfig, pycast: PycastEngineConfig):
               kind: PacketKind.Data,
               source,
               retransmission,
-              fresh: false,
+              fresh,
               seq: p.seq,
               body: { fragment: b.kind === "more" ? Fragment.Middle : Fragment.Last, chunk: b.chunk }
             }
@@ -253,7 +276,7 @@ export const pycastDialect = (config: EngineConfig, pycast: PycastEngineConfig):
           source: sourceOf(p.header),
           highestSeq: p.lastSeq,
           oldestCached: -1,
-          fresh: false
+          fresh: isFresh(p.header.startTime, now)
         }
       case PycastType.Configuration:
         if (!appNames.has(p.appId) && appNames.size < APP_NAMES_MAX) {
