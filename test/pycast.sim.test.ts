@@ -165,7 +165,9 @@ describe("pycast dialect in a mixed group (simulator)", () => {
       { topic: "/test/b", payload: payloadFor(2, 40) },
       { topic: "/test/c", payload: payloadFor(3, 50) }
     ]
-    updates.forEach((u, i) => net.schedule(net.now + 1 + i, (now) => model.publish(u.topic, u.payload, now)))
+    updates.forEach((u, i) => {
+      net.schedule(net.now + 1 + i, (now) => model.publish(u.topic, u.payload, now))
+    })
     net.runFor(2000)
     expect(model.requestsHeard.length).toBeGreaterThan(0)
     expect(ours.sink.losses).toEqual([])
