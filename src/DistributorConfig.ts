@@ -17,7 +17,7 @@
  *
  * @since 0.1.0
  */
-import { hostname } from "node:os"
+import { hostname, networkInterfaces } from "node:os"
 import * as Config from "effect/Config"
 import * as ConfigError from "effect/ConfigError"
 import * as Effect from "effect/Effect"
@@ -402,26 +402,46 @@ const connectionFields = {
   connectionBufferBytes: Schema.optionalWith(IntBetween(MiB, Number.MAX_SAFE_INTEGER), {
     default: () => 256 * MiB,
     exact: true
-  })
+  }),
+  /**
+   * Wire format of this connection: `"native"` (this library's protocol) or `"pycast"` (the Python
+   * system this project grew from, so pycast nodes and ours share one group; docs/PROTOCOL.md
+   * "pycast dialect"). pycast has no flow control and a fixed segment size, so `"pycast"` requires
+   * `segmentSize: 8192` and `flowControl: "none"`. Default: `"native"`.
+   */
+  dialect: Schema.optionalWith(Schema.Literal("native", "pycast"), { default: () => "native" as const, exact: true })
 }
+
+/** pycast's segment size: its receivers read datagrams into 8 192-byte buffers and pack by it. */
+export const PYCAST_SEGMENT_SIZE = 8192
 
 /** Rules between fields. Each field alone is already valid when this runs. */
 const connectionConsistency = (c: Schema.Struct.Type<typeof connectionFields>) =>
-  c.senderTimeoutMs <= c.heartbeatIntervalMs
+  c.dialect === "pycast" && c.segmentSize !== PYCAST_SEGMENT_SIZE
     ? {
-        path: ["senderTimeoutMs"],
-        message:
-          `senderTimeoutMs (${c.senderTimeoutMs}) must exceed heartbeatIntervalMs (${c.heartbeatIntervalMs}), ` +
-          "or idle senders would be timed out between heartbeats"
+        path: ["segmentSize"],
+        message: `dialect "pycast" requires segmentSize ${PYCAST_SEGMENT_SIZE} (pycast's fixed segment size), got ${c.segmentSize}`
       }
-    : c.receiverTimeoutMs < 4 * c.statusIntervalMs
+    : c.dialect === "pycast" && c.flowControl !== "none"
       ? {
-          path: ["receiverTimeoutMs"],
-          message:
-            `receiverTimeoutMs (${c.receiverTimeoutMs}) must be at least 4 × statusIntervalMs (${c.statusIntervalMs}), ` +
-            "or receivers would be timed out between their status reports"
+          path: ["flowControl"],
+          message: `dialect "pycast" requires flowControl "none": pycast receivers send no status reports, got "${c.flowControl}"`
         }
-      : true
+      : c.senderTimeoutMs <= c.heartbeatIntervalMs
+        ? {
+            path: ["senderTimeoutMs"],
+            message:
+              `senderTimeoutMs (${c.senderTimeoutMs}) must exceed heartbeatIntervalMs (${c.heartbeatIntervalMs}), ` +
+              "or idle senders would be timed out between heartbeats"
+          }
+        : c.receiverTimeoutMs < 4 * c.statusIntervalMs
+          ? {
+              path: ["receiverTimeoutMs"],
+              message:
+                `receiverTimeoutMs (${c.receiverTimeoutMs}) must be at least 4 × statusIntervalMs (${c.statusIntervalMs}), ` +
+                "or receivers would be timed out between their status reports"
+            }
+          : true
 
 /**
  * One connection: a multicast group + UDP port, its socket options and protocol timings.
@@ -486,7 +506,8 @@ const connectionEnvSpec = {
   maxRemoteSessions: "integer",
   retransmitRateBytes: "integer",
   sessionBufferBytes: "integer",
-  connectionBufferBytes: "integer"
+  connectionBufferBytes: "integer",
+  dialect: "string"
 } as const satisfies { readonly [K in keyof typeof ConnectionConfig.fields]: Kind }
 
 /** The field names known at `path` of a spec (`[]` for the root), or undefined below a leaf. */
@@ -953,5 +974,25 @@ export const toEngineConfig = (distributor: DistributorConfig, connection: Conne
   maxRemoteSessions: connection.maxRemoteSessions,
   retransmitRateBytes: connection.retransmitRateBytes,
   ...(connection.sessionBufferBytes !== undefined ? { sessionBufferBytes: connection.sessionBufferBytes } : {}),
-  connectionBufferBytes: connection.connectionBufferBytes
+  connectionBufferBytes: connection.connectionBufferBytes,
+  ...(connection.dialect === "pycast"
+    ? {
+        pycast: {
+          group: connection.group,
+          port: connection.port,
+          hostAddress: connection.interface !== "0.0.0.0" ? connection.interface : firstIpv4Address()
+        }
+      }
+    : {})
 })
+
+/**
+ * The host address pycast peers see in our packets when the connection uses the OS default
+ * interface: the first non-internal IPv4 address, else 127.0.0.1.
+ */
+const firstIpv4Address = (): string => {
+  for (const list of Object.values(networkInterfaces())) {
+    for (const a of list ?? []) if (a.family === "IPv4" && !a.internal) return a.address
+  }
+  return "127.0.0.1"
+}

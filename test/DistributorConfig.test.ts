@@ -80,7 +80,8 @@ describe("defaults", () => {
       receiverTimeoutMs: 2000,
       maxRemoteSessions: 1024,
       retransmitRateBytes: 4 * MiB,
-      connectionBufferBytes: 256 * MiB
+      connectionBufferBytes: 256 * MiB,
+      dialect: "native"
     })
     expect(config.key).toBe("239.1.2.3:6000")
     expect(new ConnectionConfig().key).toBe("239.192.0.1:5197")
@@ -137,6 +138,30 @@ describe("defaults", () => {
     expect(error.path).toBe("receiverTimeoutMs")
     expect(failure(decodeConnectionConfig({ flowControl: "fastest" })).path).toBe("flowControl")
     expect(succeed(decodeConnectionConfig({ flowControl: "none", name: "desk-7" })).name).toBe("desk-7")
+  })
+
+  it("dialect pycast requires pycast's segment size and no flow control; its engine config names group and host", () => {
+    const size = failure(decodeConnectionConfig({ dialect: "pycast", flowControl: "none" }))
+    expect(size.reason).toBe("Inconsistent")
+    expect(size.path).toBe("segmentSize")
+    expect(size.detail).toMatch(/requires segmentSize 8192/)
+    const flow = failure(decodeConnectionConfig({ dialect: "pycast", segmentSize: 8192 }))
+    expect(flow.path).toBe("flowControl")
+    expect(flow.detail).toMatch(/pycast receivers send no status/)
+    expect(failure(decodeConnectionConfig({ dialect: "python" })).path).toBe("dialect")
+    const c = succeed(
+      decodeConnectionConfig({
+        dialect: "pycast",
+        segmentSize: 8192,
+        flowControl: "none",
+        group: "224.10.11.12",
+        port: 5656,
+        interface: "127.0.0.1"
+      })
+    )
+    const e = toEngineConfig(new DistributorConfig(), c)
+    expect(e.pycast).toEqual({ group: "224.10.11.12", port: 5656, hostAddress: "127.0.0.1" })
+    expect(toEngineConfig(new DistributorConfig(), new ConnectionConfig()).pycast).toBeUndefined()
   })
 })
 

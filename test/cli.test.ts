@@ -157,6 +157,72 @@ describe("distributor command line", () => {
   )
 
   it.live(
+    "--dialect pycast: pub → sub with 5% send and receive loss and segmented updates; --await-receivers is refused",
+    () =>
+      Effect.promise(async () => {
+        const count = 600
+        const refused = complete(["pub", "--dialect", "pycast", ...loopback(4), "--await-receivers", "1"])
+        const sub = distributor([
+          "sub",
+          "--dialect",
+          "pycast",
+          ...loopback(5),
+          "--publishers",
+          "1",
+          "--receive-loss",
+          "5",
+          "--on-loss",
+          "report",
+          "--duration",
+          "45s",
+          "--seed",
+          "2",
+          "--json-lines"
+        ])
+        try {
+          await sub.line(isType("ready"))
+          // pycast has no fresh mark: the session's start second must be 2 s after the subscriber
+          // opened for it to repair the session's head (docs/PROTOCOL.md "pycast dialect").
+          await new Promise((resolve) => setTimeout(resolve, 3500))
+          const pub = await complete([
+            "pub",
+            "--dialect",
+            "pycast",
+            ...loopback(5),
+            "--count",
+            String(count),
+            "--rate",
+            "1000",
+            "--topics",
+            "3",
+            "--size",
+            "40-20000",
+            "--send-loss",
+            "5",
+            "--seed",
+            "3",
+            "--json"
+          ])
+          expect(pub.code).toBe(0)
+          expect(pub.summary).toMatchObject({ published: count, endMarkers: 3, interrupted: false })
+          expect(pub.summary.retransmissionsSent).toBeGreaterThan(0)
+          const s = json(await sub.line(isType("summary")))
+          expect(await sub.exit).toBe(0)
+          expect(s).toMatchObject({ stopReason: "publishers", unreportedMissing: 0, duplicates: 0, ok: true })
+          expect(s.received + s.missing).toBe(count)
+          expect(s.naksSent).toBeGreaterThan(0)
+          expect(s.retransmissionsReceived).toBeGreaterThan(0)
+          const r = await refused
+          expect(r.code).toBe(2)
+          expect(r.stderr).toContain("pycast receivers do not send")
+        } finally {
+          sub.child.kill()
+        }
+      }),
+    90_000
+  )
+
+  it.live(
     "demo with a short duration exits 0 and reports zero unreported loss",
     () =>
       Effect.promise(async () => {

@@ -41,6 +41,7 @@ export interface DemoOptions {
   readonly loss: number
   readonly sendLoss: number
   readonly seed: number
+  readonly dialect: Opt.DialectName
   readonly drain: number
   readonly consolePort: Option.Option<number>
   readonly noConsole: boolean
@@ -58,7 +59,13 @@ const run = (o: DemoOptions) =>
   Effect.gen(function* () {
     const reporter = new Reporter("demo", o)
     const topics = Array.from({ length: o.topics }, (_, i) => `/demo/${i}`)
-    const config = { group: o.group, port: o.port, interface: "127.0.0.1", loopback: true }
+    const config = {
+      group: o.group,
+      port: o.port,
+      interface: "127.0.0.1",
+      loopback: true,
+      ...Opt.dialectConfig(o.dialect)
+    }
     const key = `${o.group}:${o.port}`
     const state = makePubState()
     let source: Connection.Source | undefined
@@ -160,12 +167,19 @@ const run = (o: DemoOptions) =>
           source = publisher.source
           state.session = publisher.source.sessionIdHex
           yield* Effect.addFinalizer(() => sendEndMarkers(publisher, topics, state))
-          // Flow control paces the publisher by its receivers: start once both report status.
-          yield* publisher.awaitReceivers(subscribers.length).pipe(Effect.timeout("2 seconds"), Effect.ignore)
-          const present = yield* connection.receivers
-          reporter.info(
-            `Receivers present: ${present.map((r) => `${r.receiver.name}@${r.receiver.host}`).join(", ") || "none"}`
-          )
+          if (o.dialect === "pycast") {
+            // No status reports in pycast: the subscribers were registered first; give their
+            // sockets a moment, then go (no flow control).
+            yield* Effect.sleep(200)
+            reporter.info("pycast dialect: no presence or flow control")
+          } else {
+            // Flow control paces the publisher by its receivers: start once both report status.
+            yield* publisher.awaitReceivers(subscribers.length).pipe(Effect.timeout("2 seconds"), Effect.ignore)
+            const present = yield* connection.receivers
+            reporter.info(
+              `Receivers present: ${present.map((r) => `${r.receiver.name}@${r.receiver.host}`).join(", ") || "none"}`
+            )
+          }
           state.startedAt = Date.now()
           yield* publishLoop(publisher, topics, { rate: o.rate, size: o.size, durationMs: o.duration }, state)
           yield* sendEndMarkers(publisher, topics, state)
@@ -324,6 +338,7 @@ export const command = Command.make(
     ),
     sendLoss: Opt.percent("send-loss", "Simulated loss at the publisher: datagrams dropped before the socket.", 0),
     seed: Opt.seed,
+    dialect: Opt.dialect,
     drain: Opt.durationWithDefault(
       "drain",
       "After publishing, wait at most this long for the subscribers to catch up.",

@@ -15,7 +15,7 @@ import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import type * as Connection from "../Connection.js"
 import * as Distributor from "../Distributor.js"
-import type { InvalidTopic } from "../DistributorError.js"
+import { InvalidConfig, type InvalidTopic } from "../DistributorError.js"
 import * as Topic from "../Topic.js"
 import * as Transport from "../Transport.js"
 import * as Opt from "./internal/options.js"
@@ -55,6 +55,7 @@ export interface PubOptions {
   readonly linger: number
   readonly awaitReceivers: number
   readonly flowControl: "min" | "max" | "none"
+  readonly dialect: Opt.DialectName
   readonly consolePort: Option.Option<number>
   readonly json: boolean
   readonly jsonLines: boolean
@@ -249,6 +250,13 @@ export const linger = (
 const run = (o: PubOptions) =>
   Effect.gen(function* () {
     const reporter = new Reporter("pub", o)
+    if (o.dialect === "pycast" && o.awaitReceivers > 0) {
+      return yield* new InvalidConfig({
+        reason: "Inconsistent",
+        path: "awaitReceivers",
+        detail: "--await-receivers needs status reports, which pycast receivers do not send (--dialect pycast)"
+      })
+    }
     const topics = yield* topicList(o)
     const state = makePubState()
     let key = `${o.group}:${o.port}`
@@ -268,6 +276,8 @@ const run = (o: PubOptions) =>
         port: o.port,
         interface: o.iface,
         flowControl: o.flowControl,
+        // pycast: segment size 8192 and no flow control (its receivers send no status).
+        ...Opt.dialectConfig(o.dialect),
         ...(Option.isSome(o.holdbackDelay) ? { holdbackDelayMs: o.holdbackDelay.value } : {}),
         ...(Option.isSome(o.holdbackThreshold) ? { holdbackThreshold: o.holdbackThreshold.value } : {})
       })
@@ -462,10 +472,11 @@ export const command = Command.make(
     ).pipe(Options.withDefault(0)),
     flowControl: Options.choice("flow-control", ["min", "max", "none"] as const).pipe(
       Options.withDescription(
-        "Pace publishing by the slowest receiver (min), the fastest (max), or not at all (none)."
+        "Pace publishing by the slowest receiver (min), the fastest (max), or not at all (none; always with --dialect pycast)."
       ),
       Options.withDefault("min" as const)
     ),
+    dialect: Opt.dialect,
     linger: Opt.durationWithDefault(
       "linger",
       "After the last update, keep answering retransmission requests until none came for 1 s, at most this long.",
@@ -486,7 +497,8 @@ export const command = Command.make(
         "distributor pub -i 127.0.0.1 --rate 1000 --duration 10s",
         "distributor pub -i 127.0.0.1 --rate 0 --size 1024 --await-receivers 2 --duration 5s",
         "distributor pub -i 127.0.0.1 --count 50000 --rate 0 --size 64-1024 --send-loss 5 --json",
-        "distributor pub -g 239.192.0.2 -p 6000 -t /prices/eq/ABC -t /prices/eq/DEF --rate 10"
+        "distributor pub -g 239.192.0.2 -p 6000 -t /prices/eq/ABC -t /prices/eq/DEF --rate 10",
+        "distributor pub --dialect pycast --application test -g 224.10.11.12 -p 5656 -i 127.0.0.1 -t /test/0000 --rate 10"
       ]
     )
   )

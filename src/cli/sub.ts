@@ -33,6 +33,7 @@ export interface SubOptions {
   readonly port: number
   readonly iface: string
   readonly application: string
+  readonly dialect: Opt.DialectName
   readonly name: Option.Option<string>
   readonly onLoss: "stop" | "report"
   readonly receiveLoss: number
@@ -111,6 +112,7 @@ const run = (o: SubOptions) =>
         group: o.group,
         port: o.port,
         interface: o.iface,
+        ...Opt.dialectConfig(o.dialect),
         ...(Option.isSome(o.name) ? { name: o.name.value } : {})
       })
       key = connection.key
@@ -164,7 +166,7 @@ const run = (o: SubOptions) =>
       const subscribedAt = preciseNow()
       for (const v of verifiers) v.subscribedAt = subscribedAt
       reporter.info(
-        `Subscribed to ${patterns.join(" ")} on ${key} (interface ${o.iface})` +
+        `Subscribed to ${patterns.join(" ")} on ${key} (interface ${o.iface}${o.dialect === "pycast" ? ", pycast dialect" : ""})` +
           (o.receiveLoss > 0 ? ` with ${o.receiveLoss * 100}% simulated receive loss` : "") +
           `; on irrecoverable loss: ${o.onLoss}.`
       )
@@ -318,6 +320,7 @@ export const command = Command.make(
     port: Opt.port(5197),
     iface: Opt.iface("0.0.0.0"),
     application: Opt.application("distributor-sub"),
+    dialect: Opt.dialect,
     name: Options.text("name").pipe(
       Options.withDescription("This subscriber's name as a receiver, shown to publishers (presence, console)."),
       Options.optional
@@ -359,6 +362,7 @@ export const command = Command.make(
         "distributor sub -i 127.0.0.1 '/distributor/...'",
         "distributor sub -i 127.0.0.1 --publishers 1 --receive-loss 5 --json",
         "distributor sub -i 127.0.0.1 --name risk-engine '/prices/...'",
+        "distributor sub --dialect pycast -g 224.10.11.12 -p 5656 -i 127.0.0.1 '/test/...'",
         "distributor sub -g 239.192.0.2 -p 6000 '/prices/*/ABC' '/prices/fx/...' --on-loss report --duration 1m"
       ]
     )

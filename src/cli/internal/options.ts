@@ -125,6 +125,20 @@ export const application = (fallback: string) =>
     Options.withDefault(fallback)
   )
 
+export type DialectName = "native" | "pycast"
+
+export const dialect = Options.choice("dialect", ["native", "pycast"] as const).pipe(
+  Options.withDescription(
+    "Wire format: native, or pycast's, to share the group with pycast (Python) nodes " +
+      "(segment size 8192, no flow control or presence)."
+  ),
+  Options.withDefault("native" as const)
+)
+
+/** The connection fields a dialect needs: pycast fixes the segment size and has no flow control. */
+export const dialectConfig = (dialect: DialectName) =>
+  dialect === "pycast" ? ({ dialect: "pycast", segmentSize: 8192, flowControl: "none" } as const) : {}
+
 export const seed = Options.integer("seed").pipe(
   Options.withDescription("Seed of the simulated loss (the same seed drops the same datagrams)."),
   Options.withDefault(1)

@@ -35,9 +35,14 @@
  * stops. As a sender it keeps the remote receivers it hears (presence) and feeds their positions to
  * each local sender's `FlowWindow`; a receiver not heard for `receiverTimeoutMs` leaves.
  *
+ * Wire dialect (docs/PROTOCOL.md "pycast dialect"): datagrams are decoded and encoded by the
+ * connection's `Dialect` (native, or pycast's when `config.pycast` is set); the engine itself only
+ * sees its own packet model. Without Status in the dialect the endpoint never reports as a receiver.
+ *
  * Decoded payloads are views into the received datagram: the driver must not reuse receive buffers.
  */
 import { zeroEngineStats } from "./counters.js"
+import { type ControlCodec, type Dialect, nativeDialect } from "./dialect.js"
 import {
   type ConflictReason,
   connectionBufferBytes,
@@ -61,16 +66,14 @@ import {
 import { makeSenderFlow } from "./flow.js"
 import { DeadlineHeap } from "./heap.js"
 import { PacketKind, type SeqRange, type Source, type StatusEntry, type StatusPacket } from "./packets.js"
+import { pycastDialect } from "./pycastDialect.js"
 import { type ReceiverHost, RemoteSession } from "./receiver.js"
 import { LocalSender, type PublishResult, type SenderHost } from "./sender.js"
 import {
-  decode,
-  encodeNak,
   encodeReceiverName,
   encodeStatus,
   isDecodeFailure,
   makeSourcePrefix,
-  maxRangesPerPacket,
   type SourcePrefix,
   STATUS_ENTRY_SIZE,
   statusHeaderSize
@@ -122,6 +125,10 @@ export interface EndpointOptions {
   /** Uniform in [0, 1); seeded in tests. Used for NAK back-off and (by default) session ids. */
   readonly random: () => number
   readonly now: number
+  /**
+   * Session ids (tests). Default: random 64-bit ids, or in the pycast dialect ids of pycast's form
+   * (`pycastSessionId`: host, start second, random sender id), which a replacement must keep.
+   */
   readonly newSessionId?: () => bigint
   /** Wall-clock ms since the epoch carried by Announce (informational); default: `now`. */
   readonly wallClock?: () => number
@@ -144,8 +151,10 @@ export class Endpoint implements SenderHost, ReceiverHost {
   /** NAK packets received for this endpoint's sessions, per requesting host (web console). */
   readonly nakRequesters = new Map<string, number>()
   readonly random: () => number
+  /** The wire dialect of this connection (native, or pycast's). */
+  readonly dialect: Dialect
   private readonly sink: EngineSink
-  private readonly newSessionId: () => bigint
+  private readonly newSessionId: (now: number) => bigint
   private readonly wallClock: (() => number) | undefined
   private closed = false
 
@@ -155,6 +164,7 @@ export class Endpoint implements SenderHost, ReceiverHost {
   /** Ids of every session this endpoint ever owned (loopback filter). */
   private readonly ownIds = new Set<bigint>()
   private readonly control: SourcePrefix
+  private readonly controlCodec: ControlCodec
   private readonly maxNakRanges: number
   /** From this time on, a fresh session first heard is synchronised at sequence 1. */
   private readonly freshSyncFrom: number
@@ -211,20 +221,33 @@ export class Endpoint implements SenderHost, ReceiverHost {
     this.random = options.random
     this.wallClock = options.wallClock
     const random = options.random
+    const wallClock = options.wallClock
+    const wall = wallClock !== undefined ? () => wallClock() : (now: number) => now
+    const dialect =
+      this.config.pycast !== undefined
+        ? pycastDialect(this.config, this.config.pycast, wall, wall(options.now))
+        : nativeDialect
+    this.dialect = dialect
+    const given = options.newSessionId
     this.newSessionId =
-      options.newSessionId ??
-      (() => (BigInt(Math.floor(random() * 4294967296)) << 32n) | BigInt(Math.floor(random() * 4294967296)))
+      given !== undefined
+        ? () => given()
+        : dialect.sessionId !== undefined
+          ? (now) => dialect.sessionId!(random, wallClock !== undefined ? wallClock() : now)
+          : () => (BigInt(Math.floor(random() * 4294967296)) << 32n) | BigInt(Math.floor(random() * 4294967296))
     this.stats = zeroEngineStats()
-    const controlId = this.freshId()
-    this.control = makeSourcePrefix({
-      sessionId: controlId,
+    const controlSource: Source = {
+      sessionId: this.freshId(options.now),
       senderIndex: CONTROL_SENDER_INDEX,
       host: this.config.host,
       application: this.config.application
-    })
-    this.maxNakRanges = maxRangesPerPacket(this.control, this.config.segmentSize)
+    }
+    this.control = makeSourcePrefix(controlSource)
+    this.controlCodec = dialect.control(controlSource, this.config.segmentSize)
+    this.maxNakRanges = this.controlCodec.maxNakRanges
     this.freshSyncFrom = options.now + freshWindowMs(this.config) + FRESH_JOIN_MARGIN_MS
-    this.listening = this.config.listening ?? false
+    // Status (flow control, presence) exists only in the native dialect.
+    this.listening = dialect.status && (this.config.listening ?? false)
     this.nameBytes = encodeReceiverName(this.config.receiverName)
     this.maxStatusEntries = Math.max(
       1,
@@ -246,9 +269,9 @@ export class Endpoint implements SenderHost, ReceiverHost {
   }
 
   /** A session id not used by this endpoint yet. */
-  private freshId(): bigint {
-    let id = this.newSessionId()
-    while (this.ownIds.has(id)) id = this.newSessionId()
+  private freshId(now: number): bigint {
+    let id = this.newSessionId(now)
+    while (this.ownIds.has(id)) id = this.newSessionId(now)
     this.ownIds.add(id)
     return id
   }
@@ -359,10 +382,11 @@ export class Endpoint implements SenderHost, ReceiverHost {
     const max = this.maxNakRanges
     for (let i = 0; i < ranges.length; i += max) {
       this.stats.naksSent++
-      this.emit(
-        encodeNak(this.control, target, i === 0 && ranges.length <= max ? ranges : ranges.slice(i, i + max)),
-        now
+      const datagrams = this.controlCodec.nak(
+        target,
+        i === 0 && ranges.length <= max ? ranges : ranges.slice(i, i + max)
       )
+      for (let k = 0; k < datagrams.length; k++) this.emit(datagrams[k], now)
     }
   }
 
@@ -380,7 +404,7 @@ export class Endpoint implements SenderHost, ReceiverHost {
 
   openSender(now: number): LocalSender {
     if (this.closed) throw new Error("Endpoint.openSender: endpoint is closed")
-    const sessionId = this.freshId()
+    const sessionId = this.freshId(now)
     const session: SessionInfo = {
       sessionId,
       sessionIdHex: hex16(sessionId),
@@ -461,7 +485,8 @@ export class Endpoint implements SenderHost, ReceiverHost {
     stats.datagramsIn++
     stats.bytesIn += bytes.length
     if (this.closed) return
-    const p = decode(bytes)
+    const p = this.dialect.decode(bytes, now)
+    if (p === undefined) return
     if (isDecodeFailure(p)) {
       stats.decodeErrors++
       return
@@ -551,7 +576,7 @@ export class Endpoint implements SenderHost, ReceiverHost {
 
   /** Start or stop reporting as a receiver (the shell: while the connection has subscriptions). */
   setListening(listening: boolean, now: number): void {
-    if (this.closed || listening === this.listening) return
+    if (this.closed || listening === this.listening || !this.dialect.status) return
     if (!listening) this.sendStatus(now, true)
     this.listening = listening
     this.statusInterval = this.config.statusIntervalMs

@@ -5,6 +5,7 @@
  * `EngineSink` synchronously, inside the call that caused it.
  */
 import type { LossReason } from "../../DistributorError.js"
+import type { PycastEngineConfig } from "./pycastDialect.js"
 
 export interface EngineConfig {
   /** Identity carried in every packet. */
@@ -65,6 +66,11 @@ export interface EngineConfig {
   readonly sessionBufferBytes?: number
   /** Reorder buffer + partial update bytes over all remote sessions of the endpoint. Default 256 MiB. */
   readonly connectionBufferBytes?: number
+  /**
+   * Speak pycast's wire format on this connection instead of the native one (docs/PROTOCOL.md
+   * "pycast dialect"); undefined: native.
+   */
+  readonly pycast?: PycastEngineConfig
 }
 
 const MiB = 1024 * 1024

@@ -37,28 +37,18 @@
  * cache (receivers repair gaps for the same time after the Goodbye) and repeats the Goodbye on the
  * heartbeat schedule.
  */
+
+import type { Dialect, SegmentWriter, SessionCodec } from "./dialect.js"
 import { closeGraceMs, type EngineConfig, freshWindowMs, type SessionInfo } from "./engine.js"
 import type { SenderFlow } from "./flow.js"
 import type { SeqRange } from "./packets.js"
-import {
-  asRetransmission,
-  encodeAnnounce,
-  encodeFragment,
-  encodeGoodbye,
-  encodeHeartbeat,
-  encodeLost,
-  fragmentCapacity,
-  makeSourcePrefix,
-  markFresh,
-  PACKED_UPDATE_OVERHEAD,
-  PackedSegmentWriter,
-  type SourcePrefix,
-  topicBytes
-} from "./wire.js"
+import { topicBytes } from "./wire.js"
 
 /** What a sender needs from its endpoint. */
 export interface SenderHost {
   readonly config: EngineConfig
+  /** The connection's wire dialect: every datagram of this session is encoded by it. */
+  readonly dialect: Dialect
   /** Puts one datagram on the wire (counts it, charges the token bucket). */
   emit(datagram: Uint8Array, now: number): void
   /** Local delivery of a published update (the endpoint counts and forwards to the sink). */
@@ -90,12 +80,19 @@ export type PublishResult = "ok" | "too-large" | "closed"
 
 export class LocalSender {
   readonly session: SessionInfo
-  readonly prefix: SourcePrefix
   private readonly host: SenderHost
-  private readonly writer: PackedSegmentWriter
+  private readonly codec: SessionCodec
+  private readonly writer: SegmentWriter
   /** Bytes of a packed segment holding no update yet. */
   private readonly emptyPackedSize: number
+  /** Bytes one update costs in a packed segment besides topic and payload (the dialect's fit rule). */
+  private readonly updateOverhead: number
+  /** Payload bytes of a middle or last fragment. */
+  private readonly fragmentRest: number
   private readonly segmentSize: number
+  private readonly startedAt: number
+  /** When the session announces itself again (pycast: every 15 s; native: never). */
+  private announceDue: number
 
   /** Highest sequence number sent (0 when none). The open segment and the queue are not counted. */
   highestSeq = 0
@@ -163,13 +160,18 @@ export class LocalSender {
     const config = host.config
     this.segmentSize = config.segmentSize
     this.maxNakSegments = Math.max(1, Math.min(config.reorderBufferSegments, config.receiverWindowSegments))
-    this.prefix = makeSourcePrefix({
-      sessionId: session.sessionId,
-      senderIndex: session.senderIndex,
-      host: session.host,
-      application: session.application
-    })
-    this.writer = new PackedSegmentWriter(this.prefix, config.segmentSize)
+    this.codec = host.dialect.session(
+      {
+        sessionId: session.sessionId,
+        senderIndex: session.senderIndex,
+        host: session.host,
+        application: session.application
+      },
+      config.segmentSize
+    )
+    this.writer = this.codec.writer
+    this.updateOverhead = this.codec.updateOverhead
+    this.fragmentRest = this.codec.fragmentCapacity(new Uint8Array(0)).rest
     this.writer.begin(1)
     this.emptyPackedSize = this.writer.size
     this.writer.tryAppend(topicBytes("/"), new Uint8Array(0))
@@ -177,7 +179,9 @@ export class LocalSender {
     this.hbInitial = Math.max(1, 2 * Math.max(config.nakBackoffMs, config.holdbackDelayMs))
     this.hbInterval = config.heartbeatIntervalMs
     this.hbDue = now + this.hbInterval
-    host.emit(markFresh(encodeAnnounce(this.prefix, 0, Math.max(0, Math.floor(startedAt)))), now)
+    this.startedAt = startedAt
+    this.announceDue = now + this.codec.reannounceMs
+    for (const d of this.codec.announce(0, startedAt)) host.emit(d, now)
   }
 
   get cachedSegments(): number {
@@ -223,7 +227,7 @@ export class LocalSender {
       }
       this.flushOpen(now)
     }
-    if (this.emptyPackedSize + PACKED_UPDATE_OVERHEAD + tb.length + length <= this.segmentSize) {
+    if (this.emptyPackedSize + this.updateOverhead + tb.length + length <= this.segmentSize) {
       this.openSeq = this.assignedSeq + 1
       this.openedAt = now
       w.begin(this.openSeq)
@@ -238,12 +242,12 @@ export class LocalSender {
     this.host.stats.updatesOut++
     this.host.deliverLocal(this, topic, payload, this.openSeq)
     // Full: not even an empty update with a one-byte topic would fit any more.
-    if (this.segmentSize - this.writer.size < PACKED_UPDATE_OVERHEAD + 2) this.flushOpen(now)
+    if (this.segmentSize - this.writer.size < this.updateOverhead + 2) this.flushOpen(now)
   }
 
   private publishFragmented(topic: string, tb: Uint8Array, payload: Uint8Array, now: number): PublishResult {
     const length = payload.length
-    const cap = fragmentCapacity(this.prefix, this.segmentSize, tb)
+    const cap = this.codec.fragmentCapacity(tb)
     // The topic does not leave room for payload (or the update cannot be split in two).
     if (cap.first < 1 || cap.rest < 1 || length < 2) return "too-large"
     this.flushOpen(now)
@@ -252,7 +256,7 @@ export class LocalSender {
     const seq = this.assignedSeq + 1
     const last = seq + Math.ceil((length - offset) / cap.rest)
     this.assignedSeq = last
-    this.sendData(seq, encodeFragment(this.prefix, seq, 1, payload.subarray(0, offset), tb, length), now)
+    this.sendData(seq, this.codec.fragment(seq, 1, payload.subarray(0, offset), tb, length), now)
     // The rest is cut as it leaves: a 64 MiB update is not encoded twice into memory up front.
     this.cursor = { payload, offset, seq: seq + 1, last }
     this.pump(now)
@@ -269,9 +273,8 @@ export class LocalSender {
   private cutFragment(): boolean {
     const c = this.cursor
     if (c === undefined) return false
-    const rest = this.segmentSize - (this.prefix.bytes.length + 9)
-    const end = c.seq === c.last ? c.payload.length : c.offset + rest
-    this.queue.push(encodeFragment(this.prefix, c.seq, c.seq === c.last ? 3 : 2, c.payload.subarray(c.offset, end)))
+    const end = c.seq === c.last ? c.payload.length : c.offset + this.fragmentRest
+    this.queue.push(this.codec.fragment(c.seq, c.seq === c.last ? 3 : 2, c.payload.subarray(c.offset, end)))
     c.offset = end
     if (c.seq++ === c.last) this.cursor = undefined
     return true
@@ -338,7 +341,7 @@ export class LocalSender {
 
   private emitData(seq: number, datagram: Uint8Array, now: number): void {
     if (seq === 1) this.freshUntil = now + freshWindowMs(this.host.config)
-    if (now < this.freshUntil) markFresh(datagram)
+    if (now < this.freshUntil) this.codec.markFresh(datagram)
     this.highestSeq = seq
     this.sentBytes += datagram.length
     this.cachePush(datagram, now)
@@ -500,15 +503,17 @@ export class LocalSender {
         }
         this.cRetxAt[i] = now
         host.stats.retransmissionsSent++
-        host.emit(asRetransmission(datagram), now)
+        host.emit(this.codec.retransmission(datagram), now)
       }
     }
     if (ahead && now - this.lastAheadAt >= Math.max(1, holdoff)) {
       this.lastAheadAt = now
-      if (this.goodbyeSent) host.emit(encodeGoodbye(this.prefix, highest), now)
-      else {
-        const hb = encodeHeartbeat(this.prefix, highest, this.oldestCached)
-        host.emit(now < this.freshUntil ? markFresh(hb) : hb, now)
+      if (this.goodbyeSent) {
+        const goodbye = this.codec.goodbye(highest)
+        if (goodbye !== undefined) host.emit(goodbye, now)
+      } else {
+        const hb = this.codec.heartbeat(highest, this.oldestCached)
+        host.emit(now < this.freshUntil ? this.codec.markFresh(hb) : hb, now)
       }
     }
     if (lostLast > 0) {
@@ -519,8 +524,11 @@ export class LocalSender {
       this.lastLostFirst = lostFirst
       this.lastLostLast = lostLast
       this.lastLostAt = now
+      // A dialect without Lost (pycast) says nothing: its receivers give up after their retries.
+      const lost = this.codec.lost([{ first: lostFirst, last: lostLast }])
+      if (lost === undefined) return throttled
       host.stats.lostPacketsSent++
-      host.emit(encodeLost(this.prefix, [{ first: lostFirst, last: lostLast }]), now)
+      host.emit(lost, now)
     }
     return throttled
   }
@@ -540,6 +548,7 @@ export class LocalSender {
       if (e < d) d = e
     }
     if (this.lingerUntil < d) d = this.lingerUntil
+    if (this.announceDue < d) d = this.announceDue
     return d
   }
 
@@ -547,12 +556,18 @@ export class LocalSender {
     const config = this.host.config
     if (this.writer.isOpen && now >= this.openedAt + config.holdbackDelayMs) this.flushOpen(now)
     this.cacheExpire(now)
+    if (now >= this.announceDue) {
+      this.announceDue = this.goodbyeSent ? Number.POSITIVE_INFINITY : now + this.codec.reannounceMs
+      if (!this.goodbyeSent)
+        for (const d of this.codec.announce(this.highestSeq, this.startedAt)) this.host.emit(d, now)
+    }
     if (now >= this.hbDue) {
       if (this.goodbyeSent) {
-        if (now < this.lingerUntil) this.host.emit(encodeGoodbye(this.prefix, this.highestSeq), now)
+        const goodbye = this.codec.goodbye(this.highestSeq)
+        if (now < this.lingerUntil && goodbye !== undefined) this.host.emit(goodbye, now)
       } else {
-        const hb = encodeHeartbeat(this.prefix, this.highestSeq, this.oldestCached)
-        this.host.emit(now < this.freshUntil ? markFresh(hb) : hb, now)
+        const hb = this.codec.heartbeat(this.highestSeq, this.oldestCached)
+        this.host.emit(now < this.freshUntil ? this.codec.markFresh(hb) : hb, now)
       }
       this.hbInterval = Math.min(this.hbInterval * 2, config.heartbeatIntervalMs)
       this.hbDue = now + this.hbInterval
@@ -573,7 +588,9 @@ export class LocalSender {
 
   private sayGoodbye(now: number): void {
     this.goodbyeSent = true
-    this.host.emit(encodeGoodbye(this.prefix, this.highestSeq), now)
+    this.announceDue = Number.POSITIVE_INFINITY
+    const goodbye = this.codec.goodbye(this.highestSeq)
+    if (goodbye !== undefined) this.host.emit(goodbye, now)
     this.lingerUntil = now + closeGraceMs(this.host.config)
     this.hbInterval = this.hbInitial
     this.hbDue = now + this.hbInitial
