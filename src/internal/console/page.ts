@@ -305,7 +305,11 @@ const COUNTER_GROUPS = [
     ["Invalid topics dropped", "invalidTopicsDropped", null, "warn"], ["Engine faults", "engineFaults", null, "bad"]]],
   ["Flow control", [
     ["Status packets sent", "statusSent"], ["Status packets received", "statusReceived"],
-    ["Segments that waited for the window", "flowControlWaits"]]]
+    ["Segments that waited for the window", "flowControlWaits"]]],
+  ["Security", [
+    ["Security mismatches", "securityMismatch", null, "warn"], ["Unknown key ids", "unknownKeyIds", null, "warn"],
+    ["Authentication failures", "authFailures", null, "bad"], ["Replays dropped", "replaysDropped", null, "warn"],
+    ["Stale datagrams dropped", "staleDropped", null, "warn"]]]
 ];
 
 function countersBlock(c) {

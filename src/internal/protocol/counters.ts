@@ -23,7 +23,12 @@ export const ENGINE_COUNTERS = [
   ["outOfWindow", "Data segments beyond the reorder window (dropped, re-requested later)"],
   ["statusSent", "Receiver status packets sent (flow control, presence)"],
   ["statusReceived", "Receiver status packets received"],
-  ["flowControlWaits", "Data segments that waited for the receivers' flow-control window"]
+  ["flowControlWaits", "Data segments that waited for the receivers' flow-control window"],
+  ["securityMismatch", "Datagrams dropped: security envelope missing, unexpected, or of another mode or version"],
+  ["unknownKeyIds", "Secured datagrams dropped for a key id this connection does not accept"],
+  ["authFailures", "Secured datagrams dropped because authentication failed (forged, corrupted or wrong key)"],
+  ["replaysDropped", "Authentic datagrams dropped as replays (nonce seen before or older than the window)"],
+  ["staleDropped", "Authentic datagrams dropped because their timestamp was outside freshnessMs"]
 ] as const
 
 export type EngineCounter = (typeof ENGINE_COUNTERS)[number][0]

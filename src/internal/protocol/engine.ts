@@ -5,6 +5,7 @@
  * `EngineSink` synchronously, inside the call that caused it.
  */
 import type { LossReason } from "../../DistributorError.js"
+import type { EngineSecurity } from "../security/config.js"
 
 export interface EngineConfig {
   /** Identity carried in every packet. */
@@ -57,6 +58,11 @@ export interface EngineConfig {
   readonly statusIntervalMs: number
   /** A receiver whose status is not heard this long leaves flow control and presence. */
   readonly receiverTimeoutMs: number
+  /**
+   * Authenticated encryption of every datagram (docs/PROTOCOL.md "Security"); absent: plaintext.
+   * Sealed datagrams still fit `segmentSize`: the engine builds its packets smaller by the envelope.
+   */
+  readonly security?: EngineSecurity | undefined
 }
 
 export type FlowControlMode = "min" | "max" | "none"
