@@ -61,6 +61,11 @@ export class SecureChannel {
   private prefixHi = 0
   private prefixLo = 0
   private counter = 0
+  /** Scratch buffers (createCipheriv and setAAD copy what they are given). */
+  private readonly header = Buffer.alloc(ENVELOPE_HEADER_SIZE)
+  private readonly openHeader = Buffer.alloc(ENVELOPE_HEADER_SIZE)
+  private readonly iv = Buffer.alloc(12)
+  private readonly tag = Buffer.alloc(TAG_SIZE)
 
   constructor(
     security: EngineSecurity,
@@ -76,6 +81,8 @@ export class SecureChannel {
     this.sealKey = this.keys[this.sealKeyId]!
     this.freshnessMs = security.freshnessMs
     this.randomBytes = random
+    this.header[0] = ENVELOPE_MAGIC_0
+    this.header[1] = ENVELOPE_MAGIC_1
     this.newPrefix()
   }
 
@@ -94,30 +101,35 @@ export class SecureChannel {
   /** The sealed datagram (a new buffer: the inner one may be cached and sent again). */
   seal(inner: Uint8Array, now: number): Uint8Array {
     const n = inner.length
-    const out = Buffer.allocUnsafe(ENVELOPE_HEADER_SIZE + n + TAG_SIZE)
-    out[0] = ENVELOPE_MAGIC_0
-    out[1] = ENVELOPE_MAGIC_1
-    out[2] = this.modeByte
-    out[3] = this.sealKeyId
-    out.writeUInt32BE(this.prefixHi, 4)
-    out.writeUInt32BE(this.prefixLo, 8)
-    out.writeUInt32BE(this.counter, 12)
+    // The header is built in a scratch buffer that is also the AAD and (bytes 4..16) the nonce:
+    // no views allocated per datagram.
+    const header = this.header
+    header[2] = this.modeByte
+    header[3] = this.sealKeyId
+    header.writeUInt32BE(this.prefixHi, 4)
+    header.writeUInt32BE(this.prefixLo, 8)
+    header.writeUInt32BE(this.counter, 12)
     const t = now > 0 ? Math.floor(now) : 0
-    out.writeUInt32BE(Math.floor(t / TWO_32) >>> 0, 16)
-    out.writeUInt32BE(t >>> 0, 20)
+    header.writeUInt32BE(Math.floor(t / TWO_32) >>> 0, 16)
+    header.writeUInt32BE(t >>> 0, 20)
     if (this.counter === 0xffffffff) this.newPrefix()
     else this.counter++
-    const cipher = createCipheriv(ALGORITHM, this.sealKey, out.subarray(4, 16))
+    const iv = this.iv
+    for (let i = 0; i < 12; i++) iv[i] = header[4 + i]
+    const out = Buffer.allocUnsafe(ENVELOPE_HEADER_SIZE + n + TAG_SIZE)
+    out.set(header, 0)
+    const cipher = createCipheriv(ALGORITHM, this.sealKey, iv)
+    cipher.setAAD(header)
     if (this.encrypt) {
-      cipher.setAAD(out.subarray(0, ENVELOPE_HEADER_SIZE))
       const ct = cipher.update(inner)
       const last = cipher.final()
       out.set(ct, ENVELOPE_HEADER_SIZE)
       if (last.length > 0) out.set(last, ENVELOPE_HEADER_SIZE + ct.length)
     } else {
-      out.set(inner, ENVELOPE_HEADER_SIZE)
-      cipher.setAAD(out.subarray(0, ENVELOPE_HEADER_SIZE + n))
+      // GMAC: the inner datagram is more AAD, copied to the wire as it is.
+      cipher.setAAD(inner)
       cipher.final()
+      out.set(inner, ENVELOPE_HEADER_SIZE)
     }
     out.set(cipher.getAuthTag(), ENVELOPE_HEADER_SIZE + n)
     return out
@@ -151,12 +163,19 @@ export class SecureChannel {
     // Multicast loopback of our own datagrams: skip the crypto (the engine drops them by session).
     if (prefixHi === this.prefixHi && prefixLo === this.prefixLo && keyId === this.sealKeyId) return undefined
     const end = length - TAG_SIZE
+    // Nonce, tag and header copied into scratch buffers (cheaper than a view each).
+    const iv = this.iv
+    for (let i = 0; i < 12; i++) iv[i] = bytes[4 + i]
+    const tag = this.tag
+    for (let i = 0; i < TAG_SIZE; i++) tag[i] = bytes[end + i]
     let inner: Uint8Array
     try {
-      const decipher = createDecipheriv(ALGORITHM, key, bytes.subarray(4, 16))
-      decipher.setAuthTag(bytes.subarray(end, length))
+      const decipher = createDecipheriv(ALGORITHM, key, iv)
+      decipher.setAuthTag(tag)
       if (this.encrypt) {
-        decipher.setAAD(bytes.subarray(0, ENVELOPE_HEADER_SIZE))
+        const header = this.openHeader
+        for (let i = 0; i < ENVELOPE_HEADER_SIZE; i++) header[i] = bytes[i]
+        decipher.setAAD(header)
         inner = decipher.update(bytes.subarray(ENVELOPE_HEADER_SIZE, end))
         decipher.final()
       } else {
