@@ -38,6 +38,7 @@ const MAX_BATCH = 500
 
 export interface PubOptions {
   readonly group: string
+  readonly security: Opt.SecurityOption | undefined
   readonly port: number
   readonly iface: string
   readonly application: string
@@ -268,6 +269,7 @@ const run = (o: PubOptions) =>
         port: o.port,
         interface: o.iface,
         flowControl: o.flowControl,
+        ...(o.security === undefined ? {} : { security: o.security }),
         ...(Option.isSome(o.holdbackDelay) ? { holdbackDelayMs: o.holdbackDelay.value } : {}),
         ...(Option.isSome(o.holdbackThreshold) ? { holdbackThreshold: o.holdbackThreshold.value } : {})
       })
@@ -418,6 +420,7 @@ export const command = Command.make(
     group: Opt.group("239.192.0.1"),
     port: Opt.port(5197),
     iface: Opt.iface("0.0.0.0"),
+    security: Opt.security,
     application: Opt.application("distributor-pub"),
     topics: Opt.integerAtLeast(
       "topics",

@@ -29,6 +29,7 @@ const SETTLE_MS = 200
 
 export interface SubOptions {
   readonly patterns: ReadonlyArray<string>
+  readonly security: Opt.SecurityOption | undefined
   readonly group: string
   readonly port: number
   readonly iface: string
@@ -111,7 +112,8 @@ const run = (o: SubOptions) =>
         group: o.group,
         port: o.port,
         interface: o.iface,
-        ...(Option.isSome(o.name) ? { name: o.name.value } : {})
+        ...(Option.isSome(o.name) ? { name: o.name.value } : {}),
+        ...(o.security === undefined ? {} : { security: o.security })
       })
       key = connection.key
       stats = connection.stats
@@ -317,6 +319,7 @@ export const command = Command.make(
     group: Opt.group("239.192.0.1"),
     port: Opt.port(5197),
     iface: Opt.iface("0.0.0.0"),
+    security: Opt.security,
     application: Opt.application("distributor-sub"),
     name: Options.text("name").pipe(
       Options.withDescription("This subscriber's name as a receiver, shown to publishers (presence, console)."),
