@@ -5,6 +5,7 @@
  * recovery runs for real (timers driven by the virtual clock).
  *
  *   npm run bench:engine            (tsx bench/engine.bench.ts)
+ *   npm run bench:engine -- --security   plaintext vs security encrypt vs authenticate, interleaved
  *
  * Ends with one JSON line per scenario:
  *   {"scenario": "...", "updateBytes": 64, "loss": 0, "updatesPerSec": N}
@@ -57,6 +58,7 @@ interface Result {
  * delivered (or reported lost) at the receiver.
  */
 const run = (
+  config: EngineConfig,
   updateBytes: number,
   loss: number,
   total: number,
@@ -151,12 +153,54 @@ const scenarios: ReadonlyArray<{ name: string; bytes: number; loss: number; tota
 ]
 
 const results: Array<Result> = []
+
+if (process.argv.includes("--security")) {
+  // The envelope's cost: the same loop with every datagram sealed and opened (both directions).
+  const key = { id: 1, key: new Uint8Array(32).fill(7) }
+  const variants: ReadonlyArray<readonly [string, EngineConfig]> = [
+    ["plain", config],
+    ["encrypt", { ...config, security: { mode: "encrypt", keys: [key], freshnessMs: 300_000, context: "bench" } }],
+    [
+      "authenticate",
+      { ...config, security: { mode: "authenticate", keys: [key], freshnessMs: 300_000, context: "bench" } }
+    ]
+  ]
+  for (const [, c] of variants) {
+    run(c, 64, 0, 200_000, 1_000_000, "warmup-64")
+    run(c, 1024, 0, 50_000, 100_000, "warmup-1k")
+  }
+  for (const s of scenarios.filter((x) => x.loss === 0)) {
+    const reps = new Map<string, Array<number>>(variants.map(([name]) => [name, []]))
+    for (let r = 0; r < 5; r++) {
+      for (const [name, c] of variants)
+        reps.get(name)!.push(run(c, s.bytes, 0, s.total, s.virtualRate, `${s.name}-${r}`).perSec)
+    }
+    const plain = median(reps.get("plain")!)
+    for (const [name] of variants) {
+      const perSec = median(reps.get(name)!)
+      console.error(
+        `${s.name} ${name}: ${Math.round(perSec).toLocaleString("en")} updates/s (median of 5), ${(perSec / plain).toFixed(2)}x plain`
+      )
+      console.log(
+        JSON.stringify({
+          scenario: `${s.name}-${name}`,
+          updateBytes: s.bytes,
+          loss: 0,
+          updatesPerSec: Math.round(perSec),
+          ratio: Number((perSec / plain).toFixed(3))
+        })
+      )
+    }
+  }
+  process.exit(0)
+}
+
 // Warm-up (JIT) on a short run of each size.
-run(64, 0, 200_000, 1_000_000, "warmup-64")
-run(1024, 0, 50_000, 100_000, "warmup-1k")
+run(config, 64, 0, 200_000, 1_000_000, "warmup-64")
+run(config, 1024, 0, 50_000, 100_000, "warmup-1k")
 for (const s of scenarios) {
   const reps: Array<number> = []
-  for (let r = 0; r < 3; r++) reps.push(run(s.bytes, s.loss, s.total, s.virtualRate, `${s.name}-${r}`).perSec)
+  for (let r = 0; r < 3; r++) reps.push(run(config, s.bytes, s.loss, s.total, s.virtualRate, `${s.name}-${r}`).perSec)
   const perSec = median(reps)
   console.error(`${s.name}: ${reps.map((x) => Math.round(x).toLocaleString("en")).join(", ")} updates/s (median)`)
   results.push({ scenario: s.name, updateBytes: s.bytes, loss: s.loss, updatesPerSec: Math.round(perSec) })

@@ -40,6 +40,8 @@ export const NAMES: Record<System, string> = {
   ours: "effect-distributor",
   ours0: "effect-distributor, holdbackDelayMs 0",
   ours65k: "effect-distributor, segmentSize 65000",
+  oursSec: "effect-distributor, security encrypt (AES-256-GCM)",
+  oursAuth: "effect-distributor, security authenticate (GMAC)",
   dgram: "raw node:dgram multicast",
   zeromq: "ZeroMQ PUB/SUB (tcp)",
   nats: "NATS",
@@ -50,6 +52,8 @@ const COLORS: Record<System, string> = {
   ours: "#2b6cb0",
   ours0: "#90cdf4",
   ours65k: "#553c9a",
+  oursSec: "#2c7a7b",
+  oursAuth: "#81e6d9",
   dgram: "#718096",
   zeromq: "#dd6b20",
   nats: "#38a169",
@@ -459,6 +463,17 @@ export const renderMarkdown = (r: Results): string => {
     cpus.length > 1 ? `${cpus.map((x) => x.toFixed(2)).join(" / ")} µs (max/min ${spread!.toFixed(2)}×)` : "—",
     spread !== undefined ? cpus.every((x) => Math.abs(x / cpus[0] - 1) <= 0.2) : undefined
   )
+  table("Issue 11: security")
+  for (const s of ["oursSec", "oursAuth"] as const) {
+    for (const size of [64, 1024]) {
+      ratio(
+        `${NAMES[s]}, ${sizeLabel(size)} ≥ 0.7× plaintext`,
+        throughputOf(r, s, size),
+        throughputOf(r, "ours", size),
+        0.7
+      )
+    }
+  }
   L.push("")
   L.push("Charts: [throughput](throughput.svg), [latency](latency.svg). Raw figures: [results.json](results.json).")
   L.push("")

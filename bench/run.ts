@@ -24,7 +24,17 @@ import { type CaseResult, type Results, renderLatencySvg, renderMarkdown, render
 import type { System, WorkerArgs } from "./worker.js"
 
 const here = dirname(fileURLToPath(import.meta.url))
-const ALL: ReadonlyArray<System> = ["ours", "ours0", "ours65k", "dgram", "zeromq", "nats", "redis"]
+const ALL: ReadonlyArray<System> = [
+  "ours",
+  "ours0",
+  "ours65k",
+  "oursSec",
+  "oursAuth",
+  "dgram",
+  "zeromq",
+  "nats",
+  "redis"
+]
 /** effect-distributor with another configuration (bench/worker.ts), run next to the default one. */
 const isOurs = (s: System) => s.startsWith("ours")
 
@@ -46,9 +56,8 @@ const option = (name: string) => {
 }
 const quick = flag("--quick")
 const only = (option("--only") ?? "ours,dgram,zeromq,nats,redis").split(",").map((s) => s.trim()) as Array<System>
-for (const s of only)
-  if (!ALL.includes(s) || (isOurs(s) && s !== "ours"))
-    throw new Error(`--only: unknown system ${s} (one of ${ALL.join(", ")})`)
+// Variants of ours run when named (oursSec, oursAuth: security on) or with `ours` where a scenario adds them.
+for (const s of only) if (!ALL.includes(s)) throw new Error(`--only: unknown system ${s} (one of ${ALL.join(", ")})`)
 // The large update runs in the quick run only when asked for (and smaller there).
 const scenarios = (option("--scenario") ?? `throughput,${quick ? "" : "large,"}latency,recovery,fanout`).split(",")
 for (const s of scenarios)
@@ -82,7 +91,7 @@ const notes: Array<string> = []
 const available = new Map<System, true>()
 const servers: Partial<Record<System, string>> = {}
 for (const s of only) {
-  if (s === "ours" || s === "dgram") available.set(s, true)
+  if (isOurs(s) || s === "dgram") available.set(s, true)
   if (s === "zeromq") {
     if (hasModule("zeromq")) available.set(s, true)
     else notes.push("ZeroMQ skipped: npm `zeromq` not installed in bench/peers (run `npm run bench:setup`).")
@@ -377,8 +386,9 @@ const add = (c: Omit<Case, "latency" | "sendLoss" | "waitMs"> & Partial<Case>) =
   if (scenarios.includes(c.scenario)) plan.push({ latency: false, sendLoss: 0, waitMs: 20_000, ...c })
 }
 /** The systems, with effect-distributor also in the given variants. */
-const withVariants = (...variants: Array<System>) =>
-  systems.flatMap((s): Array<System> => (s === "ours" ? ["ours", ...variants] : [s]))
+const withVariants = (...variants: Array<System>) => [
+  ...new Set(systems.flatMap((s): Array<System> => (s === "ours" ? ["ours", ...variants] : [s])))
+]
 
 const tDur = quick ? 800 : 4000
 // The throughput scenario also runs effect-distributor with 65 000-byte segments (loopback, jumbo frames).

@@ -33,7 +33,7 @@ import * as Transport from "../src/Transport.js"
  * `ours0`: effect-distributor with holdback off (`holdbackDelayMs: 0`), for the latency scenario;
  * `ours65k`: with `segmentSize: 65000` (loopback / jumbo frames), for the throughput scenario.
  */
-export type System = "ours" | "ours0" | "ours65k" | "dgram" | "zeromq" | "nats" | "redis"
+export type System = "ours" | "ours0" | "ours65k" | "oursSec" | "oursAuth" | "dgram" | "zeromq" | "nats" | "redis"
 
 export interface WorkerArgs {
   readonly role: "pub" | "sub"
@@ -65,7 +65,8 @@ export interface WorkerArgs {
 }
 
 /** The variants of effect-distributor run its code with another configuration. */
-const implementation = (s: System) => (s.startsWith("ours") ? "ours" : (s as Exclude<System, "ours0" | "ours65k">))
+const implementation = (s: System) =>
+  s.startsWith("ours") ? "ours" : (s as Exclude<System, "ours0" | "ours65k" | "oursSec" | "oursAuth">)
 
 const IFACE = "127.0.0.1"
 const RECV_BUFFER = 4 * 1024 * 1024
@@ -133,7 +134,14 @@ interface Pub {
   readonly limit?: { readonly bytes: number; readonly reason: string }
 }
 
-const VARIANTS: Partial<Record<System, object>> = { ours0: { holdbackDelayMs: 0 }, ours65k: { segmentSize: 65000 } }
+/** A fixed bench-only key: the security variants measure the envelope's cost, not key handling. */
+const BENCH_KEY = "be".repeat(32)
+const VARIANTS: Partial<Record<System, object>> = {
+  ours0: { holdbackDelayMs: 0 },
+  ours65k: { segmentSize: 65000 },
+  oursSec: { security: { key: BENCH_KEY } },
+  oursAuth: { security: { key: BENCH_KEY, mode: "authenticate" } }
+}
 
 const oursConfig = (a: WorkerArgs) => ({
   group: a.group,

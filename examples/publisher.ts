@@ -18,7 +18,9 @@ const symbols = ["ABC", "DEF", "GHI"]
 
 const program = Effect.gen(function* () {
   const fromEnv = yield* DistributorConfig.loadConnectionConfig()
-  const config = process.env.DISTRIBUTOR_INTERFACE ? fromEnv : { ...fromEnv, interface: "127.0.0.1" }
+  const config = process.env.DISTRIBUTOR_INTERFACE
+    ? fromEnv
+    : new DistributorConfig.ConnectionConfig({ ...fromEnv, interface: "127.0.0.1" })
   const connection = yield* Distributor.connection(config)
   const publisher = yield* connection.publisher
   const prices = publisher.typed(Price)

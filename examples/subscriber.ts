@@ -17,7 +17,9 @@ const pattern = process.argv[2] ?? "/prices/..."
 
 const program = Effect.gen(function* () {
   const fromEnv = yield* DistributorConfig.loadConnectionConfig()
-  const config = process.env.DISTRIBUTOR_INTERFACE ? fromEnv : { ...fromEnv, interface: "127.0.0.1" }
+  const config = process.env.DISTRIBUTOR_INTERFACE
+    ? fromEnv
+    : new DistributorConfig.ConnectionConfig({ ...fromEnv, interface: "127.0.0.1" })
   const connection = yield* Distributor.connection(config)
   yield* Effect.log(`subscribed to ${pattern} on ${connection.key}`)
   yield* connection

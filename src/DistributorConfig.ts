@@ -25,9 +25,12 @@ import * as Either from "effect/Either"
 import * as HashSet from "effect/HashSet"
 import * as Option from "effect/Option"
 import * as ParseResult from "effect/ParseResult"
+import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import { InvalidConfig } from "./DistributorError.js"
 import type { EngineConfig } from "./internal/protocol/engine.js"
+import { DEFAULT_FRESHNESS_MS, type EngineSecurity } from "./internal/security/config.js"
+import { parseKey, passphraseKey } from "./internal/security/keys.js"
 
 const KiB = 1024
 const MiB = 1024 * KiB
@@ -252,6 +255,117 @@ export class DistributorConfig extends Schema.Class<DistributorConfig>("Distribu
 }
 
 // ---------------------------------------------------------------------------------------------
+// SecurityConfig
+// ---------------------------------------------------------------------------------------------
+
+/** A 256-bit key as text: 64 hex digits or the base64 of 32 bytes. */
+const KeyText = Schema.String.pipe(
+  Schema.filter((s) => {
+    const key = parseKey(s)
+    return typeof key === "string" ? key : true
+  })
+)
+
+/** A passphrase, stretched with scrypt when the connection opens. */
+const PassphraseText = Schema.String.pipe(
+  Schema.filter((s) =>
+    s.length >= 8 && s.length <= 1024 ? true : `a passphrase must be 8..1024 characters, got ${s.length}`
+  )
+)
+
+const securityFields = {
+  /**
+   * `"encrypt"`: AES-256-GCM over every datagram (confidential and authentic). `"authenticate"`:
+   * GMAC only, datagrams travel in the clear but forged or altered ones are dropped. Every peer of
+   * the connection must use the same mode. Default: `"encrypt"`.
+   */
+  mode: Schema.optionalWith(Schema.Literal("encrypt", "authenticate"), {
+    default: () => "encrypt" as const,
+    exact: true
+  }),
+  /** Id (0..255) of the key this connection sends with, carried in every datagram. Default: `1`. */
+  keyId: Schema.optionalWith(IntBetween(0, 255), { default: () => 1, exact: true }),
+  /** The 256-bit key: 64 hex digits or the base64 of 32 bytes (`openssl rand -hex 32`). Redacted. */
+  key: Schema.optionalWith(Schema.Redacted(KeyText), { exact: true }),
+  /** Instead of `key`: a passphrase (8..1024 characters) stretched with scrypt. Redacted. */
+  passphrase: Schema.optionalWith(Schema.Redacted(PassphraseText), { exact: true }),
+  /** Id of a second key this connection also accepts (key rotation); must differ from `keyId`. */
+  acceptKeyId: Schema.optionalWith(IntBetween(0, 255), { exact: true }),
+  /** The second accepted key (with `acceptKeyId`), as `key`. Redacted. */
+  acceptKey: Schema.optionalWith(Schema.Redacted(KeyText), { exact: true }),
+  /** Instead of `acceptKey`: its passphrase. Redacted. */
+  acceptPassphrase: Schema.optionalWith(Schema.Redacted(PassphraseText), { exact: true }),
+  /**
+   * Largest difference, ms (0 .. 1 day), between a datagram's timestamp and the receiver's clock
+   * before it is dropped as stale (bounds replays to receivers that restarted); peers' clocks must
+   * agree within it. 0 turns the check off. Default: `300000` (5 minutes).
+   */
+  freshnessMs: Schema.optionalWith(IntBetween(0, DAY_MS), { default: () => DEFAULT_FRESHNESS_MS, exact: true })
+}
+
+const securityConsistency = (c: Schema.Struct.Type<typeof securityFields>) => {
+  if (c.key !== undefined && c.passphrase !== undefined) {
+    return { path: ["passphrase"], message: "give either key or passphrase, not both" }
+  }
+  if (c.key === undefined && c.passphrase === undefined) {
+    return { path: ["key"], message: "security needs a key (64 hex digits or base64 of 32 bytes) or a passphrase" }
+  }
+  const accept = c.acceptKey !== undefined || c.acceptPassphrase !== undefined
+  if (c.acceptKey !== undefined && c.acceptPassphrase !== undefined) {
+    return { path: ["acceptPassphrase"], message: "give either acceptKey or acceptPassphrase, not both" }
+  }
+  if (c.acceptKeyId === undefined && accept) {
+    return { path: ["acceptKeyId"], message: "acceptKey/acceptPassphrase needs its acceptKeyId" }
+  }
+  if (c.acceptKeyId !== undefined && !accept) {
+    return { path: ["acceptKey"], message: "acceptKeyId needs an acceptKey or acceptPassphrase" }
+  }
+  if (c.acceptKeyId !== undefined && c.acceptKeyId === c.keyId) {
+    return { path: ["acceptKeyId"], message: `acceptKeyId must differ from keyId (both ${c.keyId})` }
+  }
+  return true
+}
+
+/**
+ * Authenticated encryption of a connection's datagrams (docs/PROTOCOL.md "Security"): one key (or
+ * passphrase) with an id, optionally a second accepted one for rotation. Every datagram that is not
+ * sealed with an accepted key, or is replayed or stale, is dropped and counted.
+ *
+ * @since 0.2.0
+ */
+export class SecurityConfig extends Schema.Class<SecurityConfig>("SecurityConfig")(
+  Schema.Struct(securityFields).pipe(Schema.filter(securityConsistency))
+) {
+  constructor(props: Schema.Struct.Constructor<typeof securityFields>, options?: Schema.MakeOptions) {
+    rejectUnknownFields(props, securityFields, "SecurityConfig")
+    super(props, options)
+  }
+}
+
+const keyBytes = (key: Redacted.Redacted<string> | undefined, passphrase: Redacted.Redacted<string> | undefined) => {
+  if (key !== undefined) {
+    const bytes = parseKey(Redacted.value(key))
+    if (typeof bytes === "string") throw new Error(bytes) // unreachable: the schema checked it
+    return bytes
+  }
+  return passphraseKey(Redacted.value(passphrase!))
+}
+
+/**
+ * The engine's security settings of a connection: keys parsed, passphrases stretched (scrypt, once
+ * per connection open).
+ *
+ * @since 0.2.0
+ */
+export const toEngineSecurity = (security: SecurityConfig, context: string): EngineSecurity => {
+  const keys = [{ id: security.keyId, key: keyBytes(security.key, security.passphrase) }]
+  if (security.acceptKeyId !== undefined) {
+    keys.push({ id: security.acceptKeyId, key: keyBytes(security.acceptKey, security.acceptPassphrase) })
+  }
+  return { mode: security.mode, keys, freshnessMs: security.freshnessMs, context }
+}
+
+// ---------------------------------------------------------------------------------------------
 // ConnectionConfig
 // ---------------------------------------------------------------------------------------------
 
@@ -409,7 +523,12 @@ const connectionFields = {
    * "pycast dialect"). pycast has no flow control and a fixed segment size, so `"pycast"` requires
    * `segmentSize: 8192` and `flowControl: "none"`. Default: `"native"`.
    */
-  dialect: Schema.optionalWith(Schema.Literal("native", "pycast"), { default: () => "native" as const, exact: true })
+  dialect: Schema.optionalWith(Schema.Literal("native", "pycast"), { default: () => "native" as const, exact: true }),
+  /**
+   * Authenticated encryption of every datagram (`SecurityConfig`); peers with and without it, or
+   * with different keys, do not hear each other. Default: none (plaintext).
+   */
+  security: Schema.optionalWith(SecurityConfig, { exact: true })
 }
 
 /** pycast's segment size: its receivers read datagrams into 8 192-byte buffers and pack by it. */
@@ -427,21 +546,26 @@ const connectionConsistency = (c: Schema.Struct.Type<typeof connectionFields>) =
           path: ["flowControl"],
           message: `dialect "pycast" requires flowControl "none": pycast receivers send no status reports, got "${c.flowControl}"`
         }
-      : c.senderTimeoutMs <= c.heartbeatIntervalMs
+      : c.dialect === "pycast" && c.security !== undefined
         ? {
-            path: ["senderTimeoutMs"],
-            message:
-              `senderTimeoutMs (${c.senderTimeoutMs}) must exceed heartbeatIntervalMs (${c.heartbeatIntervalMs}), ` +
-              "or idle senders would be timed out between heartbeats"
+            path: ["security"],
+            message: 'dialect "pycast" cannot be combined with security: pycast nodes neither seal nor open datagrams'
           }
-        : c.receiverTimeoutMs < 4 * c.statusIntervalMs
+        : c.senderTimeoutMs <= c.heartbeatIntervalMs
           ? {
-              path: ["receiverTimeoutMs"],
+              path: ["senderTimeoutMs"],
               message:
-                `receiverTimeoutMs (${c.receiverTimeoutMs}) must be at least 4 × statusIntervalMs (${c.statusIntervalMs}), ` +
-                "or receivers would be timed out between their status reports"
+                `senderTimeoutMs (${c.senderTimeoutMs}) must exceed heartbeatIntervalMs (${c.heartbeatIntervalMs}), ` +
+                "or idle senders would be timed out between heartbeats"
             }
-          : true
+          : c.receiverTimeoutMs < 4 * c.statusIntervalMs
+            ? {
+                path: ["receiverTimeoutMs"],
+                message:
+                  `receiverTimeoutMs (${c.receiverTimeoutMs}) must be at least 4 × statusIntervalMs (${c.statusIntervalMs}), ` +
+                  "or receivers would be timed out between their status reports"
+              }
+            : true
 
 /**
  * One connection: a multicast group + UDP port, its socket options and protocol timings.
@@ -507,8 +631,18 @@ const connectionEnvSpec = {
   retransmitRateBytes: "integer",
   sessionBufferBytes: "integer",
   connectionBufferBytes: "integer",
-  dialect: "string"
-} as const satisfies { readonly [K in keyof typeof ConnectionConfig.fields]: Kind }
+  dialect: "string",
+  security: {
+    mode: "string",
+    keyId: "integer",
+    key: "string",
+    passphrase: "string",
+    acceptKeyId: "integer",
+    acceptKey: "string",
+    acceptPassphrase: "string",
+    freshnessMs: "integer"
+  }
+} as const satisfies { readonly [K in keyof typeof ConnectionConfig.fields]: Kind | EnvSpec }
 
 /** The field names known at `path` of a spec (`[]` for the root), or undefined below a leaf. */
 const fieldsAt = (spec: EnvSpec, path: ReadonlyArray<PropertyKey>): ReadonlyArray<string> | undefined => {
@@ -983,7 +1117,8 @@ export const toEngineConfig = (distributor: DistributorConfig, connection: Conne
           hostAddress: connection.interface !== "0.0.0.0" ? connection.interface : firstIpv4Address()
         }
       }
-    : {})
+    : {}),
+  ...(connection.security === undefined ? {} : { security: toEngineSecurity(connection.security, connection.key) })
 })
 
 /**

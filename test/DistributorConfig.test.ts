@@ -148,6 +148,15 @@ describe("defaults", () => {
     const flow = failure(decodeConnectionConfig({ dialect: "pycast", segmentSize: 8192 }))
     expect(flow.path).toBe("flowControl")
     expect(flow.detail).toMatch(/pycast receivers send no status/)
+    const sealed = failure(
+      decodeConnectionConfig({
+        dialect: "pycast",
+        segmentSize: 8192,
+        flowControl: "none",
+        security: { key: "ab".repeat(32) }
+      })
+    )
+    expect(sealed.detail).toMatch(/cannot be combined with security/)
     expect(failure(decodeConnectionConfig({ dialect: "python" })).path).toBe("dialect")
     const c = succeed(
       decodeConnectionConfig({

@@ -3,7 +3,9 @@
  * src/cli/main.ts …`) on loopback multicast (interface 127.0.0.1, groups 239.255.50.x, ports
  * 7500–7599): bad arguments and help, pub → sub with simulated loss, the demo, and Ctrl-C.
  */
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import * as os from "node:os"
+import { join } from "node:path"
 import { describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import { type Child, runScript } from "./fixtures/child.js"
@@ -220,6 +222,59 @@ describe("distributor command line", () => {
         }
       }),
     90_000
+  )
+
+  it.live(
+    "--key-file secures pub → sub; a sub with another key hears nothing; a bad key exits 2",
+    () =>
+      Effect.promise(async () => {
+        const dir = mkdtempSync(join(os.tmpdir(), "distributor-key-"))
+        const key = join(dir, "key")
+        const other = join(dir, "other")
+        const bad = join(dir, "bad")
+        writeFileSync(key, `${"4b".repeat(32)}\n`)
+        writeFileSync(other, Buffer.alloc(32, 7).toString("base64"))
+        writeFileSync(bad, "1234")
+        const subArgs = ["sub", ...loopback(5), "--json-lines"]
+        const keyed = distributor([...subArgs, "--key-file", key, "--publishers", "1", "--duration", "20s"])
+        const wrong = distributor([...subArgs, "--key-file", other, "--count", "1", "--duration", "4s"])
+        try {
+          await Promise.all([keyed.line(isType("ready")), wrong.line(isType("ready"))])
+          const [pub, badKey, both] = await Promise.all([
+            complete([
+              "pub",
+              ...loopback(5),
+              "--key-file",
+              key,
+              "--count",
+              "500",
+              "--rate",
+              "2000",
+              "--await-receivers",
+              "1",
+              "--json"
+            ]),
+            complete(["pub", ...loopback(6), "--key-file", bad, "--count", "1"]),
+            complete(["pub", ...loopback(6), "--key-file", key, "--passphrase-env", "HOME", "--count", "1"])
+          ])
+          expect(pub.code).toBe(0)
+          expect(pub.summary).toMatchObject({ published: 500, receiversPeak: 1 })
+          const s = json(await keyed.line(isType("summary")))
+          expect(s).toMatchObject({ stopReason: "publishers", received: 500, missing: 0, ok: true })
+          const w = json(await wrong.line(isType("summary")))
+          expect(w).toMatchObject({ stopReason: "duration", received: 0 })
+          expect(await wrong.exit).toBe(5)
+          expect(badKey.code).toBe(2)
+          expect(badKey.stderr).toMatch(/64 hex digits|256 bits/)
+          expect(both.code).toBe(2)
+          expect(both.stderr).toContain("not both")
+        } finally {
+          keyed.child.kill()
+          wrong.child.kill()
+          rmSync(dir, { recursive: true, force: true })
+        }
+      }),
+    120_000
   )
 
   it.live(

@@ -38,6 +38,7 @@ const MAX_BATCH = 500
 
 export interface PubOptions {
   readonly group: string
+  readonly security: Opt.SecurityOption | undefined
   readonly port: number
   readonly iface: string
   readonly application: string
@@ -278,6 +279,7 @@ const run = (o: PubOptions) =>
         flowControl: o.flowControl,
         // pycast: segment size 8192 and no flow control (its receivers send no status).
         ...Opt.dialectConfig(o.dialect),
+        ...(o.security === undefined ? {} : { security: o.security }),
         ...(Option.isSome(o.holdbackDelay) ? { holdbackDelayMs: o.holdbackDelay.value } : {}),
         ...(Option.isSome(o.holdbackThreshold) ? { holdbackThreshold: o.holdbackThreshold.value } : {})
       })
@@ -428,6 +430,7 @@ export const command = Command.make(
     group: Opt.group("239.192.0.1"),
     port: Opt.port(5197),
     iface: Opt.iface("0.0.0.0"),
+    security: Opt.security,
     application: Opt.application("distributor-pub"),
     topics: Opt.integerAtLeast(
       "topics",

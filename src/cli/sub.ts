@@ -29,6 +29,7 @@ const SETTLE_MS = 200
 
 export interface SubOptions {
   readonly patterns: ReadonlyArray<string>
+  readonly security: Opt.SecurityOption | undefined
   readonly group: string
   readonly port: number
   readonly iface: string
@@ -113,7 +114,8 @@ const run = (o: SubOptions) =>
         port: o.port,
         interface: o.iface,
         ...Opt.dialectConfig(o.dialect),
-        ...(Option.isSome(o.name) ? { name: o.name.value } : {})
+        ...(Option.isSome(o.name) ? { name: o.name.value } : {}),
+        ...(o.security === undefined ? {} : { security: o.security })
       })
       key = connection.key
       stats = connection.stats
@@ -319,6 +321,7 @@ export const command = Command.make(
     group: Opt.group("239.192.0.1"),
     port: Opt.port(5197),
     iface: Opt.iface("0.0.0.0"),
+    security: Opt.security,
     application: Opt.application("distributor-sub"),
     dialect: Opt.dialect,
     name: Options.text("name").pipe(

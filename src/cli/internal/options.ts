@@ -4,10 +4,13 @@
  * A value that does not parse is a `ValidationError`, which @effect/cli prints as a one-line
  * message (exit code 2), never a stack trace.
  */
+
+import { readFileSync } from "node:fs"
 import * as HelpDoc from "@effect/cli/HelpDoc"
 import * as Options from "@effect/cli/Options"
 import * as ValidationError from "@effect/cli/ValidationError"
 import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
 import { HEADER_SIZE } from "./payload.js"
 
 const invalid = (message: string) => Effect.fail(ValidationError.invalidValue(HelpDoc.p(message)))
@@ -162,5 +165,72 @@ export const jsonLines = Options.boolean("json-lines").pipe(
   Options.withDescription(
     'Print JSON lines on stdout while running ({"type":"ready"}, {"type":"progress"} once a second), ' +
       'then the JSON summary ({"type":"summary"}).'
+  )
+)
+
+/** The `security` part of a connection config, as the CLI options give it (undefined: plaintext). */
+export interface SecurityOption {
+  readonly mode: "encrypt" | "authenticate"
+  readonly keyId: number
+  readonly key?: string
+  readonly passphrase?: string
+}
+
+/**
+ * `--key-file` (a file holding the key: 64 hex digits or base64 of 32 bytes) or `--passphrase-env`
+ * (the name of an environment variable holding a passphrase), with `--security-mode` and
+ * `--key-id`. Secrets never appear on the command line itself. Neither given: no security (the
+ * DISTRIBUTOR_SECURITY_* variables are not read by the tools).
+ */
+export const security = Options.all({
+  keyFile: Options.text("key-file").pipe(
+    Options.withDescription(
+      "Secure the connection with the key in this file (64 hex digits or base64 of 32 bytes, e.g. `openssl rand -hex 32 > key`)."
+    ),
+    Options.optional
+  ),
+  passphraseEnv: Options.text("passphrase-env").pipe(
+    Options.withDescription(
+      "Secure the connection with the passphrase in this environment variable (instead of --key-file)."
+    ),
+    Options.optional
+  ),
+  mode: Options.choice("security-mode", ["encrypt", "authenticate"] as const).pipe(
+    Options.withDescription("With a key: encrypt and authenticate (default), or authenticate only."),
+    Options.withDefault("encrypt" as const)
+  ),
+  keyId: Options.integer("key-id").pipe(
+    Options.withDescription("With a key: its id, 0..255 (every peer must use the same one)."),
+    Options.withDefault(1)
+  )
+}).pipe(
+  Options.mapEffect(
+    ({
+      keyFile,
+      keyId,
+      mode,
+      passphraseEnv
+    }): Effect.Effect<SecurityOption | undefined, ValidationError.ValidationError> => {
+      if (Option.isSome(keyFile) && Option.isSome(passphraseEnv))
+        return invalid("--key-file and --passphrase-env: give one of them, not both")
+      if (!(Number.isInteger(keyId) && keyId >= 0 && keyId <= 255))
+        return invalid(`--key-id: expected an integer from 0 to 255, got ${keyId}`)
+      if (Option.isSome(keyFile)) {
+        let text: string
+        try {
+          text = readFileSync(keyFile.value, "utf8").trim()
+        } catch (err) {
+          return invalid(`--key-file: cannot read ${keyFile.value}: ${(err as Error).message}`)
+        }
+        return Effect.succeed({ mode, keyId, key: text })
+      }
+      if (Option.isSome(passphraseEnv)) {
+        const passphrase = process.env[passphraseEnv.value]
+        if (passphrase === undefined || passphrase === "")
+          return invalid(`--passphrase-env: environment variable ${passphraseEnv.value} is not set`)
+        return Effect.succeed({ mode, keyId, passphrase })
+      }
+      return Effect.succeed(undefined)
+    }
   )
 )

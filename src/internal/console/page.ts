@@ -306,6 +306,10 @@ const COUNTER_GROUPS = [
   ["Flow control", [
     ["Status packets sent", "statusSent"], ["Status packets received", "statusReceived"],
     ["Segments that waited for the window", "flowControlWaits"]]],
+  ["Security", [
+    ["Security mismatches", "securityMismatch", null, "warn"], ["Unknown key ids", "unknownKeyIds", null, "warn"],
+    ["Authentication failures", "authFailures", null, "bad"], ["Replays dropped", "replaysDropped", null, "warn"],
+    ["Stale datagrams dropped", "staleDropped", null, "warn"]]],
   ["Hostile traffic", [
     ["Implausible claims dropped", "implausible", null, "warn"], ["Conflicts", "conflicts", null, "warn"],
     ["Sessions refused (cap)", "sessionsRejected", null, "warn"],

@@ -41,6 +41,7 @@
  *
  * Decoded payloads are views into the received datagram: the driver must not reuse receive buffers.
  */
+import { ENVELOPE_OVERHEAD, looksSealed, SecureChannel } from "../security/envelope.js"
 import { zeroEngineStats } from "./counters.js"
 import { type ControlCodec, type Dialect, nativeDialect } from "./dialect.js"
 import {
@@ -132,6 +133,8 @@ export interface EndpointOptions {
   readonly newSessionId?: () => bigint
   /** Wall-clock ms since the epoch carried by Announce (informational); default: `now`. */
   readonly wallClock?: () => number
+  /** Random bytes of the security envelope's nonce prefix; default: node:crypto `randomBytes`. */
+  readonly randomBytes?: (n: number) => Uint8Array
 }
 
 export interface LocalSenderStats {
@@ -156,6 +159,8 @@ export class Endpoint implements SenderHost, ReceiverHost {
   private readonly sink: EngineSink
   private readonly newSessionId: (now: number) => bigint
   private readonly wallClock: (() => number) | undefined
+  /** Seals every datagram sent and opens every datagram received (`config.security`). */
+  private readonly channel: SecureChannel | undefined
   private closed = false
 
   private readonly senders: Array<LocalSender> = []
@@ -216,7 +221,12 @@ export class Endpoint implements SenderHost, ReceiverHost {
   private readonly burst: number
 
   constructor(options: EndpointOptions) {
-    this.config = options.config
+    const security = options.config.security
+    // Packets are built smaller by the envelope, so a sealed datagram still fits `segmentSize`.
+    this.config =
+      security === undefined
+        ? options.config
+        : { ...options.config, segmentSize: options.config.segmentSize - ENVELOPE_OVERHEAD }
     this.sink = options.sink
     this.random = options.random
     this.wallClock = options.wallClock
@@ -236,6 +246,7 @@ export class Endpoint implements SenderHost, ReceiverHost {
           ? (now) => dialect.sessionId!(random, wallClock !== undefined ? wallClock() : now)
           : () => (BigInt(Math.floor(random() * 4294967296)) << 32n) | BigInt(Math.floor(random() * 4294967296))
     this.stats = zeroEngineStats()
+    this.channel = security === undefined ? undefined : new SecureChannel(security, this.stats, options.randomBytes)
     const controlSource: Source = {
       sessionId: this.freshId(options.now),
       senderIndex: CONTROL_SENDER_INDEX,
@@ -281,6 +292,8 @@ export class Endpoint implements SenderHost, ReceiverHost {
   // ---------------------------------------------------------------------------------------------
 
   emit(datagram: Uint8Array, now: number): void {
+    // Every packet kind leaves through here: sealed with a fresh nonce each time (retransmissions too).
+    if (this.channel !== undefined) datagram = this.channel.seal(datagram, now)
     const stats = this.stats
     stats.datagramsOut++
     stats.bytesOut += datagram.length
@@ -485,6 +498,15 @@ export class Endpoint implements SenderHost, ReceiverHost {
     stats.datagramsIn++
     stats.bytesIn += bytes.length
     if (this.closed) return
+    // Nothing reaches the decoder unless it is authentic, fresh and new (docs/PROTOCOL.md "Security").
+    if (this.channel !== undefined) {
+      const inner = this.channel.open(bytes, now)
+      if (inner === undefined) return
+      bytes = inner
+    } else if (looksSealed(bytes)) {
+      stats.securityMismatch++
+      return
+    }
     const p = this.dialect.decode(bytes, now)
     if (p === undefined) return
     if (isDecodeFailure(p)) {

@@ -5,6 +5,7 @@
  * `EngineSink` synchronously, inside the call that caused it.
  */
 import type { LossReason } from "../../DistributorError.js"
+import type { EngineSecurity } from "../security/config.js"
 import type { PycastEngineConfig } from "./pycastDialect.js"
 
 export interface EngineConfig {
@@ -71,6 +72,11 @@ export interface EngineConfig {
    * "pycast dialect"); undefined: native.
    */
   readonly pycast?: PycastEngineConfig
+  /**
+   * Authenticated encryption of every datagram (docs/PROTOCOL.md "Security"); absent: plaintext.
+   * Sealed datagrams still fit `segmentSize`: the engine builds its packets smaller by the envelope.
+   */
+  readonly security?: EngineSecurity | undefined
 }
 
 const MiB = 1024 * 1024
