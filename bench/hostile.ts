@@ -3,6 +3,7 @@
  * NAK amplification, 150 000 forged session ids against one endpoint, and the deadline heap
  * against the per-session scan it replaced. Plain engine calls, no sockets.
  */
+import { ConnectionConfig, DistributorConfig, toEngineConfig } from "../src/DistributorConfig.js"
 import { Endpoint } from "../src/internal/protocol/endpoint.js"
 import type { EngineConfig, EngineSink } from "../src/internal/protocol/engine.js"
 import { Fragment, PacketKind, type Source } from "../src/internal/protocol/packets.js"
@@ -10,31 +11,12 @@ import { encodePacket } from "../src/internal/protocol/wire.js"
 import { Prng } from "../src/internal/sim/index.js"
 
 const MiB = 1024 * 1024
-const config = (o: Partial<EngineConfig> = {}): EngineConfig => ({
-  host: "bench",
-  application: "hostile",
-  segmentSize: 1400,
-  maxUpdateSize: 64 * MiB,
-  holdbackDelayMs: 2,
-  holdbackThreshold: 2000,
-  heartbeatIntervalMs: 1000,
-  senderTimeoutMs: 10_000,
-  nakBackoffMs: 10,
-  nakRetryIntervalMs: 100,
-  nakMaxRetries: 10,
-  retransmitHoldoffMs: 10,
-  cacheMaxBytes: 16 * MiB,
-  cacheMaxAgeMs: 60_000,
-  maxBandwidth: 0,
-  reorderBufferSegments: 16_384,
-  flowControl: "none",
-  receiverName: "",
-  receiverWindowBytes: MiB,
-  receiverWindowSegments: 2048,
-  statusIntervalMs: 100,
-  receiverTimeoutMs: 2000,
-  ...o
-})
+// The library's defaults, as a connection would run them (flow control off: no receivers here).
+const defaults = toEngineConfig(
+  new DistributorConfig({ host: "bench", application: "hostile" }),
+  new ConnectionConfig({ flowControl: "none" })
+)
+const config = (o: Partial<EngineConfig> = {}): EngineConfig => ({ ...defaults, ...o })
 
 const sink = (): EngineSink & { bytes: number } => {
   const s = {

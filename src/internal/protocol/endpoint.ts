@@ -101,10 +101,18 @@ interface Tombstone {
   readonly seq: number
 }
 
-/** Retransmission allowance of one requesting address (bytes). */
-export interface RequesterBucket {
+/** A token bucket in bytes: the publish bandwidth, a requester's or all requesters' retransmissions. */
+interface TokenBucket {
   tokens: number
   at: number
+}
+
+/** Adds what `ratePerSecond` earned since `b.at`, up to `cap`. */
+const refill = (b: TokenBucket, ratePerSecond: number, cap: number, now: number): void => {
+  if (now > b.at) {
+    b.tokens = Math.min(cap, b.tokens + ((now - b.at) * ratePerSecond) / 1000)
+    b.at = now
+  }
 }
 
 /** A remote receiving endpoint heard through its Status packets. */
@@ -189,11 +197,11 @@ export class Endpoint implements SenderHost, ReceiverHost {
   bufferedBytes = 0
   private sessionsBuffering = 0
   private readonly bufferBudget: number
-  private readonly requesterBuckets = new Map<string, RequesterBucket>()
+  private readonly requesterBuckets = new Map<string, TokenBucket>()
   private readonly retransmitRate: number
   private readonly retransmitBurst: number
   /** Retransmission allowance over all requesters (4 × the per-requester rate and burst). */
-  private readonly totalBucket: RequesterBucket
+  private readonly totalBucket: TokenBucket
   private readonly ended: Array<RemoteSessionStats> = []
   /** Last receiver looked up by its (cached, shared) decoded Source object. */
   private lastSource: Source | undefined = undefined
@@ -215,9 +223,8 @@ export class Endpoint implements SenderHost, ReceiverHost {
   /** Earliest time a remote receiver may time out (a lower bound; rescanned when reached). */
   private receiversDue = Number.POSITIVE_INFINITY
 
-  // token bucket (bytes); only used when maxBandwidth > 0
-  private tokens: number
-  private tokensAt: number
+  /** Publish bandwidth (bytes); only used when maxBandwidth > 0. */
+  private readonly bandwidth: TokenBucket
   private readonly burst: number
 
   constructor(options: EndpointOptions) {
@@ -243,7 +250,7 @@ export class Endpoint implements SenderHost, ReceiverHost {
       given !== undefined
         ? () => given()
         : dialect.sessionId !== undefined
-          ? (now) => dialect.sessionId!(random, wallClock !== undefined ? wallClock() : now)
+          ? (now) => dialect.sessionId!(random, wall(now))
           : () => (BigInt(Math.floor(random() * 4294967296)) << 32n) | BigInt(Math.floor(random() * 4294967296))
     this.stats = zeroEngineStats()
     this.channel = security === undefined ? undefined : new SecureChannel(security, this.stats, options.randomBytes)
@@ -275,8 +282,7 @@ export class Endpoint implements SenderHost, ReceiverHost {
     this.retransmitBurst = Math.max(2 * this.config.segmentSize, this.retransmitRate / 32)
     this.totalBucket = { tokens: 4 * this.retransmitBurst, at: options.now }
     this.burst = Math.max(65536, this.config.maxBandwidth * 0.01)
-    this.tokens = this.burst
-    this.tokensAt = options.now
+    this.bandwidth = { tokens: this.burst, at: options.now }
   }
 
   /** A session id not used by this endpoint yet. */
@@ -298,8 +304,8 @@ export class Endpoint implements SenderHost, ReceiverHost {
     stats.datagramsOut++
     stats.bytesOut += datagram.length
     if (this.config.maxBandwidth > 0) {
-      this.refill(now)
-      this.tokens -= datagram.length
+      refill(this.bandwidth, this.config.maxBandwidth, this.burst, now)
+      this.bandwidth.tokens -= datagram.length
     }
     this.sink.send(datagram)
   }
@@ -355,13 +361,7 @@ export class Endpoint implements SenderHost, ReceiverHost {
     const requester = this.requesterBucket(address, now)
     if (requester === undefined) return sender.onNak(ranges, now)
     const total = this.totalBucket
-    if (now > total.at) {
-      total.tokens = Math.min(
-        4 * this.retransmitBurst,
-        total.tokens + ((now - total.at) * 4 * this.retransmitRate) / 1000
-      )
-      total.at = now
-    }
+    refill(total, 4 * this.retransmitRate, 4 * this.retransmitBurst, now)
     const allowance = { tokens: Math.min(requester.tokens, total.tokens) }
     const before = allowance.tokens
     const cut = sender.onNak(ranges, now, allowance)
@@ -372,7 +372,7 @@ export class Endpoint implements SenderHost, ReceiverHost {
   }
 
   /** The retransmission allowance of a requesting address, refilled to `now`; undefined: unlimited. */
-  private requesterBucket(address: string, now: number): RequesterBucket | undefined {
+  private requesterBucket(address: string, now: number): TokenBucket | undefined {
     const rate = this.retransmitRate
     if (rate <= 0) return undefined
     const buckets = this.requesterBuckets
@@ -384,10 +384,7 @@ export class Endpoint implements SenderHost, ReceiverHost {
       }
       b = { tokens: this.retransmitBurst, at: now }
       buckets.set(address, b)
-    } else if (now > b.at) {
-      b.tokens = Math.min(this.retransmitBurst, b.tokens + ((now - b.at) * rate) / 1000)
-      b.at = now
-    }
+    } else refill(b, rate, this.retransmitBurst, now)
     return b
   }
 
@@ -400,14 +397,6 @@ export class Endpoint implements SenderHost, ReceiverHost {
         i === 0 && ranges.length <= max ? ranges : ranges.slice(i, i + max)
       )
       for (let k = 0; k < datagrams.length; k++) this.emit(datagrams[k], now)
-    }
-  }
-
-  private refill(now: number): void {
-    const elapsed = now - this.tokensAt
-    if (elapsed > 0) {
-      this.tokens = Math.min(this.burst, this.tokens + (elapsed * this.config.maxBandwidth) / 1000)
-      this.tokensAt = now
     }
   }
 
@@ -458,8 +447,9 @@ export class Endpoint implements SenderHost, ReceiverHost {
   publishDelay(_sender: LocalSender, now: number): number {
     const rate = this.config.maxBandwidth
     if (rate <= 0) return 0
-    this.refill(now)
-    return this.tokens >= 0 ? 0 : Math.ceil((-this.tokens * 1000) / rate)
+    refill(this.bandwidth, rate, this.burst, now)
+    const tokens = this.bandwidth.tokens
+    return tokens >= 0 ? 0 : Math.ceil((-tokens * 1000) / rate)
   }
 
   closeSender(sender: LocalSender, now: number): void {

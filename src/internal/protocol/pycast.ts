@@ -16,6 +16,7 @@
  * format cannot carry (sequence numbers beyond u32, strings over 65 535 characters).
  */
 import type { DecodeFailure, DecodeFailureReason, PackedUpdate } from "./packets.js"
+import { readU16, readU32, writeU16, writeU32 } from "./wire.js"
 
 export const PYCAST_HEADER_SIZE = 20
 /** pycast's segment size: every datagram it builds is at most this long (and ours, in its dialect). */
@@ -156,20 +157,6 @@ export const utf8CodePoints = (bytes: Uint8Array): number => {
   for (let i = 0; i < bytes.length; i++) if ((bytes[i] & 0xc0) !== 0x80) n++
   return n
 }
-
-const writeU16 = (b: Uint8Array, o: number, v: number): void => {
-  b[o] = v >>> 8
-  b[o + 1] = v
-}
-const writeU32 = (b: Uint8Array, o: number, v: number): void => {
-  b[o] = v >>> 24
-  b[o + 1] = v >>> 16
-  b[o + 2] = v >>> 8
-  b[o + 3] = v
-}
-const readU16 = (b: Uint8Array, o: number): number => (b[o] << 8) | b[o + 1]
-const readU32 = (b: Uint8Array, o: number): number =>
-  ((b[o] << 24) | (b[o + 1] << 16) | (b[o + 2] << 8) | b[o + 3]) >>> 0
 
 const u32 = (what: string, v: number): number => {
   if (!Number.isInteger(v) || v < 0 || v > 0xffffffff) throw new RangeError(`${what} must be a u32, got ${v}`)
@@ -340,23 +327,26 @@ const decodeUpdate = (type: 1 | 2, header: PycastHeader, r: Reader): PycastUpdat
   return { type, header, seq, body }
 }
 
+/** mc address, mc port, sender id: how HEARTBEAT, CONFIGURATION and NAK bodies begin. */
+const readGroupFields = (r: Reader) => ({
+  group: ipv4FromReversed(r.u32("mc address")),
+  port: r.u32("mc port"),
+  senderId: r.u32("sender id")
+})
+
 const decodeBody = (header: PycastHeader, r: Reader): PycastPacket => {
   switch (header.type) {
     case PycastType.Update:
     case PycastType.Retransmission:
       return decodeUpdate(header.type, header, r)
     case PycastType.Heartbeat: {
-      const group = ipv4FromReversed(r.u32("mc address"))
-      const port = r.u32("mc port")
-      const senderId = r.u32("sender id")
+      const g = readGroupFields(r)
       const lastSeq = r.u32("last sequence number")
       r.end()
-      return { type: PycastType.Heartbeat, header, group, port, senderId, lastSeq }
+      return { type: PycastType.Heartbeat, header, ...g, lastSeq }
     }
     case PycastType.Configuration: {
-      const group = ipv4FromReversed(r.u32("mc address"))
-      const port = r.u32("mc port")
-      const senderId = r.u32("sender id")
+      const g = readGroupFields(r)
       const startTime = r.u32("start time")
       const heartbeatIntervalMs = r.u32("heartbeat interval")
       const configurationIntervalMs = r.u32("configuration interval")
@@ -367,9 +357,7 @@ const decodeBody = (header: PycastHeader, r: Reader): PycastPacket => {
       return {
         type: PycastType.Configuration,
         header,
-        group,
-        port,
-        senderId,
+        ...g,
         startTime,
         heartbeatIntervalMs,
         configurationIntervalMs,
@@ -401,15 +389,13 @@ const decodeBody = (header: PycastHeader, r: Reader): PycastPacket => {
       }
     }
     case PycastType.RetransmissionNak: {
-      const group = ipv4FromReversed(r.u32("mc address"))
-      const port = r.u32("mc port")
-      const senderId = r.u32("sender id")
+      const g = readGroupFields(r)
       const count = r.u32("NAK count")
       r.need(count * 4, "NAK sequence numbers")
       const seqs: Array<number> = []
       for (let i = 0; i < count; i++) seqs.push(r.u32("NAK sequence number"))
       r.end()
-      return { type: PycastType.RetransmissionNak, header, group, port, senderId, seqs }
+      return { type: PycastType.RetransmissionNak, header, ...g, seqs }
     }
   }
 }
@@ -472,6 +458,10 @@ class Builder {
   string(s: string): this {
     return this.push(encodePycastString(s))
   }
+  /** mc address, mc port, sender id (see `readGroupFields`). */
+  groupFields(p: { readonly group: string; readonly port: number; readonly senderId: number }): this {
+    return this.u32("mc address", reversedIpv4(p.group)).u32("mc port", p.port).u32("sender id", p.senderId)
+  }
   bytes(data: Uint8Array): this {
     return this.u8(1).u32("data length", data.length).push(data)
   }
@@ -514,15 +504,10 @@ export const encodePycast = (p: PycastPacket): Uint8Array => {
       break
     }
     case PycastType.Heartbeat:
-      w.u32("mc address", reversedIpv4(p.group))
-        .u32("mc port", p.port)
-        .u32("sender id", p.senderId)
-        .u32("last sequence number", p.lastSeq)
+      w.groupFields(p).u32("last sequence number", p.lastSeq)
       break
     case PycastType.Configuration:
-      w.u32("mc address", reversedIpv4(p.group))
-        .u32("mc port", p.port)
-        .u32("sender id", p.senderId)
+      w.groupFields(p)
         .u32("start time", p.startTime)
         .u32("heartbeat interval", p.heartbeatIntervalMs)
         .u32("configuration interval", p.configurationIntervalMs)
@@ -540,10 +525,7 @@ export const encodePycast = (p: PycastPacket): Uint8Array => {
         .string(p.application)
       break
     case PycastType.RetransmissionNak:
-      w.u32("mc address", reversedIpv4(p.group))
-        .u32("mc port", p.port)
-        .u32("sender id", p.senderId)
-        .u32("NAK count", p.seqs.length)
+      w.groupFields(p).u32("NAK count", p.seqs.length)
       for (const s of p.seqs) w.u32("NAK sequence number", s)
       break
   }

@@ -37,6 +37,7 @@ import {
   utf8CodePoints,
   writePycastHeader
 } from "./pycast.js"
+import { writeU32 } from "./wire.js"
 
 /** What the pycast dialect needs beyond the engine config: the group and this host's IPv4 address. */
 export interface PycastEngineConfig {
@@ -62,13 +63,6 @@ const pairKey = (startTime: number, senderId: number): string => `${startTime}/$
 
 const SOURCE_CACHE_MAX = 4096
 const APP_NAMES_MAX = 1024
-
-const writeU32 = (b: Uint8Array, o: number, v: number): void => {
-  b[o] = v >>> 24
-  b[o + 1] = v >>> 16
-  b[o + 2] = v >>> 8
-  b[o + 3] = v
-}
 
 const checkSeq = (seq: number): void => {
   if (!Number.isInteger(seq) || seq < 1 || seq > 0xffffffff) {

@@ -95,8 +95,9 @@ const U64_MAX = (1n << 64n) - 1n
 // Primitive readers/writers (big-endian)
 // ---------------------------------------------------------------------------------------------
 
-const readU16 = (b: Uint8Array, o: number): number => (b[o] << 8) | b[o + 1]
-const readU32 = (b: Uint8Array, o: number): number =>
+/** Big-endian field access, shared by every codec (wire, pycast, security envelope). */
+export const readU16 = (b: Uint8Array, o: number): number => (b[o] << 8) | b[o + 1]
+export const readU32 = (b: Uint8Array, o: number): number =>
   ((b[o] << 24) | (b[o + 1] << 16) | (b[o + 2] << 8) | b[o + 3]) >>> 0
 /** A u64 as a safe integer, or -1 when it exceeds Number.MAX_SAFE_INTEGER. */
 const readSafeU64 = (b: Uint8Array, o: number): number => {
@@ -104,11 +105,11 @@ const readSafeU64 = (b: Uint8Array, o: number): number => {
   return hi > MAX_SAFE_HI ? -1 : hi * TWO_32 + readU32(b, o + 4)
 }
 
-const writeU16 = (b: Uint8Array, o: number, v: number): void => {
+export const writeU16 = (b: Uint8Array, o: number, v: number): void => {
   b[o] = v >>> 8
   b[o + 1] = v
 }
-const writeU32 = (b: Uint8Array, o: number, v: number): void => {
+export const writeU32 = (b: Uint8Array, o: number, v: number): void => {
   b[o] = v >>> 24
   b[o + 1] = v >>> 16
   b[o + 2] = v >>> 8

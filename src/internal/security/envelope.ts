@@ -17,6 +17,7 @@
  * are, so sealing allocates one buffer and derives nothing.
  */
 import { createCipheriv, createDecipheriv, type KeyObject, randomBytes } from "node:crypto"
+import { readU32 } from "../protocol/wire.js"
 import type { EngineSecurity, SecurityMode } from "./config.js"
 import { connectionSubkey } from "./keys.js"
 import { ReplayWindow } from "./replay.js"
@@ -201,6 +202,3 @@ export class SecureChannel {
     return inner
   }
 }
-
-const readU32 = (b: Uint8Array, o: number): number =>
-  ((b[o] << 24) | (b[o + 1] << 16) | (b[o + 2] << 8) | b[o + 3]) >>> 0
