@@ -481,4 +481,33 @@ describe("Connection over Transport.layerMemory", () => {
       }).pipe(Effect.provide(Transport.layerMemory({ seed: 13 })))
     )
   })
+
+  it.scoped("unsafePublish: published, blocked while pacing would suspend publish, or the typed error", () =>
+    Effect.gen(function* () {
+      // 20 kB/s: the first datagrams use up the burst, then publish would sleep.
+      const { ca, cb } = yield* twoNodes({ connection: { maxBandwidth: 20_000, holdbackDelayMs: 0 } })
+      const received = yield* cb.subscribeScoped("/s/...")
+      const p = yield* ca.publisher
+      const invalid = p.unsafePublish("no-slash", "x")
+      expect(typeof invalid === "object" && invalid._tag).toBe("InvalidTopic")
+      const results: Array<string> = []
+      for (let i = 0; i < 200; i++) {
+        const r = p.unsafePublish(`/s/${i}`, new Uint8Array(500))
+        results.push(typeof r === "string" ? r : r._tag)
+        if (r === "blocked") break
+      }
+      expect(results.at(-1)).toBe("blocked")
+      const published = results.filter((r) => r === "published").length
+      expect(published).toBeGreaterThan(0)
+      // What was published arrives (the clock moves on so the paced datagrams leave); publish waits.
+      const fiber = yield* Effect.fork(p.publish("/s/last", "after the wait"))
+      yield* TestClock.adjust("10 seconds")
+      yield* Fiber.join(fiber)
+      const got = yield* Stream.runCollect(Stream.take(received, published + 1))
+      expect(Chunk.toReadonlyArray(got).map((u) => u.topic)).toEqual([
+        ...Array.from({ length: published }, (_, i) => `/s/${i}`),
+        "/s/last"
+      ])
+    }).pipe(Effect.provide(Transport.layerMemory({ seed: 21 })))
+  )
 })
