@@ -215,14 +215,14 @@ export const make = (
     // event, and the end of the socket's wake-up (batch) dispatches what the batch produced. No
     // fiber wakes per batch; the clock is read once per batch.
     let batchNow = -1
-    const handler = {
+    const handlerFor = (channel: "data" | "control" | undefined) => ({
       onDatagram: (data: Uint8Array, address: string) => {
         if (closed) return
         if (batchNow < 0) batchNow = now()
         // The engine never throws by contract; if it ever did, count and log it and go on with
         // the next datagram rather than break the socket's handler.
         try {
-          endpoint.onDatagram(data, address, batchNow)
+          endpoint.onDatagram(data, address, batchNow, channel)
         } catch (err) {
           logFault("received datagram", err)
         }
@@ -231,9 +231,9 @@ export const make = (
         batchNow = -1
         if (!closed) dispatch()
       }
-    }
-    socket.listen(handler)
-    control?.listen(handler)
+    })
+    socket.listen(handlerFor(control === undefined ? undefined : "data"))
+    control?.listen(handlerFor("control"))
 
     // ---- metrics -----------------------------------------------------------------------------
 
