@@ -83,10 +83,10 @@ export interface DatagramSocket {
   readonly send: (datagram: Uint8Array) => void
   /**
    * Join (`true`) or leave the group: whether datagrams sent to it reach `listen`. Sending does not
-   * need membership. Idempotent; never throws: returns the error when the kernel refuses (the
-   * membership was checked when the socket opened, so this is rare).
+   * need membership. Idempotent; completes once datagrams sent from then on are received (the
+   * membership was checked when the socket opened, so an error here is rare).
    */
-  readonly setJoined: (joined: boolean) => TransportError | undefined
+  readonly setJoined: (joined: boolean) => Effect.Effect<void, TransportError>
   /**
    * Start handing received datagrams to `handler` (one handler per socket; a second call replaces
    * it). Datagrams that arrive before the first call are queued (up to `queueCapacity`) and handed

@@ -94,8 +94,6 @@ export const make = (
     const socket = yield* transport.open({ ...socketOptions, port: config.port, joined: !split })
     const control = split ? yield* transport.open({ ...socketOptions, port: controlPort }) : undefined
     let dataJoined = !split
-    /** Streams of `events` / `presence` running: remote senders are only seen on the data channel. */
-    let eventConsumers = 0
     // (`split` false: the one socket is joined from the start.)
 
     const openedAt = now()
@@ -164,19 +162,27 @@ export const make = (
 
     // A connection reports itself as a receiver (Status: flow control, presence) while it has
     // subscriptions; a publish-only process holds back no publisher.
-    // The data channel is joined once anything here receives (a subscription, an event stream) and
-    // stays joined: leaving would turn the sessions heard so far into gaps and false losses.
     const syncListening = () => {
-      if (closed) return
-      if (!dataJoined && (fanout.size > 0 || eventConsumers > 0)) {
-        const error = socket.setJoined(true)
-        if (error === undefined) {
-          dataJoined = true
-          endpoint.joinedData(now())
-        } else logFault("joining the data channel", error)
-      }
-      endpoint.setListening(fanout.size > 0, now())
+      if (!closed) endpoint.setListening(fanout.size > 0, now())
     }
+
+    // The data channel is joined once anything here receives (a subscription, an event stream),
+    // before the subscription counts as made, and stays joined: leaving would turn the sessions
+    // heard so far into gaps and false losses. Later receivers wait for the same join.
+    const joinData: Effect.Effect<void> = yield* Effect.cached(
+      Effect.suspend(() =>
+        dataJoined || closed
+          ? Effect.void
+          : Effect.matchEffect(socket.setJoined(true), {
+              onFailure: (error) => Effect.sync(() => logFault("joining the data channel", error)),
+              onSuccess: () =>
+                Effect.sync(() => {
+                  dataJoined = true
+                  endpoint.joinedData(now())
+                })
+            })
+      )
+    )
 
     // The engine's timer (NAK back-off, holdback, heartbeats, status, expiry): driven synchronously
     // like the receive path on the live clock, by a fiber on a test clock (see timer.ts).
@@ -453,10 +459,13 @@ export const make = (
           return Effect.map(
             Effect.acquireRelease(
               Effect.tap(
-                fanout.add(pattern, parsed.right, {
-                  capacity: options?.bufferSize ?? config.subscriberBufferSize,
-                  notify: options?.onLoss === "notify"
-                }),
+                Effect.zipRight(
+                  joinData,
+                  fanout.add(pattern, parsed.right, {
+                    capacity: options?.bufferSize ?? config.subscriberBufferSize,
+                    notify: options?.onLoss === "notify"
+                  })
+                ),
                 syncListening
               ),
               (sub) =>
@@ -511,23 +520,10 @@ export const make = (
 
     // ---- events ------------------------------------------------------------------------------
 
-    // While consumed, the connection receives on the data channel (remote senders' joins and leaves
-    // come from their data and heartbeats), subscriptions or not.
-    const eventStream: Stream.Stream<Connection.ConnectionEvent> = Stream.unwrapScoped(
-      Effect.as(
-        Effect.acquireRelease(
-          Effect.sync(() => {
-            eventConsumers++
-            syncListening()
-          }),
-          () =>
-            Effect.sync(() => {
-              eventConsumers--
-              syncListening()
-            })
-        ),
-        Stream.fromPubSub(events)
-      )
+    // Consuming events joins the data channel (remote senders' joins and leaves come from their data
+    // and heartbeats), subscriptions or not.
+    const eventStream: Stream.Stream<Connection.ConnectionEvent> = Stream.unwrap(
+      Effect.as(joinData, Stream.fromPubSub(events))
     )
 
     // ---- stats -------------------------------------------------------------------------------

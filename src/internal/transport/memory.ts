@@ -78,12 +78,12 @@ export const makeNetwork = (options: MemoryNetworkOptions): Effect.Effect<Memory
               incoming.unsafeDone(Exit.void)
             })
         )
-        const setJoined = (join: boolean) => {
-          if (!open) return undefined
-          if (join) peers.add(self)
-          else peers.delete(self)
-          return undefined
-        }
+        const setJoined = (join: boolean) =>
+          Effect.sync(() => {
+            if (!open) return
+            if (join) peers.add(self)
+            else peers.delete(self)
+          })
         // Delivery is asynchronous, as on a real network (a send never re-enters a receiver from
         // inside its own engine call): a fiber in the socket's scope hands each queued chunk to the
         // handler, one batch per wake-up.

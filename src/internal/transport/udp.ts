@@ -72,7 +72,6 @@ export const open = (options: OpenOptions): Effect.Effect<DatagramSocket, Transp
     // socket bound to 0.0.0.0 does not know the source address its datagrams will carry.
     let ownAddress: string | undefined
     let ownPort = -1
-    let joined = options.joined !== false
 
     // Receive path: each datagram goes to the handler synchronously from the socket's "message"
     // event, and the end of the poll phase that read it (setImmediate) ends the batch. Before a
@@ -101,61 +100,83 @@ export const open = (options: OpenOptions): Effect.Effect<DatagramSocket, Transp
     let lastAddress = ""
 
     // Receiving socket: bound to the group address (on Linux this filters out other groups that
-    // share the port), reuseAddr so that every process on the host can join.
-    const receiver = yield* Effect.acquireRelease(
-      Effect.gen(function* () {
-        const socket = Dgram.createSocket({ type: "udp4", reuseAddr: true })
-        const bindAddress = process.platform === "win32" ? undefined : options.group
-        yield* bindSocket(socket, group, { port: options.port, ...(bindAddress ? { address: bindAddress } : {}) }).pipe(
-          Effect.tapError(() => closeSocket(socket))
-        )
-        yield* Effect.gen(function* () {
-          // Join even when starting out of the group: a bad group or interface fails here, typed.
-          yield* trySync("Membership", group, () => socket.addMembership(options.group, iface))
-          if (options.joined === false)
-            yield* trySync("Membership", group, () => socket.dropMembership(options.group, iface))
-          if (options.recvBufferSize > 0) {
-            yield* trySync("SocketOption", group, () => socket.setRecvBufferSize(options.recvBufferSize))
-          }
-        }).pipe(Effect.tapError(() => closeSocket(socket)))
-        socket.on("message", (data, rinfo) => {
-          const port = rinfo.port
-          const ip = rinfo.address
-          // Our own datagrams, looped back by the kernel: the engine would drop them anyway (its
-          // local subscribers are served directly), so skip them before they cost any work.
-          if (port === ownPort && ip === ownAddress) return
-          if (port !== lastPort || ip !== lastIp) {
-            lastIp = ip
-            lastPort = port
-            lastAddress = `${ip}:${port}`
-          }
-          if (handler === undefined) {
-            if (early.length < queueCapacity) early.push({ data, address: lastAddress })
-            else queueDrops++
-            return
-          }
-          if (!batchOpen) {
-            batchOpen = true
-            setImmediate(endBatch)
-          }
-          handler.onDatagram(data, lastAddress)
-        })
-        // After bind, socket errors are asynchronous and not fatal for UDP; keep the loop alive.
-        socket.on("error", (err) => {
-          lastSendError = err.message
-        })
-        return socket
-      }),
-      (socket) =>
-        Effect.suspend(() => {
-          try {
-            if (joined) socket.dropMembership(options.group, iface)
-          } catch {
-            // the group may already be gone with the interface; closing is what matters
-          }
-          closed = true
-          return closeSocket(socket)
-        })
+    // share the port), reuseAddr so that every process on the host can join. Out of the group
+    // (`joined: false`) there is no receiving socket at all: Linux delivers a group's datagrams to
+    // every socket bound to its address and port once ANY socket on the host joined the group on
+    // that interface (IP_MULTICAST_ALL, which node cannot turn off), so merely dropping the
+    // membership would not keep the data away.
+    const onMessage = (data: Buffer, rinfo: Dgram.RemoteInfo) => {
+      const port = rinfo.port
+      const ip = rinfo.address
+      // Our own datagrams, looped back by the kernel: the engine would drop them anyway (its
+      // local subscribers are served directly), so skip them before they cost any work.
+      if (port === ownPort && ip === ownAddress) return
+      if (port !== lastPort || ip !== lastIp) {
+        lastIp = ip
+        lastPort = port
+        lastAddress = `${ip}:${port}`
+      }
+      if (handler === undefined) {
+        if (early.length < queueCapacity) early.push({ data, address: lastAddress })
+        else queueDrops++
+        return
+      }
+      if (!batchOpen) {
+        batchOpen = true
+        setImmediate(endBatch)
+      }
+      handler.onDatagram(data, lastAddress)
+    }
+    /** Joins and sets the buffer on a bound receiving socket. Throws what the kernel refuses. */
+    const configure = (socket: Dgram.Socket) => {
+      socket.addMembership(options.group, iface)
+      if (options.recvBufferSize > 0) socket.setRecvBufferSize(options.recvBufferSize)
+    }
+    const makeReceiver = () => {
+      const socket = Dgram.createSocket({ type: "udp4", reuseAddr: true })
+      socket.on("message", onMessage)
+      // After bind, socket errors are asynchronous and not fatal for UDP; keep the loop alive.
+      socket.on("error", (err) => {
+        lastSendError = err.message
+      })
+      return socket
+    }
+    const bindAddress = process.platform === "win32" ? undefined : options.group
+    const bindOptions = { port: options.port, ...(bindAddress ? { address: bindAddress } : {}) }
+    const openReceiver: Effect.Effect<Dgram.Socket, TransportError> = Effect.suspend(() => {
+      const socket = makeReceiver()
+      return bindSocket(socket, group, bindOptions).pipe(
+        Effect.zipRight(trySync("Membership", group, () => configure(socket))),
+        Effect.as(socket),
+        Effect.tapError(() => closeSocket(socket))
+      )
+    })
+    const release = (socket: Dgram.Socket) => {
+      try {
+        socket.dropMembership(options.group, iface)
+      } catch {
+        // the group may already be gone with the interface; closing is what matters
+      }
+      try {
+        socket.close()
+      } catch {
+        // already closed
+      }
+    }
+    // Opened (and so checked: a bad group or interface fails here, typed) even when starting out
+    // of the group; then closed until `setJoined(true)`.
+    let receiver: Dgram.Socket | undefined = yield* openReceiver
+    const recvBufferSize = grantedSize(() => receiver!.getRecvBufferSize())
+    if (options.joined === false) {
+      yield* closeSocket(receiver)
+      receiver = undefined
+    }
+    yield* Effect.addFinalizer(() =>
+      Effect.sync(() => {
+        closed = true
+        if (receiver !== undefined) release(receiver)
+        receiver = undefined
+      })
     )
 
     // Sending socket: ephemeral port on the chosen interface, connected to group:port.
@@ -191,7 +212,6 @@ export const open = (options: OpenOptions): Effect.Effect<DatagramSocket, Transp
       closeSocket
     )
 
-    const recvBufferSize = grantedSize(() => receiver.getRecvBufferSize())
     const sendBufferSize = grantedSize(() => sender.getSendBufferSize())
     yield* warnIfCapped("receive", options.recvBufferSize, recvBufferSize, group)
     yield* warnIfCapped("send", options.sendBufferSize, sendBufferSize, group)
@@ -218,17 +238,21 @@ export const open = (options: OpenOptions): Effect.Effect<DatagramSocket, Transp
       }
     }
 
-    const setJoined = (join: boolean): TransportError | undefined => {
-      if (join === joined || closed) return undefined
-      try {
-        if (join) receiver.addMembership(options.group, iface)
-        else receiver.dropMembership(options.group, iface)
-        joined = join
-        return undefined
-      } catch (err) {
-        return transportError("Membership", group, err)
-      }
-    }
+    // Joining opens a receiving socket again (the group and interface were checked at open);
+    // leaving closes it.
+    const setJoined = (join: boolean): Effect.Effect<void, TransportError> =>
+      Effect.suspend(() => {
+        if (closed || join === (receiver !== undefined)) return Effect.void
+        if (!join) {
+          release(receiver!)
+          receiver = undefined
+          return Effect.void
+        }
+        return Effect.map(openReceiver, (socket) => {
+          if (closed || receiver !== undefined) return release(socket)
+          receiver = socket
+        })
+      })
 
     return {
       group,
