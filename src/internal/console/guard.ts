@@ -61,6 +61,11 @@ export interface GuardOptions {
   readonly token: string | undefined
   /** Extra `Host` values: `name` (any port) or `name:port`; `"*"` turns the Host check off. */
   readonly allowedHosts: ReadonlyArray<string>
+  /**
+   * The console's browser convenience: `GET /?token=` answered with a cookie, and that cookie
+   * accepted. Default true; the gateway turns it off (WebSocket clients send the token each time).
+   */
+  readonly cookie?: boolean
 }
 
 const noStore = { "cache-control": "no-store", "x-content-type-options": "nosniff" }
@@ -141,6 +146,7 @@ export const make = (options: GuardOptions): Guard => {
       const query = new URL(request.url, "http://console.invalid").searchParams.get("token")
       if (query !== null) {
         if (!matches(query)) return unauthorized
+        if (options.cookie === false) return undefined
         const path = new URL(request.url, "http://console.invalid").pathname
         if (path !== "/" || request.method !== "GET") return undefined
         // The page: keep the token in a cookie and take it out of the address bar (and history).
@@ -156,7 +162,7 @@ export const make = (options: GuardOptions): Guard => {
           }
         })
       }
-      return matches(fromCookie(request.headers.cookie)) ? undefined : unauthorized
+      return options.cookie !== false && matches(fromCookie(request.headers.cookie)) ? undefined : unauthorized
     }
   }
 }
