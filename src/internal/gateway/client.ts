@@ -31,8 +31,8 @@ import {
   GatewayLoss,
   type InvalidOption,
   InvalidPayload,
-  IrrecoverableLoss,
   type InvalidTopic,
+  IrrecoverableLoss,
   SubscriberOverflow,
   UpdateTooLarge
 } from "../../DistributorError.js"
@@ -120,7 +120,9 @@ const defaultRetry = Schedule.exponential("100 millis").pipe(
 
 const textEncoder = new TextEncoder()
 
-export const make = (options: ClientOptions): Effect.Effect<ClientHandle, never, Socket.WebSocketConstructor | Scope.Scope> =>
+export const make = (
+  options: ClientOptions
+): Effect.Effect<ClientHandle, never, Socket.WebSocketConstructor | Scope.Scope> =>
   Effect.gen(function* () {
     const name = options.name
     const connectionIndex = options.connection ?? 0
@@ -375,10 +377,14 @@ export const make = (options: ClientOptions): Effect.Effect<ClientHandle, never,
           openTimeout: Duration.millis(options.openTimeoutMs ?? 10_000),
           closeCodeIsError: () => true
         })
-        const exit = yield* Effect.either(ws.runRaw(onMessage as (data: string | Uint8Array) => void, { onOpen: hello }))
+        const exit = yield* Effect.either(
+          ws.runRaw(onMessage as (data: string | Uint8Array) => void, { onOpen: hello })
+        )
         if (Either.isLeft(exit) && Socket.SocketCloseError.is(exit.left)) {
           if (exit.left.code === Frames.Close.TakenOver) {
-            stop(new GatewayError({ reason: "TakenOver", address: options.url, detail: "another client took this name" }))
+            stop(
+              new GatewayError({ reason: "TakenOver", address: options.url, detail: "another client took this name" })
+            )
           }
         }
       })
@@ -431,42 +437,40 @@ export const make = (options: ClientOptions): Effect.Effect<ClientHandle, never,
     // ---- API ------------------------------------------------------------------------------------
 
     const subscribeScoped: ClientHandle["subscribeScoped"] = (pattern, subOptions) =>
-      Effect.suspend((): Effect.Effect<
-        Stream.Stream<Item, SubscriberError>,
-        InvalidTopic | InvalidOption,
-        Scope.Scope
-      > => {
-        const parsed = Topic.parsePattern(pattern)
-        if (Either.isLeft(parsed)) return Effect.fail(parsed.left)
-        const badOption = Inputs.checkSubscribeOptions(subOptions)
-        if (badOption) return Effect.fail(badOption)
-        if (state._tag === "Stopped") return Effect.succeed(Stream.fail(state.error))
-        return Effect.acquireRelease(
-          Effect.gen(function* () {
-            const sub = yield* fanout.add(pattern, parsed.right, {
-              capacity: subOptions?.bufferSize ?? options.bufferSize ?? 65_536,
-              notify: subOptions?.onLoss === "notify"
-            })
-            const id = nextId++
-            const done = yield* Deferred.make<void>()
-            subs.set(id, pattern)
-            subscribed.set(id, done)
-            send(JSON.stringify({ type: "subscribe", id, pattern, connection: connectionIndex }))
-            return { sub, id, done }
-          }),
-          ({ id, sub }) =>
-            Effect.sync(() => {
-              fanout.end(sub)
-              subs.delete(id)
-              subscribed.delete(id)
-              send(JSON.stringify({ type: "unsubscribe", id }))
-            })
-        ).pipe(
-          // Registered with the gateway before it returns: nothing published afterwards is missed.
-          Effect.tap(({ done }) => Deferred.await(done)),
-          Effect.map(({ sub }) => fanout.stream(sub))
-        )
-      })
+      Effect.suspend(
+        (): Effect.Effect<Stream.Stream<Item, SubscriberError>, InvalidTopic | InvalidOption, Scope.Scope> => {
+          const parsed = Topic.parsePattern(pattern)
+          if (Either.isLeft(parsed)) return Effect.fail(parsed.left)
+          const badOption = Inputs.checkSubscribeOptions(subOptions)
+          if (badOption) return Effect.fail(badOption)
+          if (state._tag === "Stopped") return Effect.succeed(Stream.fail(state.error))
+          return Effect.acquireRelease(
+            Effect.gen(function* () {
+              const sub = yield* fanout.add(pattern, parsed.right, {
+                capacity: subOptions?.bufferSize ?? options.bufferSize ?? 65_536,
+                notify: subOptions?.onLoss === "notify"
+              })
+              const id = nextId++
+              const done = yield* Deferred.make<void>()
+              subs.set(id, pattern)
+              subscribed.set(id, done)
+              send(JSON.stringify({ type: "subscribe", id, pattern, connection: connectionIndex }))
+              return { sub, id, done }
+            }),
+            ({ id, sub }) =>
+              Effect.sync(() => {
+                fanout.end(sub)
+                subs.delete(id)
+                subscribed.delete(id)
+                send(JSON.stringify({ type: "unsubscribe", id }))
+              })
+          ).pipe(
+            // Registered with the gateway before it returns: nothing published afterwards is missed.
+            Effect.tap(({ done }) => Deferred.await(done)),
+            Effect.map(({ sub }) => fanout.stream(sub))
+          )
+        }
+      )
 
     const encodeOne = (
       topic: string,

@@ -21,7 +21,7 @@ import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import * as Socket from "@effect/platform/Socket"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
-import * as Chunk from "effect/Chunk"
+import type * as Chunk from "effect/Chunk"
 import * as Clock from "effect/Clock"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
@@ -30,6 +30,7 @@ import * as Exit from "effect/Exit"
 import * as FiberSet from "effect/FiberSet"
 import * as Mailbox from "effect/Mailbox"
 import * as Option from "effect/Option"
+import * as Schedule from "effect/Schedule"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import type * as Connection from "../../Connection.js"
@@ -48,6 +49,7 @@ interface RawSocket {
   readonly readyState: number
   send(data: Uint8Array | string, cb?: (err?: Error) => void): void
   close(code?: number, reason?: string): void
+  terminate(): void
 }
 
 /** Counters of a gateway (plain numbers; the stats snapshot copies them). */
@@ -150,7 +152,11 @@ interface Route {
 const MAX_ROUTES = 255
 const textEncoder = new TextEncoder()
 const byteLength = (data: string | Uint8Array): number =>
-  typeof data === "string" ? (data.length < 256 ? textEncoder.encode(data).length : Buffer.byteLength(data)) : data.length
+  typeof data === "string"
+    ? data.length < 256
+      ? textEncoder.encode(data).length
+      : Buffer.byteLength(data)
+    : data.length
 
 const formatUrl = (host: string, port: number, path: string): string =>
   `ws://${host.includes(":") ? `[${host}]` : host}:${port}${path}`
@@ -196,6 +202,7 @@ export const start = (
       framesDropped: 0
     }
     const sessions = new Map<string, Session>()
+    const openSockets = new Set<RawSocket>()
     const tombstones = new Tombstones(options.tombstones)
     const background = yield* FiberSet.make()
     const runBackground = yield* FiberSet.runtime(background)()
@@ -207,7 +214,10 @@ export const start = (
       scope: undefined,
       sessions: new Map()
     }))
-    const connectionInfo = routes.map((r) => ({ key: r.connection.key, maxUpdateSize: r.connection.config.maxUpdateSize }))
+    const connectionInfo = routes.map((r) => ({
+      key: r.connection.key,
+      maxUpdateSize: r.connection.config.maxUpdateSize
+    }))
     const limits = {
       maxFrameBytes: options.maxFrameBytes,
       maxSubscriptions: options.maxSubscriptionsPerClient,
@@ -222,7 +232,15 @@ export const start = (
 
     const sendGap = (a: Attachment, gap: Gap): void => {
       counters.gapsSent++
-      sendRaw(a, json({ type: "gap", reason: gap.reason, first: gap.first, ...(gap.last !== undefined ? { last: gap.last } : {}) }))
+      sendRaw(
+        a,
+        json({
+          type: "gap",
+          reason: gap.reason,
+          first: gap.first,
+          ...(gap.last !== undefined ? { last: gap.last } : {})
+        })
+      )
     }
 
     /** Hands a session's unsent frames to its socket until the socket's queue bound. */
@@ -245,7 +263,8 @@ export const start = (
 
     const sendError = (socket: RawSocket, code: Frames.ErrorCode, detail: string, id?: number): void => {
       counters.errorsSent++
-      if (socket.readyState === 1) socket.send(json({ type: "error", code, detail, ...(id !== undefined ? { id } : {}) }))
+      if (socket.readyState === 1)
+        socket.send(json({ type: "error", code, detail, ...(id !== undefined ? { id } : {}) }))
     }
 
     // ---- routing (hot path) -------------------------------------------------------------------
@@ -348,7 +367,10 @@ export const start = (
             ...(options.subscriberBufferSize !== undefined ? { bufferSize: options.subscriberBufferSize } : {})
           })
           .pipe(Scope.extend(scope), Effect.orDie)
+        // Interruptible explicitly: this may run in a fiber that is not (a socket's), and a fork
+        // inherits that, which would make closing the route wait forever.
         yield* Stream.runForEachChunk(stream, (chunk) => Effect.sync(() => deliver(route, chunk))).pipe(
+          Effect.interruptible,
           Effect.forkIn(scope)
         )
       })
@@ -464,7 +486,12 @@ export const start = (
       Effect.gen(function* () {
         const socket = peer.socket!
         if (message.version !== Frames.VERSION) {
-          return bad(peer, "UnsupportedVersion", `this gateway speaks version ${Frames.VERSION}`, Frames.Close.ProtocolError)
+          return bad(
+            peer,
+            "UnsupportedVersion",
+            `this gateway speaks version ${Frames.VERSION}`,
+            Frames.Close.ProtocolError
+          )
         }
         const live = sessions.get(message.name)
         const plan = planResume(
@@ -522,7 +549,7 @@ export const start = (
         session.detachedAt = undefined
         peer.session = session
         peer.attachment = attachment
-        const next = gap?.last !== undefined ? gap.last + 1 : gap?.first ?? session.replay.cursor
+        const next = gap?.last !== undefined ? gap.last + 1 : (gap?.first ?? session.replay.cursor)
         sendRaw(
           attachment,
           json({
@@ -709,9 +736,18 @@ export const start = (
         counters.socketsAccepted++
         const inbox = yield* Mailbox.make<string | Uint8Array>()
         const raw = yield* Deferred.make<RawSocket>()
-        const peer: Peer = { socket: undefined, session: undefined, attachment: undefined, errors: 0, closed: false, remote }
+        const peer: Peer = {
+          socket: undefined,
+          session: undefined,
+          attachment: undefined,
+          errors: 0,
+          closed: false,
+          remote
+        }
         let first = true
-        const captureSocket = Effect.flatMap(Socket.WebSocket, (ws) => Deferred.succeed(raw, ws as unknown as RawSocket))
+        const captureSocket = Effect.flatMap(Socket.WebSocket, (ws) =>
+          Deferred.succeed(raw, ws as unknown as RawSocket)
+        )
         // The handler only queues: frames are handled in order by the loop below, a chunk at a time.
         const handler = (data: string | Uint8Array) => {
           inbox.unsafeOffer(data)
@@ -737,6 +773,8 @@ export const start = (
         }
         const [messages, done] = firstChunk.value
         peer.socket = yield* Deferred.await(raw)
+        openSockets.add(peer.socket)
+        yield* Effect.addFinalizer(() => Effect.sync(() => openSockets.delete(peer.socket!)))
         yield* handleChunk(peer, messages)
         if (done) return
         for (;;) {
@@ -748,6 +786,10 @@ export const start = (
 
     // ---- HTTP server --------------------------------------------------------------------------
 
+    // The server lives in a child scope closed after every client socket (finalizer below): the
+    // platform's WebSocketServer, created at the first upgrade, waits on close for all of its
+    // clients to be gone.
+    const serverScope = yield* Scope.fork(gatewayScope, ExecutionStrategy.sequential)
     let nodeServer: http.Server | undefined
     const server = yield* NodeHttpServer.make(
       () => {
@@ -767,7 +809,8 @@ export const start = (
             : `cannot listen: ${cause?.message ?? String(cause)}`,
           cause
         })
-      })
+      }),
+      Scope.extend(serverScope)
     )
     const bound = server.address._tag === "TcpAddress" ? server.address : { hostname: options.host, port: options.port }
     const url = formatUrl(bound.hostname, bound.port, options.path)
@@ -787,28 +830,38 @@ export const start = (
       headers: { upgrade: "websocket" }
     })
 
-    yield* server.serve(
-      Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
-        const refused = guard.check(request)
-        if (refused !== undefined) {
-          counters.socketsRefused++
-          return Effect.succeed(refused)
-        }
-        if (new URL(request.url, "http://gateway.invalid").pathname !== options.path) return Effect.succeed(notFound)
-        if (request.headers.upgrade?.toLowerCase() !== "websocket") return Effect.succeed(upgradeRequired)
-        const remote = Option.getOrUndefined(request.remoteAddress)
-        return Effect.flatMap(request.upgrade, (socket) => Effect.scoped(serveSocket(socket, remote))).pipe(
-          Effect.catchAllCause(() => Effect.void),
-          Effect.as(HttpServerResponse.empty())
-        )
-      })
-    )
-    // Runs first on close: upgraded sockets are not the HTTP server's to close, so say goodbye to
-    // every client (1001 Going Away) before the server and the sessions go.
+    yield* server
+      .serve(
+        Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
+          const refused = guard.check(request)
+          if (refused !== undefined) {
+            counters.socketsRefused++
+            return Effect.succeed(refused)
+          }
+          if (new URL(request.url, "http://gateway.invalid").pathname !== options.path) return Effect.succeed(notFound)
+          if (request.headers.upgrade?.toLowerCase() !== "websocket") return Effect.succeed(upgradeRequired)
+          const remote = Option.getOrUndefined(request.remoteAddress)
+          return Effect.flatMap(request.upgrade, (socket) => Effect.scoped(serveSocket(socket, remote))).pipe(
+            Effect.catchAllCause(() => Effect.void),
+            Effect.as(HttpServerResponse.empty())
+          )
+        })
+      )
+      .pipe(Scope.extend(serverScope))
+    // Runs before the server's scope closes: upgraded sockets are not the HTTP server's to close,
+    // so every client is told (1001 Going Away), given a moment for the closing handshake, then cut.
     yield* Effect.addFinalizer(() =>
-      Effect.sync(() => {
-        for (const session of sessions.values()) session.attachment?.socket.close(Frames.Close.GoingAway, "GoingAway")
+      Effect.gen(function* () {
+        for (const socket of openSockets) socket.close(Frames.Close.GoingAway, "GoingAway")
         nodeServer?.closeAllConnections()
+        yield* Effect.repeat(
+          Effect.sync(() => Array.from(openSockets).every((s) => s.readyState === 3)),
+          {
+            until: (closed) => closed,
+            schedule: Schedule.spaced("10 millis")
+          }
+        ).pipe(Effect.timeout("1 second"), Effect.ignore)
+        for (const socket of openSockets) if (socket.readyState !== 3) socket.terminate()
       })
     )
     yield* Effect.logDebug(`effect-distributor gateway on ${url}`)
