@@ -280,7 +280,8 @@ export const make = (
       }
       switch (m.type) {
         case "welcome":
-          return onWelcome(m)
+          onWelcome(m)
+          return
         case "gap": {
           gaps++
           fanout.broadcast(
@@ -307,13 +308,15 @@ export const make = (
             lastSeq: m.lastSeq,
             ...(m.topic !== undefined ? { topic: m.topic } : {})
           })
-          return fanout.loss(loss, source, true, m.topic)
+          fanout.loss(loss, source, true, m.topic)
+          return
         }
         case "overflow": {
           if (!checkSeq(m.seq)) return
-          return fanout.broadcast(
+          fanout.broadcast(
             new SubscriberOverflow({ reason: "BufferFull", pattern: "/...", capacity: m.capacity, dropped: m.dropped })
           )
+          return
         }
         case "subscribed": {
           const d = subscribed.get(m.id)
@@ -323,7 +326,8 @@ export const make = (
         case "pubAck": {
           ackOutbox(Math.max(0, Math.min(outbox.length, m.count - publishedBase)))
           publishedBase = Math.max(publishedBase, m.count)
-          return wake()
+          wake()
+          return
         }
         case "flushed": {
           const d = flushes.get(m.id)
