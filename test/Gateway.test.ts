@@ -4,14 +4,17 @@
  * and publish through it. Resume after dropped sockets, expiry, replay overflow, a slow client,
  * takeover, auth, and hostile frames (raw `ws` sockets).
  */
+import * as net from "node:net"
 import * as NodeSocket from "@effect/platform-node/NodeSocket"
 import { describe, expect, it } from "@effect/vitest"
 import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
+import * as Schedule from "effect/Schedule"
 import * as Stream from "effect/Stream"
 import type * as Connection from "../src/Connection.js"
 import * as Distributor from "../src/Distributor.js"
+import type { GatewayLoss } from "../src/DistributorError.js"
 import * as Gateway from "../src/Gateway.js"
 import * as GatewayClient from "../src/GatewayClient.js"
 import * as Transport from "../src/Transport.js"
@@ -36,6 +39,78 @@ const setup = (options: Partial<Gateway.GatewayOptions> = {}) =>
 
 const client = (gateway: Gateway.GatewayService, name: string, options: Partial<GatewayClient.ClientOptions> = {}) =>
   GatewayClient.make({ url: gateway.url, name, ...options })
+
+/**
+ * A TCP proxy in front of the gateway whose connections the test can cut (a dropped WebSocket, as
+ * a network would drop it: no closing handshake) and refuse for a while (the client cannot come
+ * back). Clients reach the gateway through it, so the gateway needs `allowedHosts: ["127.0.0.1"]`.
+ */
+interface Proxy {
+  readonly url: string
+  /** Destroys every proxied connection. */
+  readonly drop: () => void
+  /** While true, new connections are refused (destroyed at once). */
+  refuse: boolean
+  connections: number
+}
+
+const proxy = (gateway: Gateway.GatewayService) =>
+  Effect.acquireRelease(
+    Effect.async<Proxy>((resume) => {
+      const live = new Set<net.Socket>()
+      const state: Proxy = {
+        url: "",
+        refuse: false,
+        connections: 0,
+        drop: () => {
+          for (const s of live) s.destroy()
+          live.clear()
+        }
+      }
+      const server = net.createServer((downstream) => {
+        if (state.refuse) {
+          downstream.destroy()
+          return
+        }
+        state.connections++
+        const upstream = net.connect(gateway.port, "127.0.0.1")
+        live.add(downstream)
+        live.add(upstream)
+        const close = () => {
+          downstream.destroy()
+          upstream.destroy()
+          live.delete(downstream)
+          live.delete(upstream)
+        }
+        downstream.on("error", close).on("close", close)
+        upstream.on("error", close).on("close", close)
+        downstream.pipe(upstream)
+        upstream.pipe(downstream)
+      })
+      server.listen(0, "127.0.0.1", () => {
+        const address = server.address() as net.AddressInfo
+        resume(Effect.succeed(Object.assign(state, { url: `ws://127.0.0.1:${address.port}/`, server })))
+      })
+    }),
+    (p) =>
+      Effect.sync(() => {
+        p.drop()
+        ;(p as unknown as { server: net.Server }).server.close()
+      })
+  )
+
+/** Reconnect quickly in tests. */
+const quickRetry = Schedule.spaced("20 millis")
+
+const payloadOf = (i: number) => `u-${i}`
+const indexOf = (u: Connection.Update) => Number(decode(u).slice(2))
+
+/** Polls `effect` every 5 ms until `until` holds (a tight loop would starve the sockets). */
+const poll = <A, E, R>(effect: Effect.Effect<A, E, R>, until: (a: A) => boolean) =>
+  Effect.repeat(effect, { until, schedule: Schedule.spaced("5 millis") })
+
+const clientStats = (gateway: Gateway.GatewayService, name: string) =>
+  Effect.map(gateway.stats, (s) => s.clients.find((c) => c.name === name))
 
 const layers = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
   effect.pipe(Effect.provide(Transport.layerMemory()), Effect.provide(NodeSocket.layerWebSocketConstructor))
@@ -73,5 +148,154 @@ describe("Gateway", () => {
         expect(stats.counters.badFrames).toBe(0)
       })
     )
+  )
+
+  it.scopedLive(
+    "resume after dropped WebSockets: every update exactly once, in order, while publishing continuously",
+    () =>
+      layers(
+        Effect.gen(function* () {
+          const { cb, gateway } = yield* setup({ allowedHosts: ["127.0.0.1"] })
+          const px = yield* proxy(gateway)
+          const c = yield* GatewayClient.make({ url: px.url, name: "resumer", retry: quickRetry, ackEvery: 64 })
+          const n = 4_000
+          const stream = yield* c.subscribeScoped("/feed/...")
+          const received = yield* stream.pipe(Stream.take(n), Stream.runCollect, Effect.fork)
+          const publisher = yield* cb.publisher
+          let drops = 0
+          for (let i = 0; i < n; i++) {
+            yield* publisher.publish(`/feed/${i % 5}`, payloadOf(i))
+            if (i % 50 === 49) yield* Effect.sleep("1 millis")
+            // Cut the socket four times mid-stream, without a closing handshake.
+            if (i % 900 === 450) {
+              px.drop()
+              drops++
+            }
+          }
+          const updates = Chunk.toReadonlyArray(yield* Fiber.join(received).pipe(Effect.timeout("20 seconds")))
+          expect(updates.map(indexOf)).toEqual(Array.from({ length: n }, (_, i) => i))
+          const status = yield* c.status
+          expect(drops).toBe(4)
+          expect(status.connects).toBeGreaterThanOrEqual(3)
+          expect(status.gaps).toBe(0)
+          const stats = yield* gateway.stats
+          expect(stats.counters.resumes).toBe(status.connects - 1)
+          expect(stats.counters.gapsSent).toBe(0)
+        })
+      )
+  )
+
+  it.scopedLive("publishes survive a dropped socket: none lost, none doubled", () =>
+    layers(
+      Effect.gen(function* () {
+        const { cb, gateway } = yield* setup({ allowedHosts: ["127.0.0.1"] })
+        const px = yield* proxy(gateway)
+        const n = 3_000
+        const atB = yield* cb.subscribe("/up/...").pipe(Stream.take(n), Stream.runCollect, Effect.fork)
+        yield* awaitSubscriptions(cb, 1)
+        const c = yield* GatewayClient.make({ url: px.url, name: "uploader", retry: quickRetry })
+        const p = yield* c.publisher
+        yield* c.awaitConnected
+        for (let i = 0; i < n; i++) {
+          yield* p.publish(`/up/${i % 3}`, payloadOf(i))
+          if (i % 700 === 350) px.drop()
+          if (i % 50 === 49) yield* Effect.sleep("5 millis")
+        }
+        yield* p.flush.pipe(Effect.timeout("10 seconds"))
+        const updates = Chunk.toReadonlyArray(yield* Fiber.join(atB).pipe(Effect.timeout("10 seconds")))
+        expect(updates.map(indexOf)).toEqual(Array.from({ length: n }, (_, i) => i))
+        expect((yield* c.status).unacknowledged).toBe(0)
+        expect((yield* c.status).connects).toBeGreaterThanOrEqual(3)
+        expect((yield* clientStats(gateway, "uploader"))?.published).toBe(n)
+      })
+    )
+  )
+
+  it.scopedLive("a client back after the resume window gets an Expired loss with the exact range, then continues", () =>
+    layers(
+      Effect.gen(function* () {
+        const { cb, gateway } = yield* setup({ allowedHosts: ["127.0.0.1"], resumeWindowMs: 300 })
+        const px = yield* proxy(gateway)
+        const c = yield* GatewayClient.make({ url: px.url, name: "late", retry: quickRetry })
+        const stream = yield* c.subscribeScoped("/x/...", { onLoss: "notify" })
+        const items: Array<Connection.Update | GatewayClient.LossNotice> = []
+        yield* stream.pipe(
+          Stream.runForEach((item) => Effect.sync(() => items.push(item))),
+          Effect.fork
+        )
+        const publisher = yield* cb.publisher
+        for (let i = 0; i < 10; i++) yield* publisher.publish("/x/a", payloadOf(i))
+        yield* poll(
+          Effect.sync(() => items.length),
+          (k) => k >= 10
+        )
+        // Away: refused by the proxy while 7 more arrive and the window passes.
+        px.refuse = true
+        px.drop()
+        yield* poll(clientStats(gateway, "late"), (s) => s?.connected === false)
+        for (let i = 10; i < 17; i++) yield* publisher.publish("/x/a", payloadOf(i))
+        yield* poll(clientStats(gateway, "late"), (s) => s?.nextSeq === 18)
+        yield* poll(clientStats(gateway, "late"), (s) => s === undefined)
+        expect((yield* gateway.stats).counters.expirations).toBe(1)
+        px.refuse = false
+        // Back: a fresh session (numbering continued), the client subscribes again.
+        yield* poll(clientStats(gateway, "late"), (s) => s?.subscriptions.length === 1)
+        yield* poll(
+          Effect.sync(() => items.length),
+          (k) => k >= 11
+        )
+        for (let i = 17; i < 20; i++) yield* publisher.publish("/x/a", payloadOf(i))
+        yield* poll(
+          Effect.sync(() => items.length),
+          (k) => k >= 14
+        )
+        const loss = items[10] as GatewayLoss
+        expect(loss._tag).toBe("GatewayLoss")
+        expect(loss).toMatchObject({ reason: "Expired", client: "late", firstSeq: 11, lastSeq: 17 })
+        expect(items.slice(11).map((u) => indexOf(u as Connection.Update))).toEqual([17, 18, 19])
+        expect((yield* c.status).lastSeq).toBe(20)
+      })
+    )
+  )
+
+  it.scopedLive(
+    "more than the replay buffer holds while away: a ReplayOverflow loss with the exact range, then the rest",
+    () =>
+      layers(
+        Effect.gen(function* () {
+          const { cb, gateway } = yield* setup({ allowedHosts: ["127.0.0.1"], replayMaxUpdates: 50 })
+          const px = yield* proxy(gateway)
+          const c = yield* GatewayClient.make({ url: px.url, name: "overflowed", retry: quickRetry })
+          const stream = yield* c.subscribeScoped("/y/...")
+          const got: Array<number> = []
+          const fiber = yield* stream.pipe(
+            Stream.runForEach((u) => Effect.sync(() => got.push(indexOf(u)))),
+            Effect.either,
+            Effect.fork
+          )
+          const publisher = yield* cb.publisher
+          for (let i = 0; i < 5; i++) yield* publisher.publish("/y/a", payloadOf(i))
+          yield* poll(
+            Effect.sync(() => got.length),
+            (k) => k >= 5
+          )
+          px.refuse = true
+          px.drop()
+          yield* poll(clientStats(gateway, "overflowed"), (s) => s?.connected === false)
+          for (let i = 5; i < 85; i++) yield* publisher.publish("/y/a", payloadOf(i))
+          yield* poll(clientStats(gateway, "overflowed"), (s) => s?.nextSeq === 86)
+          px.refuse = false
+          // Default onLoss "fail": the stream fails with the loss, after nothing out of order.
+          const result = yield* Fiber.join(fiber).pipe(Effect.timeout("10 seconds"))
+          expect(result._tag).toBe("Left")
+          expect(result._tag === "Left" && result.left).toMatchObject({
+            _tag: "GatewayLoss",
+            reason: "ReplayOverflow",
+            firstSeq: 6,
+            lastSeq: 35
+          })
+          expect(got).toEqual([0, 1, 2, 3, 4])
+        })
+      )
   )
 })

@@ -605,18 +605,20 @@ export const start = (
       batch: Array<readonly [string, Uint8Array]>,
       frames: number
     ): Effect.Effect<void> => {
-      const route = routes[routeIndex]
       const publisher = session.publishers.get(routeIndex)
-      const open =
+      const open = (route: Route) =>
         publisher !== undefined
           ? Effect.succeed(publisher)
           : Effect.tap(Scope.extend(route.connection.publisher, session.scope), (p) =>
               Effect.sync(() => session.publishers.set(routeIndex, p))
             )
+      // Only rejected frames (counted all the same) when the batch is empty.
+      const hand =
+        batch.length === 0 ? Effect.void : Effect.flatMap(open(routes[routeIndex]), (p) => p.publishAll(batch))
       // Uninterruptible: `published` must count exactly what reached the connection, so a client
       // that resumes re-sends exactly the rest.
       return Effect.uninterruptible(
-        Effect.flatMap(open, (p) => (batch.length === 0 ? Effect.void : p.publishAll(batch))).pipe(
+        hand.pipe(
           Effect.catchAll((error) => Effect.sync(() => sendError(socket, "PublishFailed", error.message))),
           Effect.zipRight(
             Effect.sync(() => {
@@ -641,7 +643,9 @@ export const start = (
           return effect
         }
         for (const data of chunk) {
-          if (peer.closed) return
+          if (peer.closed) break
+          // Taken over by another socket: nothing more from this one counts.
+          if (peer.session !== undefined && peer.session.attachment !== peer.attachment) return
           const size = byteLength(data)
           if (size > options.maxFrameBytes) {
             bad(peer, "FrameTooLarge", `${size} bytes, at most ${options.maxFrameBytes}`, Frames.Close.TooBig)
@@ -660,8 +664,9 @@ export const start = (
             }
             const publish = Frames.decodePublish(data)
             if (publish === undefined) {
+              // Counted in order with the valid frames around it (`published`), never re-sent.
               counters.publishesIn++
-              session.published++
+              batchFrames++
               bad(peer, "MalformedFrame", "truncated publish frame or topic not UTF-8")
               continue
             }
@@ -706,7 +711,6 @@ export const start = (
             bad(peer, "HelloRequired", "the first frame must be hello", Frames.Close.ProtocolError)
             continue
           }
-          if (session.attachment !== peer.attachment) return // taken over meanwhile
           switch (message.type) {
             case "subscribe":
               yield* subscribe(peer, session, message)
@@ -841,8 +845,11 @@ export const start = (
           if (new URL(request.url, "http://gateway.invalid").pathname !== options.path) return Effect.succeed(notFound)
           if (request.headers.upgrade?.toLowerCase() !== "websocket") return Effect.succeed(upgradeRequired)
           const remote = Option.getOrUndefined(request.remoteAddress)
+          // The platform runs apps uninterruptibly (its router opts routes back in); a socket's fiber
+          // must be interruptible, or closing the server would wait on a half-open handshake.
           return Effect.flatMap(request.upgrade, (socket) => Effect.scoped(serveSocket(socket, remote))).pipe(
             Effect.catchAllCause(() => Effect.void),
+            Effect.interruptible,
             Effect.as(HttpServerResponse.empty())
           )
         })
