@@ -106,8 +106,10 @@ const payloadOf = (i: number) => `u-${i}`
 const indexOf = (u: Connection.Update) => Number(decode(u).slice(2))
 
 /** Polls `effect` every 5 ms until `until` holds (a tight loop would starve the sockets). */
-const poll = <A, E, R>(effect: Effect.Effect<A, E, R>, until: (a: A) => boolean) =>
-  Effect.repeat(effect, { until, schedule: Schedule.spaced("5 millis") })
+const poll = <A, E, R>(effect: Effect.Effect<A, E, R>, until: (a: A) => boolean): Effect.Effect<A, E, R> =>
+  Effect.flatMap(effect, (a) =>
+    until(a) ? Effect.succeed(a) : Effect.zipRight(Effect.sleep("5 millis"), poll(effect, until))
+  )
 
 const clientStats = (gateway: Gateway.GatewayService, name: string) =>
   Effect.map(gateway.stats, (s) => s.clients.find((c) => c.name === name))
