@@ -181,7 +181,8 @@ describe("Gateway", () => {
           expect(status.connects).toBeGreaterThanOrEqual(3)
           expect(status.gaps).toBe(0)
           const stats = yield* gateway.stats
-          expect(stats.counters.resumes).toBe(status.connects - 1)
+          // A drop may also hit between a resume and its welcome: the gateway counts that resume too.
+          expect(stats.counters.resumes).toBeGreaterThanOrEqual(status.connects - 1)
           expect(stats.counters.gapsSent).toBe(0)
         })
       )
