@@ -14,7 +14,7 @@ import * as Schedule from "effect/Schedule"
 import * as Stream from "effect/Stream"
 import type * as Connection from "../src/Connection.js"
 import * as Distributor from "../src/Distributor.js"
-import type { GatewayLoss } from "../src/DistributorError.js"
+import type { GatewayLoss, IrrecoverableLoss } from "../src/DistributorError.js"
 import * as Gateway from "../src/Gateway.js"
 import * as GatewayClient from "../src/GatewayClient.js"
 import * as Transport from "../src/Transport.js"
@@ -300,5 +300,94 @@ describe("Gateway", () => {
           expect(got).toEqual([0, 1, 2, 3, 4])
         })
       )
+  )
+
+  it.scopedLive("over real UDP multicast on 127.0.0.1: gateway client ⇄ multicast subscriber and publisher", () =>
+    Effect.gen(function* () {
+      const config = { group: "239.255.30.9", port: 47_309, interface: "127.0.0.1", loopback: true }
+      const a = yield* Distributor.make({ application: "udp-gw", console: { enabled: false } })
+      const b = yield* Distributor.make({ application: "udp-peer", console: { enabled: false } })
+      const ca = yield* a.connection(config)
+      const cb = yield* b.connection(config)
+      const gateway = yield* Gateway.make({ connections: [ca] })
+      const c = yield* GatewayClient.make({ url: gateway.url, name: "udp-client" })
+      const n = 2_000
+      const down = yield* c.subscribeScoped("/m/...")
+      const gotDown = yield* down.pipe(Stream.take(n), Stream.runCollect, Effect.fork)
+      const gotUp = yield* cb.subscribe("/g/...").pipe(Stream.take(n), Stream.runCollect, Effect.fork)
+      yield* awaitSubscriptions(cb, 1)
+      const pb = yield* cb.publisher
+      const pc = yield* c.publisher
+      for (let i = 0; i < n; i++) {
+        yield* pb.publish(`/m/${i % 4}`, payloadOf(i))
+        yield* pc.publish(`/g/${i % 4}`, payloadOf(i))
+        if (i % 100 === 99) yield* Effect.sleep("1 millis")
+      }
+      const downUpdates = Chunk.toReadonlyArray(yield* Fiber.join(gotDown).pipe(Effect.timeout("20 seconds")))
+      const upUpdates = Chunk.toReadonlyArray(yield* Fiber.join(gotUp).pipe(Effect.timeout("20 seconds")))
+      const all = Array.from({ length: n }, (_, i) => i)
+      expect(downUpdates.map(indexOf)).toEqual(all)
+      expect(upUpdates.map(indexOf)).toEqual(all)
+      expect(downUpdates[0].source.application).toBe("udp-peer")
+      expect(upUpdates[0].source.application).toBe("udp-gw")
+    }).pipe(Effect.provide(Transport.layerUdp), Effect.provide(NodeSocket.layerWebSocketConstructor))
+  )
+
+  it.scopedLive("an irrecoverable multicast loss reaches gateway clients as a typed IrrecoverableLoss", () =>
+    Effect.gen(function* () {
+      const a = yield* Distributor.make({ application: "loss-a", host: "host-a", console: { enabled: false } })
+      const b = yield* Distributor.make({ application: "loss-b", host: "host-b", console: { enabled: false } })
+      const lossGroup = { group: "239.255.30.3", port: 7303 }
+      const ca = yield* a.connection({ ...lossGroup, ...fast })
+      // A sender cache of one byte keeps nothing: every NAK is answered "lost".
+      const cb = yield* b.connection({ ...lossGroup, ...fast, cacheMaxBytes: 1, flowControl: "none" })
+      const gateway = yield* Gateway.make({ connections: [ca] })
+      const notified = yield* GatewayClient.make({ url: gateway.url, name: "notified" })
+      const failing = yield* GatewayClient.make({ url: gateway.url, name: "failing" })
+      let sawEnd = false
+      let sawLoss = false
+      const items = yield* (yield* notified.subscribeScoped("/feed/...", { onLoss: "notify" })).pipe(
+        Stream.takeUntil((u) => {
+          if ("topic" in u) sawEnd ||= u.topic === "/feed/end"
+          else sawLoss ||= u._tag === "IrrecoverableLoss"
+          return sawEnd && sawLoss
+        }),
+        Stream.runCollect,
+        Effect.fork
+      )
+      const failed = yield* (yield* failing.subscribeScoped("/feed/...")).pipe(
+        Stream.runDrain,
+        Effect.flip,
+        Effect.fork
+      )
+      const pb = yield* cb.publisher
+      for (let i = 0; i < 300; i++) yield* pb.publish(`/feed/${i % 7}`, new Uint8Array(100).fill(i & 0xff))
+      yield* pb.publish("/feed/end", "end")
+      const got = Chunk.toReadonlyArray(yield* Fiber.join(items).pipe(Effect.timeout("20 seconds")))
+      const notices = got.filter((u): u is IrrecoverableLoss => !("topic" in u) && u._tag === "IrrecoverableLoss")
+      // Three consecutive data datagrams were dropped (reported as one range or several).
+      expect(notices.length).toBeGreaterThanOrEqual(1)
+      for (const notice of notices) {
+        expect(notice).toMatchObject({ reason: "NotInSenderCache", host: "host-b", application: "loss-b" })
+      }
+      expect(notices.reduce((sum, l) => sum + l.lastSeq - l.firstSeq + 1, 0)).toBe(3)
+      const error = yield* Fiber.join(failed).pipe(Effect.timeout("20 seconds"))
+      expect(error).toMatchObject({
+        _tag: "IrrecoverableLoss",
+        reason: "NotInSenderCache",
+        firstSeq: notices[0].firstSeq
+      })
+    }).pipe(
+      Effect.provide(
+        Transport.layerMemory({
+          seed: 3,
+          link: {
+            drop: (_bytes, ctx) =>
+              ctx.class === "data" && !ctx.retransmission && ctx.classIndex >= 10 && ctx.classIndex <= 12
+          }
+        })
+      ),
+      Effect.provide(NodeSocket.layerWebSocketConstructor)
+    )
   )
 })
