@@ -284,6 +284,27 @@ describe("Gateway under hostile frames", () => {
 })
 
 describe("Gateway sessions", () => {
+  it.scopedLive("beyond maxClients a new name is refused (1013); a known name still resumes", () =>
+    layers(
+      Effect.gen(function* () {
+        const { gateway } = yield* setup({ maxClients: 1 })
+        const one = yield* acquire(gateway.url)
+        yield* send(one, { type: "hello", version: 1, name: "one" })
+        yield* frame(one, (f) => f.type === "welcome")
+        const two = yield* acquire(gateway.url)
+        yield* send(two, { type: "hello", version: 1, name: "two" })
+        yield* errorFrame(two, "TooManyClients")
+        expect((yield* closedWith(two)).code).toBe(1013)
+        one.ws.close()
+        yield* poll(gateway.stats, (s) => s.clients[0]?.connected === false)
+        // The detached session still counts, but its owner may come back.
+        const back = yield* acquire(gateway.url)
+        yield* send(back, { type: "hello", version: 1, name: "one", resume: 0 })
+        expect(yield* frame(back, (f) => f.type === "welcome")).toMatchObject({ resumed: true, next: 1 })
+      })
+    )
+  )
+
   it.scopedLive("a second socket with the same name takes over: the first client stops with TakenOver", () =>
     layers(
       Effect.gen(function* () {

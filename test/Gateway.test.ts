@@ -12,6 +12,7 @@ import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Schedule from "effect/Schedule"
 import * as Stream from "effect/Stream"
+import { build } from "esbuild"
 import type * as Connection from "../src/Connection.js"
 import * as Distributor from "../src/Distributor.js"
 import type { GatewayLoss, IrrecoverableLoss } from "../src/DistributorError.js"
@@ -389,5 +390,26 @@ describe("Gateway", () => {
       ),
       Effect.provide(NodeSocket.layerWebSocketConstructor)
     )
+  )
+
+  it.live("the client module bundles for a browser: no node: imports, no Node globals from our code", () =>
+    Effect.gen(function* () {
+      const result = yield* Effect.promise(() =>
+        build({
+          entryPoints: [new URL("../src/GatewayClient.ts", import.meta.url).pathname],
+          bundle: true,
+          platform: "browser",
+          format: "esm",
+          write: false,
+          metafile: true,
+          logLevel: "silent"
+        })
+      )
+      expect(result.errors).toEqual([])
+      const ours = Object.keys(result.metafile.inputs).filter((f) => f.includes("src/"))
+      expect(ours).toContain("src/internal/gateway/client.ts")
+      expect(ours.some((f) => f.includes("console/") || f.includes("transport/"))).toBe(false)
+      expect(result.outputFiles[0].text).not.toMatch(/from\s*"node:/)
+    })
   )
 })
