@@ -16,11 +16,9 @@
  * at `sendQueueMaxBytes` of `bufferedAmount` and resumes from the write callbacks, so a slow
  * client's backlog stays in its bounded ring, where overflow becomes an exact typed gap.
  */
-import * as http from "node:http"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import * as Socket from "@effect/platform/Socket"
-import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import type * as Chunk from "effect/Chunk"
 import * as Clock from "effect/Clock"
 import * as Deferred from "effect/Deferred"
@@ -37,6 +35,7 @@ import type * as Connection from "../../Connection.js"
 import { GatewayError, type IrrecoverableLoss, type SubscriberOverflow } from "../../DistributorError.js"
 import * as Topic from "../../Topic.js"
 import * as Guard from "../console/guard.js"
+import * as HttpListen from "../httpListen.js"
 import type { SessionInfo } from "../protocol/engine.js"
 import { topicBytes } from "../protocol/wire.js"
 import * as Frames from "./frames.js"
@@ -794,29 +793,11 @@ export const start = (
     // platform's WebSocketServer, created at the first upgrade, waits on close for all of its
     // clients to be gone.
     const serverScope = yield* Scope.fork(gatewayScope, ExecutionStrategy.sequential)
-    let nodeServer: http.Server | undefined
-    const server = yield* NodeHttpServer.make(
-      () => {
-        nodeServer = http.createServer()
-        return nodeServer
-      },
-      { port: options.port, host: options.host }
-    ).pipe(
-      Effect.mapError((error) => {
-        const cause = error.cause as NodeJS.ErrnoException | undefined
-        const inUse = cause?.code === "EADDRINUSE"
-        return new GatewayError({
-          reason: inUse ? "PortInUse" : "Bind",
-          address,
-          detail: inUse
-            ? `port ${options.port} is already in use on ${options.host}`
-            : `cannot listen: ${cause?.message ?? String(cause)}`,
-          cause
-        })
-      }),
+    const { hostname, nodeServer, port, server } = yield* HttpListen.listen(options.host, options.port).pipe(
+      Effect.mapError((failure) => new GatewayError({ ...failure, address })),
       Scope.extend(serverScope)
     )
-    const bound = server.address._tag === "TcpAddress" ? server.address : { hostname: options.host, port: options.port }
+    const bound = { hostname, port }
     const url = formatUrl(bound.hostname, bound.port, options.path)
     const guard = Guard.make({
       host: options.host,
@@ -860,7 +841,7 @@ export const start = (
     yield* Effect.addFinalizer(() =>
       Effect.gen(function* () {
         for (const socket of openSockets) socket.close(Frames.Close.GoingAway, "GoingAway")
-        nodeServer?.closeAllConnections()
+        nodeServer.closeAllConnections()
         yield* Effect.repeat(
           Effect.sync(() => Array.from(openSockets).every((s) => s.readyState === 3)),
           {
