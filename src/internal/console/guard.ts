@@ -16,6 +16,11 @@ import { createHash, timingSafeEqual } from "node:crypto"
 import * as os from "node:os"
 import type * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
+import * as Redacted from "effect/Redacted"
+
+/** A configured token's text (it may come wrapped in `Redacted`). */
+export const tokenValue = (token: Redacted.Redacted<string> | string | undefined): string | undefined =>
+  Redacted.isRedacted(token) ? Redacted.value(token) : token
 
 /** Loopback addresses: no token is required to listen on them. */
 export const isLoopback = (host: string): boolean => {

@@ -11,7 +11,7 @@ import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Metric from "effect/Metric"
 import * as PubSub from "effect/PubSub"
-import * as Redacted from "effect/Redacted"
+import type * as Redacted from "effect/Redacted"
 import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
@@ -152,7 +152,7 @@ export const start = (
 ): Effect.Effect<WebConsoleHandle, WebConsoleError, Scope.Scope> =>
   Effect.gen(function* () {
     const address = `${options.host}:${options.port}`
-    const token = Redacted.isRedacted(options.token) ? Redacted.value(options.token) : options.token
+    const token = Guard.tokenValue(options.token)
     if (token === undefined && !Guard.isLoopback(options.host)) {
       return yield* new WebConsoleError({
         reason: "TokenRequired",

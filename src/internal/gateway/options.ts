@@ -71,6 +71,3 @@ export const decodeOptions = (input: unknown): Effect.Effect<GatewayOptions, Inv
       )
     }
   })
-
-export const tokenOf = (token: GatewayOptions["token"]): string | undefined =>
-  token === undefined ? undefined : Redacted.isRedacted(token) ? Redacted.value(token) : token

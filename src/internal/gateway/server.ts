@@ -39,7 +39,7 @@ import * as HttpListen from "../httpListen.js"
 import type { SessionInfo } from "../protocol/engine.js"
 import { topicBytes } from "../protocol/wire.js"
 import * as Frames from "./frames.js"
-import { type GatewayOptions, tokenOf } from "./options.js"
+import type { GatewayOptions } from "./options.js"
 import { type Gap, planResume, Replay, Tombstones } from "./replay.js"
 
 /** The subset of a `ws` WebSocket the pump uses (`send` with a write callback, `bufferedAmount`). */
@@ -168,7 +168,7 @@ export const start = (
 ): Effect.Effect<GatewayHandle, GatewayError, Scope.Scope> =>
   Effect.gen(function* () {
     const address = `${options.host}:${options.port}`
-    const token = tokenOf(options.token)
+    const token = Guard.tokenValue(options.token)
     if (token === undefined && !Guard.isLoopback(options.host)) {
       return yield* new GatewayError({
         reason: "TokenRequired",
