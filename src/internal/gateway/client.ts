@@ -236,6 +236,7 @@ export const make = (
     }
 
     const onWelcome = (w: Frames.Welcome): void => {
+      const hadPast = hasPast
       welcomed = true
       hasPast = true
       connects++
@@ -245,8 +246,10 @@ export const make = (
       windowBytes = w.limits.publishWindowBytes
       lastSeq = w.next - 1
       lastAcked = Math.min(lastAcked, lastSeq)
-      // Publishes: drop what the gateway already took, send the rest again (in order).
-      const acked = w.resumed ? Math.max(0, Math.min(outbox.length, w.published - publishedBase)) : 0
+      // Publishes: drop what the gateway already took, send the rest again (in order). Its count
+      // is ours only if this client spoke to that session before (resumed, or continued after
+      // expiry); a client new to the name, or a gateway that forgot it, gets everything again.
+      const acked = hadPast ? Math.max(0, Math.min(outbox.length, w.published - publishedBase)) : 0
       ackOutbox(acked)
       publishedBase = w.published
       for (const frame of outbox) send(frame)

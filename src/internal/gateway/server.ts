@@ -121,6 +121,8 @@ interface Attachment {
 
 interface Session {
   readonly name: string
+  /** Held while a publish batch is handed over and counted, and while a socket attaches. */
+  readonly lock: Effect.Semaphore
   readonly replay: Replay
   readonly subs: Map<number, ClientSub>
   readonly scope: Scope.CloseableScope
@@ -438,6 +440,7 @@ export const start = (
       Effect.map(Scope.fork(gatewayScope, ExecutionStrategy.sequential), (scope) => {
         const session: Session = {
           name,
+          lock: Effect.unsafeMakeSemaphore(1),
           replay: new Replay(options.replayMaxUpdates, options.replayMaxBytes, start),
           subs: new Map(),
           scope,
@@ -513,59 +516,75 @@ export const start = (
         }
         counters.hellos++
         const now = yield* Clock.currentTimeMillis
-        let session: Session
-        let gap: Gap | undefined
-        if (plan._tag === "Resume") {
-          session = live!
-          counters.resumes++
-          const previous = session.attachment
-          if (previous !== undefined) {
-            // A second socket with the same name takes the session over; the first is told and closed.
-            counters.takeovers++
-            session.attachment = undefined
-            sendError(previous.socket, "TakenOver", "another socket opened a session with this name")
-            previous.socket.close(Frames.Close.TakenOver, "TakenOver")
-          }
-          if (plan.resume === undefined) session.replay.skipBacklog()
-          else gap = session.replay.resumeFrom(plan.resume)
-        } else {
-          session = yield* newSession(message.name, plan.start, plan.published)
-          gap = plan.gap
-        }
-        const attachment: Attachment = {
-          socket,
-          address: peer.remote,
-          connectedAt: now,
-          waiting: false,
-          onWritten: () => {
-            if (attachment.waiting && socket.bufferedAmount < options.sendQueueMaxBytes) {
-              attachment.waiting = false
-              pump(session)
+        const session = plan._tag === "Resume" ? live! : yield* newSession(message.name, plan.start, plan.published)
+        // Under the session's lock: a publish batch of a previous socket that is being counted ends
+        // first, so `welcome.published` is exact; one that waits finds the session taken and is
+        // dropped uncounted (the client sends it again).
+        yield* session.lock.withPermits(1)(
+          Effect.sync(() => {
+            let gap: Gap | undefined
+            if (plan._tag === "Resume") {
+              counters.resumes++
+              const previous = session.attachment
+              if (previous !== undefined) {
+                // A second socket with the same name takes the session over; the first is told and closed.
+                counters.takeovers++
+                session.attachment = undefined
+                sendError(previous.socket, "TakenOver", "another socket opened a session with this name")
+                previous.socket.close(Frames.Close.TakenOver, "TakenOver")
+              }
+              if (plan.resume === undefined) session.replay.skipBacklog()
+              else gap = session.replay.resumeFrom(plan.resume)
+            } else {
+              gap = plan.gap
             }
-          }
-        }
-        session.attachment = attachment
-        session.detachedAt = undefined
-        peer.session = session
-        peer.attachment = attachment
-        const next = gap?.last !== undefined ? gap.last + 1 : (gap?.first ?? session.replay.cursor)
-        sendRaw(
-          attachment,
-          json({
-            type: "welcome",
-            version: Frames.VERSION,
-            name: session.name,
-            resumed: plan._tag === "Resume",
-            next,
-            published: session.published,
-            subscriptions: Array.from(session.subs.keys()),
-            connections: connectionInfo,
-            limits
+            attach(peer, session, socket, now, plan._tag === "Resume", gap)
           })
         )
-        if (gap !== undefined) sendGap(attachment, gap)
-        pump(session)
       })
+
+    const attach = (
+      peer: Peer,
+      session: Session,
+      socket: RawSocket,
+      now: number,
+      resumed: boolean,
+      gap: Gap | undefined
+    ): void => {
+      const attachment: Attachment = {
+        socket,
+        address: peer.remote,
+        connectedAt: now,
+        waiting: false,
+        onWritten: () => {
+          if (attachment.waiting && socket.bufferedAmount < options.sendQueueMaxBytes) {
+            attachment.waiting = false
+            pump(session)
+          }
+        }
+      }
+      session.attachment = attachment
+      session.detachedAt = undefined
+      peer.session = session
+      peer.attachment = attachment
+      const next = gap?.last !== undefined ? gap.last + 1 : (gap?.first ?? session.replay.cursor)
+      sendRaw(
+        attachment,
+        json({
+          type: "welcome",
+          version: Frames.VERSION,
+          name: session.name,
+          resumed,
+          next,
+          published: session.published,
+          subscriptions: Array.from(session.subs.keys()),
+          connections: connectionInfo,
+          limits
+        })
+      )
+      if (gap !== undefined) sendGap(attachment, gap)
+      pump(session)
+    }
 
     const subscribe = (peer: Peer, session: Session, message: typeof Frames.Subscribe.Type): Effect.Effect<void> => {
       const socket = peer.socket!
@@ -598,26 +617,27 @@ export const start = (
 
     /** Publishes of one chunk, grouped into one `publishAll` per run of frames to the same route. */
     const publishBatch = (
-      session: Session,
-      socket: RawSocket,
+      peer: Peer,
       routeIndex: number,
       batch: Array<readonly [string, Uint8Array]>,
       frames: number
     ): Effect.Effect<void> => {
-      const publisher = session.publishers.get(routeIndex)
-      const open = (route: Route) =>
-        publisher !== undefined
-          ? Effect.succeed(publisher)
-          : Effect.tap(Scope.extend(route.connection.publisher, session.scope), (p) =>
-              Effect.sync(() => session.publishers.set(routeIndex, p))
-            )
-      // Only rejected frames (counted all the same) when the batch is empty.
-      const hand =
-        batch.length === 0 ? Effect.void : Effect.flatMap(open(routes[routeIndex]), (p) => p.publishAll(batch))
-      // Uninterruptible: `published` must count exactly what reached the connection, so a client
-      // that resumes re-sends exactly the rest.
-      return Effect.uninterruptible(
-        hand.pipe(
+      const session = peer.session!
+      const socket = peer.socket!
+      const run = Effect.suspend(() => {
+        // Detached or taken over while waiting: the next welcome did not count this batch.
+        if (session.attachment !== peer.attachment) return Effect.void
+        const publisher = session.publishers.get(routeIndex)
+        const open = (route: Route) =>
+          publisher !== undefined
+            ? Effect.succeed(publisher)
+            : Effect.tap(Scope.extend(route.connection.publisher, session.scope), (p) =>
+                Effect.sync(() => session.publishers.set(routeIndex, p))
+              )
+        // Only rejected frames (counted all the same) when the batch is empty.
+        const hand =
+          batch.length === 0 ? Effect.void : Effect.flatMap(open(routes[routeIndex]), (p) => p.publishAll(batch))
+        return hand.pipe(
           Effect.catchAll((error) => Effect.sync(() => sendError(socket, "PublishFailed", error.message))),
           Effect.zipRight(
             Effect.sync(() => {
@@ -626,7 +646,10 @@ export const start = (
             })
           )
         )
-      )
+      })
+      // Uninterruptible: `published` must count exactly what reached the connection, so a client
+      // that resumes re-sends exactly the rest.
+      return session.lock.withPermits(1)(Effect.uninterruptible(run))
     }
 
     const handleChunk = (peer: Peer, chunk: Chunk.Chunk<string | Uint8Array>): Effect.Effect<void> =>
@@ -636,7 +659,7 @@ export const start = (
         let batchFrames = 0
         const flushBatch = () => {
           if (batchFrames === 0) return Effect.void
-          const effect = publishBatch(peer.session!, peer.socket!, batchRoute, batch, batchFrames)
+          const effect = publishBatch(peer, batchRoute, batch, batchFrames)
           batch = []
           batchFrames = 0
           return effect
