@@ -13,7 +13,9 @@ import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
 import * as Stream from "effect/Stream"
+import * as TestClock from "effect/TestClock"
 import type * as Connection from "../src/Connection.js"
 import * as Distributor from "../src/Distributor.js"
 import * as Gateway from "../src/Gateway.js"
@@ -387,5 +389,73 @@ describe("Gateway sessions", () => {
           expect(delivered).toEqual(Array.from({ length: n }, (_, i) => i).filter((i) => !covered.has(i)))
         })
       )
+  )
+
+  it.scoped("the resume window runs on Effect's Clock: a session expires at exactly resumeWindowMs (TestClock)", () =>
+    layers(
+      Effect.gen(function* () {
+        // Waits in real time (the test clock only moves when told to).
+        const settle = <A>(effect: Effect.Effect<A>, until: (a: A) => boolean) => {
+          const loop: Effect.Effect<A> = Effect.flatMap(effect, (a) =>
+            until(a)
+              ? Effect.succeed(a)
+              : Effect.zipRight(
+                  Effect.promise(() => new Promise((r) => setTimeout(r, 5))),
+                  loop
+                )
+          )
+          return loop
+        }
+        const settleFrame = (raw: Raw, p: (f: any) => boolean) =>
+          settle(
+            Effect.sync(() => raw.frames.find((f) => !Buffer.isBuffer(f) && p(f))),
+            (f) => f !== undefined
+          )
+        const { cb, gateway } = yield* setup()
+        const raw = yield* acquire(gateway.url)
+        yield* send(raw, { type: "hello", version: 1, name: "clocked" })
+        yield* send(raw, { type: "subscribe", id: 1, pattern: "/c/..." })
+        yield* settleFrame(raw, (f) => f.type === "subscribed")
+        raw.ws.close()
+        yield* settle(gateway.stats, (s) => s.clients[0]?.connected === false)
+        // Two updates arrive while it is away (client sequence numbers 1 and 2).
+        const publisher = yield* cb.publisher
+        yield* publisher.publish("/c/1", "a")
+        yield* publisher.publish("/c/1", "b")
+        yield* settle(gateway.stats, (s) => s.clients[0]?.nextSeq === 3)
+        yield* TestClock.adjust("59999 millis")
+        expect((yield* gateway.stats).clients).toHaveLength(1)
+        yield* TestClock.adjust("1 millis")
+        yield* settle(gateway.stats, (s) => s.clients.length === 0)
+        expect((yield* gateway.stats).counters.expirations).toBe(1)
+        const back = yield* acquire(gateway.url)
+        yield* send(back, { type: "hello", version: 1, name: "clocked", resume: 0 })
+        expect(yield* settleFrame(back, (f) => f.type === "welcome")).toMatchObject({ resumed: false, next: 3 })
+        expect(yield* settleFrame(back, (f) => f.type === "gap")).toMatchObject({
+          reason: "Expired",
+          first: 1,
+          last: 2
+        })
+      })
+    )
+  )
+
+  it.scopedLive("Gateway.layer and GatewayClient.layer", () =>
+    Effect.gen(function* () {
+      const gateway = yield* Gateway.Gateway
+      expect(gateway.connections).toEqual([`${group.group}:${group.port}`])
+      const client = yield* GatewayClient.GatewayClient
+      yield* client.awaitConnected.pipe(Effect.timeout("5 seconds"))
+      expect((yield* client.status).state).toMatchObject({ _tag: "Connected", connection: gateway.connections[0] })
+    }).pipe(
+      Effect.provide(
+        Layer.unwrapEffect(
+          Effect.map(Gateway.Gateway, (g) => GatewayClient.layer({ url: g.url, name: "layered" }))
+        ).pipe(Layer.provideMerge(Gateway.layer({ connections: [group] })))
+      ),
+      Effect.provide(Distributor.layer({ console: { enabled: false } })),
+      Effect.provide(Transport.layerMemory()),
+      Effect.provide(NodeSocket.layerWebSocketConstructor)
+    )
   )
 })

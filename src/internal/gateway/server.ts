@@ -28,7 +28,6 @@ import * as Exit from "effect/Exit"
 import * as FiberSet from "effect/FiberSet"
 import * as Mailbox from "effect/Mailbox"
 import * as Option from "effect/Option"
-import * as Schedule from "effect/Schedule"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import type * as Connection from "../../Connection.js"
@@ -49,6 +48,7 @@ interface RawSocket {
   send(data: Uint8Array | string, cb?: (err?: Error) => void): void
   close(code?: number, reason?: string): void
   terminate(): void
+  once(event: "close", listener: () => void): void
 }
 
 /** Counters of a gateway (plain numbers; the stats snapshot copies them). */
@@ -151,6 +151,8 @@ interface Route {
 }
 
 const MAX_ROUTES = 255
+/** How long closing the gateway waits for clients to finish the closing handshake before cutting them. */
+const CLOSE_GRACE_MS = 1000
 const textEncoder = new TextEncoder()
 const byteLength = (data: string | Uint8Array): number =>
   typeof data === "string"
@@ -862,17 +864,24 @@ export const start = (
     // Runs before the server's scope closes: upgraded sockets are not the HTTP server's to close,
     // so every client is told (1001 Going Away), given a moment for the closing handshake, then cut.
     yield* Effect.addFinalizer(() =>
-      Effect.gen(function* () {
-        for (const socket of openSockets) socket.close(Frames.Close.GoingAway, "GoingAway")
+      Effect.async<void>((resume) => {
+        const open = Array.from(openSockets).filter((s) => s.readyState !== 3)
+        for (const socket of open) socket.close(Frames.Close.GoingAway, "GoingAway")
         nodeServer.closeAllConnections()
-        yield* Effect.repeat(
-          Effect.sync(() => Array.from(openSockets).every((s) => s.readyState === 3)),
-          {
-            until: (closed) => closed,
-            schedule: Schedule.spaced("10 millis")
-          }
-        ).pipe(Effect.timeout("1 second"), Effect.ignore)
-        for (const socket of openSockets) if (socket.readyState !== 3) socket.terminate()
+        // Real time, not Effect's Clock: shutting down must not wait for a TestClock to move.
+        let left = open.length
+        const done = () => {
+          clearTimeout(timer)
+          for (const socket of open) if (socket.readyState !== 3) socket.terminate()
+          resume(Effect.void)
+        }
+        const timer = setTimeout(done, CLOSE_GRACE_MS)
+        if (left === 0) return done()
+        for (const socket of open) {
+          socket.once("close", () => {
+            if (--left === 0) done()
+          })
+        }
       })
     )
     yield* Effect.logDebug(`effect-distributor gateway on ${url}`)
