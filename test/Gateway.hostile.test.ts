@@ -458,4 +458,14 @@ describe("Gateway sessions", () => {
       Effect.provide(NodeSocket.layerWebSocketConstructor)
     )
   )
+
+  it.scopedLive("a client with a URL the WebSocket refuses stops with GatewayError Refused", () =>
+    Effect.gen(function* () {
+      const client = yield* GatewayClient.make({ url: "not a url", name: "lost" })
+      const error = yield* Effect.flip(client.awaitConnected).pipe(Effect.timeout("5 seconds"))
+      expect(error).toMatchObject({ _tag: "GatewayError", reason: "Refused" })
+      const stream = yield* client.subscribeScoped("/a")
+      expect(yield* Effect.flip(Stream.runDrain(stream))).toMatchObject({ _tag: "GatewayError" })
+    }).pipe(Effect.provide(NodeSocket.layerWebSocketConstructor))
+  )
 })

@@ -361,12 +361,19 @@ export const make = (
     // ---- connecting -----------------------------------------------------------------------------
 
     const acquire = Effect.acquireRelease(
-      Effect.sync(() => {
-        const ws = construct(url) as unknown as RawSocket
+      Effect.suspend(() => {
+        let ws: RawSocket
+        try {
+          ws = construct(url) as unknown as RawSocket
+        } catch (cause) {
+          // A URL the WebSocket refuses (syntax, scheme) will not get better by retrying.
+          stop(new GatewayError({ reason: "Refused", address: options.url, detail: String(cause), cause }))
+          return Effect.fail(new Socket.SocketGenericError({ reason: "Open", cause }))
+        }
         // Blobs would be read asynchronously, one promise per frame, and could reorder.
         ws.binaryType = "arraybuffer"
         socket = ws
-        return ws as unknown as globalThis.WebSocket
+        return Effect.succeed(ws as unknown as globalThis.WebSocket)
       }),
       (ws) => Effect.sync(() => ws.close(1000))
     )
