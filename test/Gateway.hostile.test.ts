@@ -253,35 +253,50 @@ describe("Gateway under hostile frames", () => {
     )
   )
 
-  it.scopedLive("too many bad frames (1008), no hello in time (1008), a resume position from the future (1008)", () =>
-    layers(
-      Effect.gen(function* () {
-        const { gateway } = yield* setup({ maxErrorsPerSocket: 5, helloTimeoutMs: 200 })
-        const noisy = yield* acquire(gateway.url)
-        yield* send(noisy, { type: "hello", version: 1, name: "noisy" })
-        for (let i = 0; i < 6; i++) yield* send(noisy, "garbage")
-        yield* errorFrame(noisy, "TooManyErrors")
-        expect((yield* closedWith(noisy)).code).toBe(1008)
+  it.scopedLive(
+    "too many bad frames, a publish flood beyond the window, no hello in time, a resume position from the future: 1008",
+    () =>
+      layers(
+        Effect.gen(function* () {
+          const { gateway } = yield* setup({
+            maxErrorsPerSocket: 5,
+            helloTimeoutMs: 200,
+            publishWindowBytes: 1024,
+            maxFrameBytes: 2048
+          })
+          const noisy = yield* acquire(gateway.url)
+          yield* send(noisy, { type: "hello", version: 1, name: "noisy" })
+          for (let i = 0; i < 6; i++) yield* send(noisy, "garbage")
+          yield* errorFrame(noisy, "TooManyErrors")
+          expect((yield* closedWith(noisy)).code).toBe(1008)
 
-        const silent = yield* acquire(gateway.url)
-        expect((yield* closedWith(silent)).code).toBe(1008)
+          const flood = yield* acquire(gateway.url)
+          yield* send(flood, { type: "hello", version: 1, name: "flood" })
+          yield* frame(flood, (f) => f.type === "welcome")
+          // Far beyond publishWindowBytes + maxFrameBytes in one burst, without waiting for pubAcks.
+          const frameBytes = encodePublish(0, utf8("/f/1"), new Uint8Array(1000))
+          for (let i = 0; i < 3000; i++) flood.ws.send(frameBytes)
+          expect((yield* closedWith(flood)).code).toBe(1008)
 
-        const r1 = yield* acquire(gateway.url)
-        yield* send(r1, { type: "hello", version: 1, name: "r1" })
-        yield* frame(r1, (f) => f.type === "welcome")
-        r1.ws.close()
-        yield* poll(gateway.stats, (s) => s.clients.find((c) => c.name === "r1")?.connected === false)
-        const liar = yield* acquire(gateway.url)
-        yield* send(liar, { type: "hello", version: 1, name: "r1", resume: 50 })
-        yield* errorFrame(liar, "ResumeAhead")
-        expect((yield* closedWith(liar)).code).toBe(1008)
-        // A name the gateway never saw, with a position: SessionUnknown, numbering continued.
-        const stranger = yield* acquire(gateway.url)
-        yield* send(stranger, { type: "hello", version: 1, name: "stranger", resume: 41 })
-        expect(yield* frame(stranger, (f) => f.type === "welcome")).toMatchObject({ resumed: false, next: 42 })
-        expect(yield* frame(stranger, (f) => f.type === "gap")).toMatchObject({ reason: "SessionUnknown", first: 42 })
-      })
-    )
+          const silent = yield* acquire(gateway.url)
+          expect((yield* closedWith(silent)).code).toBe(1008)
+
+          const r1 = yield* acquire(gateway.url)
+          yield* send(r1, { type: "hello", version: 1, name: "r1" })
+          yield* frame(r1, (f) => f.type === "welcome")
+          r1.ws.close()
+          yield* poll(gateway.stats, (s) => s.clients.find((c) => c.name === "r1")?.connected === false)
+          const liar = yield* acquire(gateway.url)
+          yield* send(liar, { type: "hello", version: 1, name: "r1", resume: 50 })
+          yield* errorFrame(liar, "ResumeAhead")
+          expect((yield* closedWith(liar)).code).toBe(1008)
+          // A name the gateway never saw, with a position: SessionUnknown, numbering continued.
+          const stranger = yield* acquire(gateway.url)
+          yield* send(stranger, { type: "hello", version: 1, name: "stranger", resume: 41 })
+          expect(yield* frame(stranger, (f) => f.type === "welcome")).toMatchObject({ resumed: false, next: 42 })
+          expect(yield* frame(stranger, (f) => f.type === "gap")).toMatchObject({ reason: "SessionUnknown", first: 42 })
+        })
+      )
   )
 })
 
@@ -467,5 +482,36 @@ describe("Gateway sessions", () => {
       const stream = yield* client.subscribeScoped("/a")
       expect(yield* Effect.flip(Stream.runDrain(stream))).toMatchObject({ _tag: "GatewayError" })
     }).pipe(Effect.provide(NodeSocket.layerWebSocketConstructor))
+  )
+
+  it.scopedLive("the client refuses what the gateway would: invalid topics, updates above its frame limit", () =>
+    layers(
+      Effect.gen(function* () {
+        const { gateway } = yield* setup({ maxFrameBytes: 2048 })
+        const client = yield* GatewayClient.make({ url: gateway.url, name: "careful" })
+        yield* client.awaitConnected.pipe(Effect.timeout("5 seconds"))
+        const p = yield* client.publisher
+        expect(yield* Effect.flip(p.publish("/big", new Uint8Array(3000)))).toMatchObject({
+          _tag: "UpdateTooLarge",
+          maxSize: 2048 - 4 - 4
+        })
+        expect(yield* Effect.flip(p.publish("no-slash", "x"))).toMatchObject({ _tag: "InvalidTopic" })
+        expect(
+          yield* Effect.flip(
+            p.publishAll([
+              ["/ok", "x"],
+              ["/a/*", "y"]
+            ])
+          )
+        ).toMatchObject({ _tag: "InvalidTopic" })
+        expect(yield* Effect.flip(client.subscribeScoped("/a/.../b"))).toMatchObject({ _tag: "InvalidTopic" })
+        expect(yield* Effect.flip(client.subscribeScoped("/a", { bufferSize: 0 }))).toMatchObject({
+          _tag: "InvalidOption"
+        })
+        yield* p.publish("/fits", new Uint8Array(2000))
+        yield* p.flush.pipe(Effect.timeout("5 seconds"))
+        expect((yield* gateway.stats).counters.badFrames).toBe(0)
+      })
+    )
   )
 })

@@ -146,6 +146,7 @@ export const make = (
     let badFrames = 0
     let maxUpdateSize = Number.POSITIVE_INFINITY
     let windowBytes = 4 * 1024 * 1024
+    let maxFrameBytes = Number.POSITIVE_INFINITY
     let connectionKey = ""
     const subs = new Map<number, string>()
     const subscribed = new Map<number, Deferred.Deferred<void>>()
@@ -242,8 +243,10 @@ export const make = (
       connects++
       const info = w.connections[connectionIndex]
       connectionKey = info?.key ?? ""
-      maxUpdateSize = info?.maxUpdateSize ?? Number.POSITIVE_INFINITY
+      // A publish frame above the gateway's frame limit would close the socket: the smaller wins.
+      maxUpdateSize = Math.min(info?.maxUpdateSize ?? Number.POSITIVE_INFINITY, w.limits.maxFrameBytes)
       windowBytes = w.limits.publishWindowBytes
+      maxFrameBytes = w.limits.maxFrameBytes
       lastSeq = w.next - 1
       lastAcked = Math.min(lastAcked, lastSeq)
       // Publishes: drop what the gateway already took, send the rest again (in order). Its count
@@ -495,12 +498,15 @@ export const make = (
       const badPayload = Inputs.checkPayload(topic, payload)
       if (badPayload !== undefined) return Either.left(badPayload)
       const bytes = typeof payload === "string" ? textEncoder.encode(payload) : payload
-      if (bytes.length > maxUpdateSize) {
-        return Either.left(
-          new UpdateTooLarge({ reason: "ExceedsMaxUpdateSize", topic, size: bytes.length, maxSize: maxUpdateSize })
-        )
+      const topicBytes = textEncoder.encode(topic)
+      // Before the first welcome the limit is unknown; the gateway then rejects what is too large.
+      const maxSize = Number.isFinite(maxUpdateSize)
+        ? Math.min(maxUpdateSize, maxFrameBytes - Frames.PUBLISH_HEADER - topicBytes.length)
+        : maxUpdateSize
+      if (bytes.length > maxSize) {
+        return Either.left(new UpdateTooLarge({ reason: "ExceedsMaxUpdateSize", topic, size: bytes.length, maxSize }))
       }
-      return Either.right(Frames.encodePublish(connectionIndex, textEncoder.encode(topic), bytes))
+      return Either.right(Frames.encodePublish(connectionIndex, topicBytes, bytes))
     }
 
     /** Waits until the outbox has room (or is empty: one frame always fits). */

@@ -468,6 +468,8 @@ export const start = (
       errors: number
       closed: boolean
       readonly remote: string | undefined
+      /** Bytes read from the socket and not yet handled (bounded: see the handler). */
+      queued: number
     }
 
     const closePeer = (peer: Peer, code: number, reason: string): void => {
@@ -671,6 +673,7 @@ export const start = (
           // Taken over by another socket: nothing more from this one counts.
           if (peer.session !== undefined && peer.session.attachment !== peer.attachment) return
           const size = byteLength(data)
+          peer.queued -= typeof data === "string" ? data.length : data.byteLength
           if (size > options.maxFrameBytes) {
             bad(peer, "FrameTooLarge", `${size} bytes, at most ${options.maxFrameBytes}`, Frames.Close.TooBig)
             continue
@@ -765,6 +768,7 @@ export const start = (
         const inbox = yield* Mailbox.make<string | Uint8Array>()
         const raw = yield* Deferred.make<RawSocket>()
         const peer: Peer = {
+          queued: 0,
           socket: undefined,
           session: undefined,
           attachment: undefined,
@@ -777,7 +781,20 @@ export const start = (
           Deferred.succeed(raw, ws as unknown as RawSocket)
         )
         // The handler only queues: frames are handled in order by the loop below, a chunk at a time.
+        // A client may run ahead of the handling by its publish window plus one frame; beyond, it
+        // ignores the window (or floods control frames): refused, and nothing more is queued.
+        const maxQueued = options.publishWindowBytes + options.maxFrameBytes
         const handler = (data: string | Uint8Array) => {
+          if (peer.closed) return
+          peer.queued += typeof data === "string" ? data.length : data.byteLength
+          if (peer.queued > maxQueued) {
+            counters.badFrames++
+            if (peer.socket !== undefined) {
+              sendError(peer.socket, "PublishWindowExceeded", `more than ${maxQueued} bytes ahead of the gateway`)
+            }
+            closePeer(peer, Frames.Close.PolicyViolation, "PublishWindowExceeded")
+            return
+          }
           inbox.unsafeOffer(data)
           if (first) {
             first = false
