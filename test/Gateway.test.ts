@@ -189,6 +189,45 @@ describe("Gateway", () => {
       )
   )
 
+  it.scopedLive("fan-out: 20 clients with overlapping patterns each get every matching update once, in order", () =>
+    layers(
+      Effect.gen(function* () {
+        const { cb, gateway } = yield* setup()
+        const n = 1_000
+        const fibers = yield* Effect.forEach(
+          Array.from({ length: 20 }, (_, k) => k),
+          (k) =>
+            Effect.gen(function* () {
+              const c = yield* client(gateway, `fan-${k}`)
+              // Two patterns that both match every update: still one delivery per subscription.
+              const all = yield* c.subscribeScoped("/fan/...")
+              const alsoAll = yield* c.subscribeScoped("/fan/*")
+              const evens = yield* c.subscribeScoped("/fan/0")
+              return yield* Effect.all(
+                [all, alsoAll, evens].map((s, j) =>
+                  s.pipe(Stream.take(j === 2 ? n / 2 : n), Stream.map(indexOf), Stream.runCollect)
+                ),
+                { concurrency: "unbounded" }
+              ).pipe(Effect.fork)
+            }),
+          { concurrency: 4 }
+        )
+        const publisher = yield* cb.publisher
+        for (let i = 0; i < n; i++) yield* publisher.publish(`/fan/${i % 2}`, payloadOf(i))
+        const all = Array.from({ length: n }, (_, i) => i)
+        for (const fiber of fibers) {
+          const [a, b, evens] = (yield* Fiber.join(fiber).pipe(Effect.timeout("20 seconds"))).map(Chunk.toReadonlyArray)
+          expect(a).toEqual(all)
+          expect(b).toEqual(all)
+          expect(evens).toEqual(all.filter((i) => i % 2 === 0))
+        }
+        const stats = yield* gateway.stats
+        // One frame per update per client, however many of its patterns matched.
+        expect(stats.counters.updatesOut).toBe(20 * n)
+      })
+    )
+  )
+
   it.scopedLive("publishes survive a dropped socket: none lost, none doubled", () =>
     layers(
       Effect.gen(function* () {
