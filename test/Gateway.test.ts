@@ -115,6 +115,23 @@ const poll = <A, E, R>(effect: Effect.Effect<A, E, R>, until: (a: A) => boolean)
 const clientStats = (gateway: Gateway.GatewayService, name: string) =>
   Effect.map(gateway.stats, (s) => s.clients.find((c) => c.name === name))
 
+/** Takes a client away (its socket cut, reconnection refused) while `n` updates reach its session. */
+const away = (
+  px: Proxy,
+  gateway: Gateway.GatewayService,
+  name: string,
+  publish: (i: number) => Effect.Effect<void, unknown>,
+  from: number,
+  to: number
+) =>
+  Effect.gen(function* () {
+    px.refuse = true
+    px.drop()
+    yield* poll(clientStats(gateway, name), (s) => s?.connected === false)
+    for (let i = from; i < to; i++) yield* publish(i)
+    yield* poll(clientStats(gateway, name), (s) => s?.nextSeq === to + 1)
+  })
+
 const layers = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
   effect.pipe(Effect.provide(Transport.layerMemory()), Effect.provide(NodeSocket.layerWebSocketConstructor))
 
@@ -273,11 +290,7 @@ describe("Gateway", () => {
           (k) => k >= 10
         )
         // Away: refused by the proxy while 7 more arrive and the window passes.
-        px.refuse = true
-        px.drop()
-        yield* poll(clientStats(gateway, "late"), (s) => s?.connected === false)
-        for (let i = 10; i < 17; i++) yield* publisher.publish("/x/a", payloadOf(i))
-        yield* poll(clientStats(gateway, "late"), (s) => s?.nextSeq === 18)
+        yield* away(px, gateway, "late", (i) => publisher.publish("/x/a", payloadOf(i)), 10, 17)
         yield* poll(clientStats(gateway, "late"), (s) => s === undefined)
         expect((yield* gateway.stats).counters.expirations).toBe(1)
         px.refuse = false
@@ -322,11 +335,7 @@ describe("Gateway", () => {
             Effect.sync(() => got.length),
             (k) => k >= 5
           )
-          px.refuse = true
-          px.drop()
-          yield* poll(clientStats(gateway, "overflowed"), (s) => s?.connected === false)
-          for (let i = 5; i < 85; i++) yield* publisher.publish("/y/a", payloadOf(i))
-          yield* poll(clientStats(gateway, "overflowed"), (s) => s?.nextSeq === 86)
+          yield* away(px, gateway, "overflowed", (i) => publisher.publish("/y/a", payloadOf(i)), 5, 85)
           px.refuse = false
           // Default onLoss "fail": the stream fails with the loss, after nothing out of order.
           const result = yield* Fiber.join(fiber).pipe(Effect.timeout("10 seconds"))
