@@ -487,7 +487,7 @@ describe("Gateway sessions", () => {
   it.scopedLive("the client refuses what the gateway would: invalid topics, updates above its frame limit", () =>
     layers(
       Effect.gen(function* () {
-        const { gateway } = yield* setup({ maxFrameBytes: 2048 })
+        const { gateway } = yield* setup({ maxFrameBytes: 2048, maxSubscriptionsPerClient: 1 })
         const client = yield* GatewayClient.make({ url: gateway.url, name: "careful" })
         yield* client.awaitConnected.pipe(Effect.timeout("5 seconds"))
         const p = yield* client.publisher
@@ -508,9 +508,14 @@ describe("Gateway sessions", () => {
         expect(yield* Effect.flip(client.subscribeScoped("/a", { bufferSize: 0 }))).toMatchObject({
           _tag: "InvalidOption"
         })
+        // A subscription the gateway refuses (beyond maxSubscriptionsPerClient) fails its stream.
+        yield* client.subscribeScoped("/one")
+        const refused = yield* client.subscribeScoped("/two")
+        expect(yield* Effect.flip(Stream.runDrain(refused))).toMatchObject({ _tag: "GatewayError", reason: "Refused" })
         yield* p.publish("/fits", new Uint8Array(2000))
         yield* p.flush.pipe(Effect.timeout("5 seconds"))
-        expect((yield* gateway.stats).counters.badFrames).toBe(0)
+        // The refused subscribe, nothing else.
+        expect((yield* gateway.stats).counters.badFrames).toBe(1)
       })
     )
   )

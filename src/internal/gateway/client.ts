@@ -21,6 +21,7 @@ import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import * as Exit from "effect/Exit"
 import * as FiberId from "effect/FiberId"
 import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
@@ -38,7 +39,7 @@ import {
 } from "../../DistributorError.js"
 import * as Topic from "../../Topic.js"
 import { zeroShellStats } from "../counters.js"
-import { FanOut, type Item, type SubscriberError } from "../fanout.js"
+import { FanOut, type Item, type Subscriber, type SubscriberError } from "../fanout.js"
 import * as Inputs from "../inputs.js"
 import type { ReceivedUpdate, SessionInfo } from "../protocol/engine.js"
 import * as Frames from "./frames.js"
@@ -149,6 +150,8 @@ export const make = (
     let maxFrameBytes = Number.POSITIVE_INFINITY
     let connectionKey = ""
     const subs = new Map<number, string>()
+    /** The fan-out subscriber of each subscription id (to fail one the gateway refused). */
+    const subscribers = new Map<number, Subscriber>()
     const subscribed = new Map<number, Deferred.Deferred<void>>()
     let nextId = 1
     const outbox: Array<Uint8Array> = []
@@ -348,7 +351,15 @@ export const make = (
             hasPast = false // our count is not the gateway's: start afresh
           } else if (m.code === "UnsupportedVersion") {
             stop(new GatewayError({ reason: "Refused", address: options.url, detail: m.detail }))
-          } else if (m.id !== undefined && subscribed.has(m.id)) {
+          } else if (m.id !== undefined && subscribers.has(m.id)) {
+            // A subscription the gateway refused (too many, unknown connection): its stream fails.
+            const sub = subscribers.get(m.id)!
+            sub.mailbox.unsafeDone(
+              Exit.fail(new GatewayError({ reason: "Refused", address: options.url, detail: `${m.code}: ${m.detail}` }))
+            )
+            fanout.end(sub)
+            subs.delete(m.id)
+            subscribers.delete(m.id)
             Deferred.unsafeDone(subscribed.get(m.id)!, Effect.void)
           }
           return
@@ -470,6 +481,7 @@ export const make = (
               const id = nextId++
               const done = yield* Deferred.make<void>()
               subs.set(id, pattern)
+              subscribers.set(id, sub)
               subscribed.set(id, done)
               send(JSON.stringify({ type: "subscribe", id, pattern, connection: connectionIndex }))
               return { sub, id, done }
@@ -477,9 +489,10 @@ export const make = (
             ({ id, sub }) =>
               Effect.sync(() => {
                 fanout.end(sub)
-                subs.delete(id)
+                subscribers.delete(id)
                 subscribed.delete(id)
-                send(JSON.stringify({ type: "unsubscribe", id }))
+                // Not for one the gateway refused: it never had it.
+                if (subs.delete(id)) send(JSON.stringify({ type: "unsubscribe", id }))
               })
           ).pipe(
             // Registered with the gateway before it returns: nothing published afterwards is missed.
