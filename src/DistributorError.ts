@@ -237,8 +237,10 @@ export class WebConsoleError extends Schema.TaggedError<WebConsoleError>()("WebC
  * The gateway could not start or serve: its TCP port is taken (`PortInUse`), the address could not
  * be bound (`Bind`), it would listen on a non-loopback address without a token (`TokenRequired`),
  * or a connection it was asked to serve is not open (`NoConnection`). On the client side
- * (`GatewayClient`): another socket took this client's name over (`TakenOver`), or the gateway
- * refused the client for good (`Refused`: protocol version, name, too many clients, policy).
+ * (`GatewayClient`): another socket took this client's name over (`TakenOver`), or the client
+ * cannot go on (`Refused`: protocol version, a URL the WebSocket refuses, reconnection attempts
+ * exhausted, the client closed) — or, failing one subscription only, the gateway refused that
+ * subscription (too many, unknown connection).
  *
  * @since 0.1.0
  */
