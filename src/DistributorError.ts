@@ -233,6 +233,55 @@ export class WebConsoleError extends Schema.TaggedError<WebConsoleError>()("WebC
   }
 }
 
+/**
+ * The gateway could not start or serve: its TCP port is taken (`PortInUse`), the address could not
+ * be bound (`Bind`), it would listen on a non-loopback address without a token (`TokenRequired`),
+ * or a connection it was asked to serve is not open (`NoConnection`). On the client side
+ * (`GatewayClient`): another socket took this client's name over (`TakenOver`), or the client
+ * cannot go on (`Refused`: protocol version, a URL the WebSocket refuses, reconnection attempts
+ * exhausted, the client closed) — or, failing one subscription only, the gateway refused that
+ * subscription (too many, unknown connection).
+ *
+ * @since 0.1.0
+ */
+export class GatewayError extends Schema.TaggedError<GatewayError>()("GatewayError", {
+  reason: Schema.Literal("PortInUse", "Bind", "TokenRequired", "NoConnection", "TakenOver", "Refused"),
+  /** `host:port` of the gateway (server side) or its URL (client side). */
+  address: Schema.String,
+  detail: Schema.String,
+  cause: Schema.optional(Schema.Defect)
+}) {
+  override get message(): string {
+    return `Gateway at ${this.address} (${this.reason}): ${this.detail}`
+  }
+}
+
+/**
+ * Updates a gateway client can never receive, as an exact range of its own sequence numbers (the
+ * gateway numbers everything it sends one client from 1). `reason`:
+ * - `SlowConsumer`: the client stayed connected but did not read fast enough; its buffer bounds
+ *   (`replayMaxUpdates` / `replayMaxBytes`) were exceeded and the oldest unsent updates dropped;
+ * - `ReplayOverflow`: while it was disconnected, more arrived than the replay buffer holds;
+ * - `Expired`: it came back after `resumeWindowMs`; its session had been discarded;
+ * - `SessionUnknown`: the gateway has no record of its session (restarted, or forgot the name):
+ *   what was published since `firstSeq - 1` is unknown, `lastSeq` is absent.
+ *
+ * @since 0.1.0
+ */
+export class GatewayLoss extends Schema.TaggedError<GatewayLoss>()("GatewayLoss", {
+  reason: Schema.Literal("SlowConsumer", "ReplayOverflow", "Expired", "SessionUnknown"),
+  /** The client's name. */
+  client: Schema.String,
+  /** First and last lost client sequence number (inclusive). */
+  firstSeq: Schema.Number,
+  lastSeq: Schema.optional(Schema.Number)
+}) {
+  override get message(): string {
+    const range = this.lastSeq === undefined ? `${this.firstSeq}..(unknown)` : `${this.firstSeq}..${this.lastSeq}`
+    return `Gateway client ${this.client} lost updates ${range}: ${this.reason}`
+  }
+}
+
 /** @since 0.1.0 */
 export type DistributorError =
   | InvalidTopic
@@ -246,3 +295,5 @@ export type DistributorError =
   | SubscriberOverflow
   | PayloadCodecError
   | WebConsoleError
+  | GatewayError
+  | GatewayLoss

@@ -25,13 +25,15 @@ import * as Exit from "effect/Exit"
 import * as Mailbox from "effect/Mailbox"
 import * as Option from "effect/Option"
 import type * as Stream from "effect/Stream"
-import { type IrrecoverableLoss, SubscriberOverflow } from "../DistributorError.js"
+import type { GatewayError, GatewayLoss, IrrecoverableLoss } from "../DistributorError.js"
+import { SubscriberOverflow } from "../DistributorError.js"
 import * as Topic from "../Topic.js"
 import type { ShellStats } from "./counters.js"
 import type { ReceivedUpdate, SessionInfo } from "./protocol/engine.js"
 
-export type Item = ReceivedUpdate | IrrecoverableLoss | SubscriberOverflow
-export type SubscriberError = IrrecoverableLoss | SubscriberOverflow
+/** `GatewayLoss` and `GatewayError` only reach the subscribers of a `GatewayClient` (`broadcast`). */
+export type Item = ReceivedUpdate | IrrecoverableLoss | SubscriberOverflow | GatewayLoss
+export type SubscriberError = IrrecoverableLoss | SubscriberOverflow | GatewayLoss | GatewayError
 
 export interface Subscriber {
   readonly pattern: string
@@ -178,6 +180,20 @@ export class FanOut {
       if (sub.done) continue
       if (topic === undefined && !sub.sources.has(source)) continue
       if (sub.notify) offer(sub, Chunk.of(error))
+      else this.finish(sub, Exit.fail(error))
+    }
+  }
+
+  /**
+   * A loss that concerns every subscriber (a gateway client's lost range, the gateway's own
+   * overflow), after the updates routed before it: a value in notify mode, else the failure its
+   * stream ends with. A `GatewayError` ends every stream in both modes.
+   */
+  broadcast(error: SubscriberError): void {
+    this.flush()
+    for (const sub of Array.from(this.subscribers)) {
+      if (sub.done) continue
+      if (sub.notify && error._tag !== "GatewayError") offer(sub, Chunk.of(error))
       else this.finish(sub, Exit.fail(error))
     }
   }

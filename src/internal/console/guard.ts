@@ -16,6 +16,11 @@ import { createHash, timingSafeEqual } from "node:crypto"
 import * as os from "node:os"
 import type * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
+import * as Redacted from "effect/Redacted"
+
+/** A configured token's text (it may come wrapped in `Redacted`). */
+export const tokenValue = (token: Redacted.Redacted<string> | string | undefined): string | undefined =>
+  Redacted.isRedacted(token) ? Redacted.value(token) : token
 
 /** Loopback addresses: no token is required to listen on them. */
 export const isLoopback = (host: string): boolean => {
@@ -61,6 +66,11 @@ export interface GuardOptions {
   readonly token: string | undefined
   /** Extra `Host` values: `name` (any port) or `name:port`; `"*"` turns the Host check off. */
   readonly allowedHosts: ReadonlyArray<string>
+  /**
+   * The console's browser convenience: `GET /?token=` answered with a cookie, and that cookie
+   * accepted. Default true; the gateway turns it off (WebSocket clients send the token each time).
+   */
+  readonly cookie?: boolean
 }
 
 const noStore = { "cache-control": "no-store", "x-content-type-options": "nosniff" }
@@ -141,6 +151,7 @@ export const make = (options: GuardOptions): Guard => {
       const query = new URL(request.url, "http://console.invalid").searchParams.get("token")
       if (query !== null) {
         if (!matches(query)) return unauthorized
+        if (options.cookie === false) return undefined
         const path = new URL(request.url, "http://console.invalid").pathname
         if (path !== "/" || request.method !== "GET") return undefined
         // The page: keep the token in a cookie and take it out of the address bar (and history).
@@ -156,7 +167,7 @@ export const make = (options: GuardOptions): Guard => {
           }
         })
       }
-      return matches(fromCookie(request.headers.cookie)) ? undefined : unauthorized
+      return options.cookie !== false && matches(fromCookie(request.headers.cookie)) ? undefined : unauthorized
     }
   }
 }

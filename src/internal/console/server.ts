@@ -3,17 +3,15 @@
  * scope it is started in (the Distributor's). A sampler fiber in the same scope snapshots the
  * statistics once a second into the rate history and pushes each snapshot to `/api/events`.
  */
-import * as http from "node:http"
 import * as HttpRouter from "@effect/platform/HttpRouter"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
-import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import * as Chunk from "effect/Chunk"
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Metric from "effect/Metric"
 import * as PubSub from "effect/PubSub"
-import * as Redacted from "effect/Redacted"
+import type * as Redacted from "effect/Redacted"
 import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
@@ -22,6 +20,7 @@ import type { ConnectionStats } from "../../Connection.js"
 import type { DistributorStats } from "../../Distributor.js"
 import { WebConsoleError } from "../../DistributorError.js"
 import { pickConnectionCounters } from "../counters.js"
+import * as HttpListen from "../httpListen.js"
 import * as Guard from "./guard.js"
 import { HISTORY_CAPACITY, RateHistory } from "./history.js"
 import { PAGE_CSP, PAGE_HTML } from "./page.js"
@@ -153,7 +152,7 @@ export const start = (
 ): Effect.Effect<WebConsoleHandle, WebConsoleError, Scope.Scope> =>
   Effect.gen(function* () {
     const address = `${options.host}:${options.port}`
-    const token = Redacted.isRedacted(options.token) ? Redacted.value(options.token) : options.token
+    const token = Guard.tokenValue(options.token)
     if (token === undefined && !Guard.isLoopback(options.host)) {
       return yield* new WebConsoleError({
         reason: "TokenRequired",
@@ -163,28 +162,10 @@ export const start = (
           "set an access token (console.token / DISTRIBUTOR_CONSOLE_TOKEN) or bind to 127.0.0.1"
       })
     }
-    let nodeServer: http.Server | undefined
-    const server = yield* NodeHttpServer.make(
-      () => {
-        nodeServer = http.createServer()
-        return nodeServer
-      },
-      { port: options.port, host: options.host }
-    ).pipe(
-      Effect.mapError((error) => {
-        const cause = error.cause as NodeJS.ErrnoException | undefined
-        const inUse = cause?.code === "EADDRINUSE"
-        return new WebConsoleError({
-          reason: inUse ? "PortInUse" : "Bind",
-          address,
-          detail: inUse
-            ? `port ${options.port} is already in use on ${options.host}`
-            : `cannot listen: ${cause?.message ?? String(cause)}`,
-          cause
-        })
-      })
+    const { hostname, nodeServer, port, server } = yield* HttpListen.listen(options.host, options.port).pipe(
+      Effect.mapError((failure) => new WebConsoleError({ ...failure, address }))
     )
-    const bound = server.address._tag === "TcpAddress" ? server.address : { hostname: options.host, port: options.port }
+    const bound = { hostname, port }
     const url = formatUrl(bound.hostname, bound.port)
 
     // ---- sampling ------------------------------------------------------------------------------
@@ -292,7 +273,7 @@ export const start = (
     )
     // Runs first on close: event streams never end by themselves, and `server.close()` waits for
     // every open connection.
-    yield* Effect.addFinalizer(() => Effect.sync(() => nodeServer?.closeAllConnections()))
+    yield* Effect.addFinalizer(() => Effect.sync(() => nodeServer.closeAllConnections()))
     yield* Effect.logDebug(`effect-distributor web console on ${url}`)
 
     return {
