@@ -11,7 +11,7 @@ import * as Stream from "effect/Stream"
 import { IrrecoverableLoss } from "../src/DistributorError.js"
 import { zeroShellStats } from "../src/internal/counters.js"
 import { FanOut } from "../src/internal/fanout.js"
-import type { LocalSender } from "../src/internal/protocol/endpoint.js"
+import { type LocalSender, REMEMBERED_BYTES } from "../src/internal/protocol/endpoint.js"
 import type { EngineConfig, SessionInfo } from "../src/internal/protocol/engine.js"
 import { Fragment, type Packet, PacketKind, type SeqRange, type Source } from "../src/internal/protocol/packets.js"
 import { decode, encodePacket } from "../src/internal/protocol/wire.js"
@@ -411,6 +411,58 @@ describe("hostile traffic (simulated)", () => {
         sc.legit.sessionId,
         sc.sender.highestSeq
       )
+    })
+
+    it("the duplicate-content record is bounded per connection (4 MiB), and still catches a forged next segment", () => {
+      const sc = scene("remembered-cap", { updates: 3000 })
+      const { net } = sc.c
+      // 300 sessions × 20 in-order datagrams of ~1 050 B: each remembers its last 16 (~5 MB together).
+      const ids: Array<bigint> = []
+      for (let k = 0; k < 300; k++) {
+        const source: Source = { sessionId: BigInt(0x9000 + k), senderIndex: k, host: "many", application: "x" }
+        ids.push(source.sessionId)
+        net.schedule(200 + k * 2, () => {
+          for (let s = 1; s <= 20; s++) {
+            sc.forge({
+              kind: PacketKind.Data,
+              source,
+              retransmission: false,
+              fresh: false,
+              seq: s,
+              body: { fragment: Fragment.None, updates: [{ topic: "/m", payload: new Uint8Array(1000) }] }
+            })
+          }
+        })
+      }
+      let peak = 0
+      let held = 0
+      for (let t = 200; t < 900; t += 10) {
+        net.schedule(t + 0.9, () => {
+          peak = Math.max(peak, sc.rx.endpoint.rememberedBytes)
+          let n = sc.rx.endpoint.remoteSession(sc.legit.sessionId)?.rememberedBytes ?? 0
+          for (const id of ids) n += sc.rx.endpoint.remoteSession(id)?.rememberedBytes ?? 0
+          held = Math.max(held, n)
+        })
+      }
+      // After the flood, a forged copy of the legit session's next segment is still noticed.
+      net.schedule(1500.2, () =>
+        sc.forge({
+          kind: PacketKind.Data,
+          source: sc.legit,
+          retransmission: false,
+          fresh: false,
+          seq: sc.sender.highestSeq + 1,
+          body: { fragment: Fragment.None, updates: [{ topic: "/legit/0", payload: Uint8Array.of(0xee) }] }
+        })
+      )
+      sc.c.net.run({ until: sc.end + 3000 })
+      expect(sc.rx.endpoint.stats.updatesIn).toBeGreaterThan(300 * 20)
+      // Reached (4 096 datagrams or 4 MiB, whichever first): unbounded the sessions would hold ~5 MB.
+      expect(peak).toBeGreaterThan(3.5 * 1024 * 1024)
+      expect(peak).toBeLessThanOrEqual(REMEMBERED_BYTES)
+      expect(held).toBeLessThanOrEqual(REMEMBERED_BYTES)
+      expect(sc.rx.endpoint.stats.conflicts).toBe(1)
+      expect(conflicts(sc)).toContain("ContentMismatch")
     })
 
     it("reorder memory per connection is bounded: forged sessions buffering out-of-order data shed their own", () => {
