@@ -378,6 +378,15 @@ const connectionFields = {
   /** UDP port, 1..65535. Default: `5197`. */
   port: Schema.optionalWith(IntBetween(1, 65535), { default: () => 5197, exact: true }),
   /**
+   * UDP port of the control channel on the same group, 1..65535: receivers multicast their NAKs and
+   * Status reports there, and every connection listens there, while only connections with
+   * subscriptions join the data port — so a publish-only process receives no data, not even its own
+   * (docs/PROTOCOL.md "Channels"). Default (absent): `port + 1` (`65534` when `port` is 65535).
+   * Equal to `port`: one channel for everything, every connection joined to it. The pycast dialect
+   * always uses `port` (pycast NAKs on the data channel).
+   */
+  controlPort: Schema.optionalWith(IntBetween(1, 65535), { exact: true }),
+  /**
    * IPv4 address of the local interface to send and receive multicast on. Default: `"0.0.0.0"`,
    * meaning the OS chooses (its default multicast route).
    */
@@ -546,26 +555,31 @@ const connectionConsistency = (c: Schema.Struct.Type<typeof connectionFields>) =
           path: ["flowControl"],
           message: `dialect "pycast" requires flowControl "none": pycast receivers send no status reports, got "${c.flowControl}"`
         }
-      : c.dialect === "pycast" && c.security !== undefined
+      : c.dialect === "pycast" && c.controlPort !== undefined && c.controlPort !== c.port
         ? {
-            path: ["security"],
-            message: 'dialect "pycast" cannot be combined with security: pycast nodes neither seal nor open datagrams'
+            path: ["controlPort"],
+            message: `dialect "pycast" has no separate control channel: controlPort must be absent or equal port (${c.port}), got ${c.controlPort}`
           }
-        : c.senderTimeoutMs <= c.heartbeatIntervalMs
+        : c.dialect === "pycast" && c.security !== undefined
           ? {
-              path: ["senderTimeoutMs"],
-              message:
-                `senderTimeoutMs (${c.senderTimeoutMs}) must exceed heartbeatIntervalMs (${c.heartbeatIntervalMs}), ` +
-                "or idle senders would be timed out between heartbeats"
+              path: ["security"],
+              message: 'dialect "pycast" cannot be combined with security: pycast nodes neither seal nor open datagrams'
             }
-          : c.receiverTimeoutMs < 4 * c.statusIntervalMs
+          : c.senderTimeoutMs <= c.heartbeatIntervalMs
             ? {
-                path: ["receiverTimeoutMs"],
+                path: ["senderTimeoutMs"],
                 message:
-                  `receiverTimeoutMs (${c.receiverTimeoutMs}) must be at least 4 × statusIntervalMs (${c.statusIntervalMs}), ` +
-                  "or receivers would be timed out between their status reports"
+                  `senderTimeoutMs (${c.senderTimeoutMs}) must exceed heartbeatIntervalMs (${c.heartbeatIntervalMs}), ` +
+                  "or idle senders would be timed out between heartbeats"
               }
-            : true
+            : c.receiverTimeoutMs < 4 * c.statusIntervalMs
+              ? {
+                  path: ["receiverTimeoutMs"],
+                  message:
+                    `receiverTimeoutMs (${c.receiverTimeoutMs}) must be at least 4 × statusIntervalMs (${c.statusIntervalMs}), ` +
+                    "or receivers would be timed out between their status reports"
+                }
+              : true
 
 /**
  * One connection: a multicast group + UDP port, its socket options and protocol timings.
@@ -583,6 +597,12 @@ export class ConnectionConfig extends Schema.Class<ConnectionConfig>("Connection
   /** `group:port`, the connection's identity within a Distributor. */
   get key(): string {
     return `${this.group}:${this.port}`
+  }
+
+  /** The control channel's port: `controlPort`, its default, or `port` (pycast). */
+  get effectiveControlPort(): number {
+    if (this.dialect === "pycast") return this.port
+    return this.controlPort ?? (this.port < 65535 ? this.port + 1 : this.port - 1)
   }
 }
 
@@ -632,6 +652,7 @@ const connectionEnvSpec = {
   sessionBufferBytes: "integer",
   connectionBufferBytes: "integer",
   dialect: "string",
+  controlPort: "integer",
   security: {
     mode: "string",
     keyId: "integer",

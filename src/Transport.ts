@@ -82,6 +82,12 @@ export interface DatagramSocket {
   /** Multicast one datagram to the group. Never throws; failures are counted in `stats`. */
   readonly send: (datagram: Uint8Array) => void
   /**
+   * Join (`true`) or leave the group: whether datagrams sent to it reach `listen`. Sending does not
+   * need membership. Idempotent; never throws: returns the error when the kernel refuses (the
+   * membership was checked when the socket opened, so this is rare).
+   */
+  readonly setJoined: (joined: boolean) => TransportError | undefined
+  /**
    * Start handing received datagrams to `handler` (one handler per socket; a second call replaces
    * it). Datagrams that arrive before the first call are queued (up to `queueCapacity`) and handed
    * over by it. Use `incoming` for a `Stream` instead.
@@ -105,6 +111,11 @@ export interface OpenOptions {
   readonly loopback: boolean
   readonly recvBufferSize: number
   readonly sendBufferSize: number
+  /**
+   * Whether the socket is a member of the group from the start (default `true`). A socket opened
+   * with `false` checks that it could join (join and leave), then only sends until `setJoined(true)`.
+   */
+  readonly joined?: boolean
   /**
    * Datagrams queued between the socket and its handler before new ones are dropped (and counted):
    * the in-memory network's delivery queue; for UDP only what arrives before `listen`.

@@ -419,4 +419,66 @@ describe("Connection over Transport.layerMemory", () => {
       )
     )
   )
+
+  describe("channels: data on port, NAKs and Status on controlPort", () => {
+    const updates = (prefix: string, n: number) =>
+      Array.from({ length: n }, (_, i) => [`${prefix}/${i}`, String(i)] as const)
+
+    it.scopedLive("a publish-only connection receives no data; its first subscription joins the data channel", () =>
+      Effect.gen(function* () {
+        const { ca, cb } = yield* twoNodes()
+        const atB = yield* cb.subscribeScoped("/t/...")
+        const pa = yield* ca.publisher
+        // b's Status reaches a on the control channel: flow control and presence work publish-only.
+        yield* pa.awaitReceivers(1)
+        const pb = yield* cb.publisher
+        yield* pb.publishAll(updates("/t/b", 50))
+        yield* pa.publishAll(updates("/t/a", 50))
+        expect(Chunk.size(yield* Stream.runCollect(Stream.take(atB, 100)))).toBe(100)
+        const before = yield* ca.stats
+        // a heard b's reports and nothing of b's data: every datagram in was a control packet.
+        expect(before.statusReceived).toBeGreaterThan(0)
+        expect(before.datagramsIn).toBe(before.statusReceived + before.naksReceived)
+        expect(before.remoteSessions).toEqual([])
+        // Subscribing joins the data channel: b's session is heard from its next packet on.
+        const atA = yield* ca.subscribeScoped("/u/...")
+        yield* pb.publish("/u/1", "after")
+        const first = yield* Stream.runHead(atA)
+        expect(first._tag === "Some" && first.value.topic).toBe("/u/1")
+        const after = yield* ca.stats
+        expect(after.remoteSessions.map((r) => r.session.sessionId)).toEqual([pb.source.sessionId])
+      }).pipe(Effect.provide(Transport.layerMemory({ seed: 11 })))
+    )
+
+    it.scopedLive("an events stream joins the data channel too: remote senders show up without subscriptions", () =>
+      Effect.gen(function* () {
+        const { ca, cb } = yield* twoNodes()
+        const joined = yield* ca.presence.pipe(
+          Stream.filter((e) => e._tag === "Joined"),
+          Stream.runHead,
+          Effect.fork
+        )
+        yield* Effect.repeat(Effect.sleep("5 millis"), { times: 20 })
+        const pb = yield* cb.publisher
+        yield* pb.publish("/v/1", "x")
+        const event = yield* Fiber.join(joined).pipe(Effect.timeout("5 seconds"))
+        expect(event._tag === "Some" && event.value._tag === "Joined" && event.value.session.sessionId).toBe(
+          pb.source.sessionId
+        )
+      }).pipe(Effect.provide(Transport.layerMemory({ seed: 12 })))
+    )
+
+    it.scopedLive("controlPort = port: one channel, every connection joined from the start", () =>
+      Effect.gen(function* () {
+        const { ca, cb } = yield* twoNodes({ connection: { controlPort: group.port } })
+        expect(ca.config.effectiveControlPort).toBe(group.port)
+        const pb = yield* cb.publisher
+        yield* pb.publishAll(updates("/w", 10))
+        const stats = yield* Effect.repeat(ca.stats, { until: (s) => s.remoteSessions.length > 0 }).pipe(
+          Effect.timeout("5 seconds")
+        )
+        expect(stats.remoteSessions.map((r) => r.session.sessionId)).toEqual([pb.source.sessionId])
+      }).pipe(Effect.provide(Transport.layerMemory({ seed: 13 })))
+    )
+  })
 })

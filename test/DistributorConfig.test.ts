@@ -140,6 +140,20 @@ describe("defaults", () => {
     expect(succeed(decodeConnectionConfig({ flowControl: "none", name: "desk-7" })).name).toBe("desk-7")
   })
 
+  it("controlPort: port + 1 by default (65534 next to 65535), or as set; pycast has one channel", () => {
+    expect(succeed(decodeConnectionConfig({ port: 7000 })).effectiveControlPort).toBe(7001)
+    expect(succeed(decodeConnectionConfig({ port: 65535 })).effectiveControlPort).toBe(65534)
+    expect(succeed(decodeConnectionConfig({ port: 7000, controlPort: 9000 })).effectiveControlPort).toBe(9000)
+    expect(succeed(decodeConnectionConfig({ port: 7000, controlPort: 7000 })).effectiveControlPort).toBe(7000)
+    expect(failure(decodeConnectionConfig({ controlPort: 0 })).path).toBe("controlPort")
+    const pycast = { dialect: "pycast", segmentSize: 8192, flowControl: "none", port: 7000 } as const
+    expect(succeed(decodeConnectionConfig(pycast)).effectiveControlPort).toBe(7000)
+    expect(succeed(decodeConnectionConfig({ ...pycast, controlPort: 7000 })).effectiveControlPort).toBe(7000)
+    const split = failure(decodeConnectionConfig({ ...pycast, controlPort: 7001 }))
+    expect(split.path).toBe("controlPort")
+    expect(split.detail).toMatch(/no separate control channel/)
+  })
+
   it("dialect pycast requires pycast's segment size and no flow control; its engine config names group and host", () => {
     const size = failure(decodeConnectionConfig({ dialect: "pycast", flowControl: "none" }))
     expect(size.reason).toBe("Inconsistent")

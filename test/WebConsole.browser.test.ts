@@ -93,12 +93,17 @@ describe.skipIf(!available && !inCI)("WebConsole page in Chromium", () => {
         const pa = yield* ca.publisher
         const pb = yield* cb.publisher
         const pc = yield* cc.publisher
+        // Both sides subscribe (and drain) so the page has deliveries and subscriptions to show;
+        // subscribed first, so that a receives (joins the data channel) before b's first session.
+        for (const [conn, pattern] of [
+          [ca, "/risk/..."],
+          [ca, "/audit/..."],
+          [cb, "/prices/..."]
+        ] as const) {
+          yield* Effect.forkScoped(Stream.runDrain(yield* conn.subscribeScoped(pattern, { onLoss: "notify" })))
+        }
         // A session of b that has already ended: listed as closed.
         yield* Effect.scoped(Effect.flatMap(cb.publisher, (p) => p.publish("/risk/startup", "ready")))
-        // Both sides subscribe (and drain) so the page has deliveries and subscriptions to show.
-        yield* Effect.forkScoped(Stream.runDrain(ca.subscribe("/risk/...", { onLoss: "notify" })))
-        yield* Effect.forkScoped(Stream.runDrain(ca.subscribe("/audit/...", { onLoss: "notify" })))
-        yield* Effect.forkScoped(Stream.runDrain(cb.subscribe("/prices/...", { onLoss: "notify" })))
         // Steady traffic both ways, with a varying rate so the chart has a shape.
         let tick = 0
         const traffic = Effect.suspend(() => {

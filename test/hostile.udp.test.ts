@@ -42,7 +42,9 @@ describe("hostile traffic over real UDP multicast on loopback", () => {
         )
         const forge = (packet: Packet) =>
           Effect.async<void>((resume) => {
-            forger.send(encodePacket(packet), PORT, GROUP, () => resume(Effect.void))
+            // NAKs and Status go to the control channel (port + 1), where publishers listen.
+            const port = packet.kind === PacketKind.Nak || packet.kind === PacketKind.Status ? PORT + 1 : PORT
+            forger.send(encodePacket(packet), port, GROUP, () => resume(Effect.void))
           })
 
         const n = 2000

@@ -136,7 +136,7 @@ describe("wire round trips", () => {
     expect(b.length).toBe(FIXED_HEADER_SIZE + utf8Length(source0.host) + utf8Length(source0.application))
     expect(Buffer.from(b).toString("hex")).toBe(
       "4544" + // magic
-        "01" + // version
+        "02" + // version
         "00" + // kind (patched per packet)
         "00" + // flags
         "0123456789abcdef" + // session id
@@ -527,10 +527,11 @@ describe("decode failures", () => {
   it("BadMagic and UnsupportedVersion", () => {
     expectFailure(patched(goodbye, 0, [0x45, 0x45]), "BadMagic")
     expectFailure(Uint8Array.of(0, 0, 1), "BadMagic")
-    expectFailure(patched(goodbye, 2, [2]), "UnsupportedVersion")
+    expectFailure(patched(goodbye, 2, [3]), "UnsupportedVersion")
     expectFailure(patched(goodbye, 2, [0]), "UnsupportedVersion")
+    expectFailure(patched(goodbye, 2, [1]), "UnsupportedVersion") // version 1: one channel for data and control
     // The version is judged before the length: a future version may have a shorter header.
-    expectFailure(Uint8Array.of(MAGIC >> 8, MAGIC & 255, 2), "UnsupportedVersion")
+    expectFailure(Uint8Array.of(MAGIC >> 8, MAGIC & 255, 3), "UnsupportedVersion")
   })
 
   it("UnknownKind", () => {

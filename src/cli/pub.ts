@@ -40,6 +40,7 @@ export interface PubOptions {
   readonly group: string
   readonly security: Opt.SecurityOption | undefined
   readonly port: number
+  readonly controlPort: Option.Option<number>
   readonly iface: string
   readonly application: string
   readonly topics: number
@@ -275,6 +276,7 @@ const run = (o: PubOptions) =>
       const connection = yield* distributor.connection({
         group: o.group,
         port: o.port,
+        ...Opt.controlPortConfig(o.controlPort),
         interface: o.iface,
         flowControl: o.flowControl,
         // pycast: segment size 8192 and no flow control (its receivers send no status).
@@ -429,6 +431,7 @@ export const command = Command.make(
   {
     group: Opt.group("239.192.0.1"),
     port: Opt.port(5197),
+    controlPort: Opt.controlPort,
     iface: Opt.iface("0.0.0.0"),
     security: Opt.security,
     application: Opt.application("distributor-pub"),

@@ -32,6 +32,7 @@ export interface SubOptions {
   readonly security: Opt.SecurityOption | undefined
   readonly group: string
   readonly port: number
+  readonly controlPort: Option.Option<number>
   readonly iface: string
   readonly application: string
   readonly dialect: Opt.DialectName
@@ -132,6 +133,7 @@ const run = (o: SubOptions) =>
       const connection = yield* distributor.connection({
         group: o.group,
         port: o.port,
+        ...Opt.controlPortConfig(o.controlPort),
         interface: o.iface,
         ...Opt.dialectConfig(o.dialect),
         ...(Option.isSome(o.name) ? { name: o.name.value } : {}),
@@ -356,6 +358,7 @@ export const command = Command.make(
     ),
     group: Opt.group("239.192.0.1"),
     port: Opt.port(5197),
+    controlPort: Opt.controlPort,
     iface: Opt.iface("0.0.0.0"),
     security: Opt.security,
     application: Opt.application("distributor-sub"),

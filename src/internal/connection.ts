@@ -30,7 +30,7 @@ import {
   UpdateTooLarge
 } from "../DistributorError.js"
 import * as Topic from "../Topic.js"
-import { Transport } from "../Transport.js"
+import { type SocketStats, Transport } from "../Transport.js"
 import { zeroShellStats } from "./counters.js"
 import { FanOut, type Item, type SubscriberError } from "./fanout.js"
 import * as Inputs from "./inputs.js"
@@ -78,15 +78,25 @@ export const make = (
     const now = () => clock.unsafeCurrentTimeMillis()
     const key = `${config.group}:${config.port}`
 
-    const socket = yield* transport.open({
+    // Two channels on the group (docs/PROTOCOL.md "Channels"): data on `port`, joined only while
+    // something here receives (subscriptions, event streams), and control (NAKs, Status) on
+    // `controlPort`, always joined. With `controlPort` = `port` one socket carries both.
+    const controlPort = config.effectiveControlPort
+    const split = controlPort !== config.port
+    const socketOptions = {
       group: config.group,
-      port: config.port,
       interface: config.interface,
       ttl: config.ttl,
       loopback: config.loopback,
       recvBufferSize: config.recvBufferSize,
       sendBufferSize: config.sendBufferSize
-    })
+    }
+    const socket = yield* transport.open({ ...socketOptions, port: config.port, joined: !split })
+    const control = split ? yield* transport.open({ ...socketOptions, port: controlPort }) : undefined
+    let dataJoined = !split
+    /** Streams of `events` / `presence` running: remote senders are only seen on the data channel. */
+    let eventConsumers = 0
+    // (`split` false: the one socket is joined from the start.)
 
     const openedAt = now()
     const kernelDropsAtOpen = readKernelRcvbufErrors()
@@ -109,6 +119,7 @@ export const make = (
     const recentLosses: Array<Connection.LossRecord> = []
     const sink: EngineSink = {
       send: socket.send,
+      ...(control !== undefined ? { sendControl: control.send } : {}),
       deliver: (update) => fanout.route(update),
       loss: (report) => {
         const error = lossError(key, report)
@@ -153,8 +164,18 @@ export const make = (
 
     // A connection reports itself as a receiver (Status: flow control, presence) while it has
     // subscriptions; a publish-only process holds back no publisher.
+    // The data channel is joined once anything here receives (a subscription, an event stream) and
+    // stays joined: leaving would turn the sessions heard so far into gaps and false losses.
     const syncListening = () => {
-      if (!closed) endpoint.setListening(fanout.size > 0, now())
+      if (closed) return
+      if (!dataJoined && (fanout.size > 0 || eventConsumers > 0)) {
+        const error = socket.setJoined(true)
+        if (error === undefined) {
+          dataJoined = true
+          endpoint.joinedData(now())
+        } else logFault("joining the data channel", error)
+      }
+      endpoint.setListening(fanout.size > 0, now())
     }
 
     // The engine's timer (NAK back-off, holdback, heartbeats, status, expiry): driven synchronously
@@ -194,8 +215,8 @@ export const make = (
     // event, and the end of the socket's wake-up (batch) dispatches what the batch produced. No
     // fiber wakes per batch; the clock is read once per batch.
     let batchNow = -1
-    socket.listen({
-      onDatagram: (data, address) => {
+    const handler = {
+      onDatagram: (data: Uint8Array, address: string) => {
         if (closed) return
         if (batchNow < 0) batchNow = now()
         // The engine never throws by contract; if it ever did, count and log it and go on with
@@ -210,13 +231,28 @@ export const make = (
         batchNow = -1
         if (!closed) dispatch()
       }
-    })
+    }
+    socket.listen(handler)
+    control?.listen(handler)
 
     // ---- metrics -----------------------------------------------------------------------------
 
+    /** Both channels' sockets as one: counts added, the data socket's buffer sizes. */
+    const socketStats = (): SocketStats => {
+      const d = socket.stats()
+      if (control === undefined) return d
+      const c = control.stats()
+      return {
+        ...d,
+        sendErrors: d.sendErrors + c.sendErrors,
+        lastSendError: d.lastSendError ?? c.lastSendError,
+        queueDrops: d.queueDrops + c.queueDrops
+      }
+    }
+
     const metrics = metricsFor(key, options.distributor.application)
     const syncMetrics = Effect.suspend(() => {
-      const { queueDrops, sendErrors } = socket.stats()
+      const { queueDrops, sendErrors } = socketStats()
       return metrics.update({ ...endpoint.stats, ...counters, queueDrops, sendErrors })
     })
     yield* Effect.forkIn(Effect.forever(Effect.zipRight(Effect.sleep("1 second"), syncMetrics)), scope)
@@ -463,6 +499,27 @@ export const make = (
     const subscribe = ((pattern: string, options?: AnySubscribeOptions) =>
       Stream.unwrapScoped(subscribeScoped(pattern, options))) as Connection.SubscribeFn
 
+    // ---- events ------------------------------------------------------------------------------
+
+    // While consumed, the connection receives on the data channel (remote senders' joins and leaves
+    // come from their data and heartbeats), subscriptions or not.
+    const eventStream: Stream.Stream<Connection.ConnectionEvent> = Stream.unwrapScoped(
+      Effect.as(
+        Effect.acquireRelease(
+          Effect.sync(() => {
+            eventConsumers++
+            syncListening()
+          }),
+          () =>
+            Effect.sync(() => {
+              eventConsumers--
+              syncListening()
+            })
+        ),
+        Stream.fromPubSub(events)
+      )
+    )
+
     // ---- stats -------------------------------------------------------------------------------
 
     const stats = Effect.sync((): Connection.ConnectionStats => {
@@ -473,7 +530,7 @@ export const make = (
         openedAt,
         ...s,
         ...counters,
-        socket: socket.stats(),
+        socket: socketStats(),
         kernelReceiveBufferErrors:
           kernelNow !== undefined && kernelDropsAtOpen !== undefined ? kernelNow - kernelDropsAtOpen : undefined,
         publishers: endpoint.localSenders(),
@@ -491,8 +548,8 @@ export const make = (
       publisher,
       subscribe,
       subscribeScoped,
-      events: Stream.fromPubSub(events),
-      presence: Stream.filter(Stream.fromPubSub(events), isPresenceEvent),
+      events: eventStream,
+      presence: Stream.filter(eventStream, isPresenceEvent),
       receivers: Effect.sync(() => endpoint.remoteReceiverStats()),
       awaitReceivers: (n: number) => waitUntil(() => endpoint.receiverCount() >= n),
       stats

@@ -113,6 +113,15 @@ export const port = (fallback: number) =>
     Options.withDefault(fallback)
   )
 
+export const controlPort = Options.integer("control-port").pipe(
+  Options.withDescription("UDP port of the control channel (NAKs, status reports). Default: --port + 1."),
+  Options.optional
+)
+
+/** The connection config field of `--control-port`, when given. */
+export const controlPortConfig = (value: Option.Option<number>): { readonly controlPort?: number } =>
+  Option.isSome(value) ? { controlPort: value.value } : {}
+
 export const iface = (fallback: string) =>
   Options.text("interface").pipe(
     Options.withAlias("i"),

@@ -193,7 +193,7 @@ export class Endpoint implements SenderHost, ReceiverHost {
   private readonly controlCodec: ControlCodec
   private readonly maxNakRanges: number
   /** From this time on, a fresh session first heard is synchronised at sequence 1. */
-  private readonly freshSyncFrom: number
+  private freshSyncFrom: number
 
   private readonly receivers = new Map<bigint, RemoteSession>()
   private readonly byKey = new Map<string, RemoteSession>()
@@ -320,7 +320,19 @@ export class Endpoint implements SenderHost, ReceiverHost {
   // Output helpers (SenderHost / ReceiverHost)
   // ---------------------------------------------------------------------------------------------
 
+  /** Data-channel packets: data, retransmissions, heartbeats, announce, lost, goodbye. */
   emit(datagram: Uint8Array, now: number): void {
+    this.sink.send(this.account(datagram, now))
+  }
+
+  /** Control-channel packets: NAKs and Status, which only senders (and suppressing receivers) need. */
+  private emitControl(datagram: Uint8Array, now: number): void {
+    datagram = this.account(datagram, now)
+    if (this.sink.sendControl !== undefined) this.sink.sendControl(datagram)
+    else this.sink.send(datagram)
+  }
+
+  private account(datagram: Uint8Array, now: number): Uint8Array {
     // Every packet kind leaves through here: sealed with a fresh nonce each time (retransmissions too).
     if (this.channel !== undefined) datagram = this.channel.seal(datagram, now)
     const stats = this.stats
@@ -330,7 +342,7 @@ export class Endpoint implements SenderHost, ReceiverHost {
       refill(this.bandwidth, this.config.maxBandwidth, this.burst, now)
       this.bandwidth.tokens -= datagram.length
     }
-    this.sink.send(datagram)
+    return datagram
   }
 
   deliverLocal(sender: LocalSender, topic: string, payload: Uint8Array, sequence: number): void {
@@ -439,7 +451,7 @@ export class Endpoint implements SenderHost, ReceiverHost {
         target,
         i === 0 && ranges.length <= max ? ranges : ranges.slice(i, i + max)
       )
-      for (let k = 0; k < datagrams.length; k++) this.emit(datagrams[k], now)
+      for (let k = 0; k < datagrams.length; k++) this.emitControl(datagrams[k], now)
     }
   }
 
@@ -632,6 +644,14 @@ export class Endpoint implements SenderHost, ReceiverHost {
   // Status: as a receiver (reports) and as a sender (presence, flow control)
   // ---------------------------------------------------------------------------------------------
 
+  /**
+   * The shell joined the data channel only now (it was sending only): fresh sessions count from
+   * here, as from opening, since nothing sent before was heard.
+   */
+  joinedData(now: number): void {
+    this.freshSyncFrom = now + freshWindowMs(this.config) + FRESH_JOIN_MARGIN_MS
+  }
+
   /** Start or stop reporting as a receiver (the shell: while the connection has subscriptions). */
   setListening(listening: boolean, now: number): void {
     if (this.closed || listening === this.listening || !this.dialect.status) return
@@ -651,7 +671,7 @@ export class Endpoint implements SenderHost, ReceiverHost {
     let i = 0
     do {
       this.stats.statusSent++
-      this.emit(
+      this.emitControl(
         encodeStatus(
           this.control,
           this.nameBytes,

@@ -192,8 +192,13 @@ export type SessionEvent =
   | { readonly _tag: "ReceiverLeft"; readonly receiver: ReceiverInfo; readonly reason: "Left" | "Timeout" }
 
 export interface EngineSink {
-  /** Multicast this datagram to the group (one `socket.send`). */
+  /** Multicast this datagram to the group's data channel (one `socket.send`). */
   send(datagram: Uint8Array): void
+  /**
+   * Multicast a control datagram (NAK, Status) to the group's control channel; absent: `send`
+   * (one channel, as in the simulator and the pycast dialect).
+   */
+  sendControl?(datagram: Uint8Array): void
   /** Deliver an update in order (remote sessions, and local publishes for local subscribers). */
   deliver(update: ReceivedUpdate): void
   loss(loss: LossReport): void

@@ -7,7 +7,7 @@
  */
 
 export const MAGIC = 0x4544 // "ED"
-export const VERSION = 1
+export const VERSION = 2
 
 export const PacketKind = {
   Data: 1,

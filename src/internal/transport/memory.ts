@@ -67,14 +67,23 @@ export const makeNetwork = (options: MemoryNetworkOptions): Effect.Effect<Memory
         let members = groups.get(group)
         if (members === undefined) groups.set(group, (members = new Set()))
         const peers = members
+        // Members receive; any socket on the group may send.
         yield* Effect.acquireRelease(
-          Effect.sync(() => peers.add(self)),
+          Effect.sync(() => {
+            if (o.joined !== false) peers.add(self)
+          }),
           () =>
             Effect.sync(() => {
               peers.delete(self)
               incoming.unsafeDone(Exit.void)
             })
         )
+        const setJoined = (join: boolean) => {
+          if (!open) return undefined
+          if (join) peers.add(self)
+          else peers.delete(self)
+          return undefined
+        }
         // Delivery is asynchronous, as on a real network (a send never re-enters a receiver from
         // inside its own engine call): a fiber in the socket's scope hands each queued chunk to the
         // handler, one batch per wake-up.
@@ -123,6 +132,7 @@ export const makeNetwork = (options: MemoryNetworkOptions): Effect.Effect<Memory
           group,
           localAddress: address,
           send,
+          setJoined,
           listen,
           stats: () => ({
             sendErrors: 0,

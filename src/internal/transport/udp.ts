@@ -72,6 +72,7 @@ export const open = (options: OpenOptions): Effect.Effect<DatagramSocket, Transp
     // socket bound to 0.0.0.0 does not know the source address its datagrams will carry.
     let ownAddress: string | undefined
     let ownPort = -1
+    let joined = options.joined !== false
 
     // Receive path: each datagram goes to the handler synchronously from the socket's "message"
     // event, and the end of the poll phase that read it (setImmediate) ends the batch. Before a
@@ -109,7 +110,10 @@ export const open = (options: OpenOptions): Effect.Effect<DatagramSocket, Transp
           Effect.tapError(() => closeSocket(socket))
         )
         yield* Effect.gen(function* () {
+          // Join even when starting out of the group: a bad group or interface fails here, typed.
           yield* trySync("Membership", group, () => socket.addMembership(options.group, iface))
+          if (options.joined === false)
+            yield* trySync("Membership", group, () => socket.dropMembership(options.group, iface))
           if (options.recvBufferSize > 0) {
             yield* trySync("SocketOption", group, () => socket.setRecvBufferSize(options.recvBufferSize))
           }
@@ -145,7 +149,7 @@ export const open = (options: OpenOptions): Effect.Effect<DatagramSocket, Transp
       (socket) =>
         Effect.suspend(() => {
           try {
-            socket.dropMembership(options.group, iface)
+            if (joined) socket.dropMembership(options.group, iface)
           } catch {
             // the group may already be gone with the interface; closing is what matters
           }
@@ -214,10 +218,23 @@ export const open = (options: OpenOptions): Effect.Effect<DatagramSocket, Transp
       }
     }
 
+    const setJoined = (join: boolean): TransportError | undefined => {
+      if (join === joined || closed) return undefined
+      try {
+        if (join) receiver.addMembership(options.group, iface)
+        else receiver.dropMembership(options.group, iface)
+        joined = join
+        return undefined
+      } catch (err) {
+        return transportError("Membership", group, err)
+      }
+    }
+
     return {
       group,
       localAddress: `${local.address}:${local.port}`,
       send,
+      setJoined,
       listen,
       stats: () => ({ sendErrors, lastSendError, queueDrops, recvBufferSize, sendBufferSize })
     } satisfies DatagramSocket
