@@ -340,12 +340,18 @@ describe("flow control", () => {
         [{ target, position }]
       )
 
-    it("receivers stuck at old positions (fixed, fresh or creeping ids) stall a min publisher for at most stallMs", () => {
-      const { net, pub } = setup("flow-forged-stall")
-      const rx = addRx(net, "rx", listening())
+    /** A publisher with one listening receiver `rx`, and its sender open. */
+    const withReceiver = (seed: string, rxConfig: Partial<EngineConfig> = {}) => {
+      const { net, pub } = setup(seed)
+      const rx = addRx(net, "rx", listening(rxConfig))
       net.runFor(50)
       const sender = pub.endpoint.openSender(net.now)
       net.runFor(5)
+      return { net, pub, rx, sender }
+    }
+
+    it("receivers stuck at old positions (fixed, fresh or creeping ids) stall a min publisher for at most stallMs", () => {
+      const { net, pub, rx, sender } = withReceiver("flow-forged-stall")
       const started = net.now
       const run = publishFlat(net, pub, sender, 6000, 1000)
       // Every 200 ms: one id always at 0, a new id each time at 0, one id creeping up by 1.
@@ -375,11 +381,7 @@ describe("flow control", () => {
     })
 
     it("a receiver id reported from another address is a Conflict and ignored, its forged leaving report too", () => {
-      const { net, pub } = setup("flow-forged-move")
-      const rx = addRx(net, "rx", listening({ receiverName: "legit" }))
-      net.runFor(50)
-      const sender = pub.endpoint.openSender(net.now)
-      net.runFor(5)
+      const { net, pub, rx, sender } = withReceiver("flow-forged-move", { receiverName: "legit" })
       const run = publishFlat(net, pub, sender, 500, 1000)
       net.runFor(100)
       const legit = pub.endpoint.remoteReceiverStats().find((r) => r.receiver.name === "legit")!
@@ -405,11 +407,8 @@ describe("flow control", () => {
     })
 
     it("5 000 forged receiver ids: 4 096 tracked, no live receiver evicted, the publisher not held", () => {
-      const { net, pub } = setup("flow-forged-flood")
-      const rx = addRx(net, "rx", listening({ receiverName: "legit" }))
-      net.runFor(50)
-      const sender = pub.endpoint.openSender(net.now)
-      net.runFor(3000) // past the fresh window: position 0 is behind old data from now on
+      const { net, pub, rx, sender } = withReceiver("flow-forged-flood", { receiverName: "legit" })
+      net.runFor(2995) // past the fresh window: position 0 is behind old data from now on
       const run = publishFlat(net, pub, sender, 3000, 1000)
       net.runFor(20)
       for (let i = 0; i < 5000; i++) {
