@@ -29,7 +29,9 @@ const key = randomBytes(32)
 const keyObject = createSecretKey(key)
 const iv = Buffer.alloc(12)
 const aad = Buffer.alloc(24)
-const c0 = createCipheriv("aes-256-gcm", key, iv)
+/** The decrypt case's nonce (the encrypt cases count in `iv`). */
+const iv0 = Buffer.alloc(12)
+const c0 = createCipheriv("aes-256-gcm", keyObject, iv0)
 c0.setAAD(aad)
 const ct = c0.update(inner)
 c0.final()
@@ -70,7 +72,7 @@ const cases: Record<string, () => void> = {
   },
   "decrypt (KeyObject)": () => {
     for (let i = 0; i < n; i++) {
-      const d = createDecipheriv("aes-256-gcm", keyObject, iv)
+      const d = createDecipheriv("aes-256-gcm", keyObject, iv0)
       d.setAAD(aad)
       d.setAuthTag(tag)
       sink += d.update(ct)[0]
@@ -92,8 +94,9 @@ const cpuPer = (f: () => void): number => {
 const results = new Map<string, Array<number>>()
 for (let r = 0; r < rounds; r++)
   for (const [name, f] of Object.entries(cases)) results.set(name, [...(results.get(name) ?? []), cpuPer(f)])
-console.log(`${size} B, ${n} datagrams × ${rounds} rounds, CPU µs per datagram (min / median)${sink < 0 ? "" : ""}`)
+console.log(`${size} B, ${n} datagrams × ${rounds} rounds, CPU µs per datagram (min / median)`)
 for (const [name, xs] of results) {
   const s = xs.slice().sort((a, b) => a - b)
   console.log(`${name.padEnd(42)} ${s[0].toFixed(2).padStart(6)} / ${s[s.length >> 1].toFixed(2).padStart(6)}`)
 }
+if (sink === 0.5) console.log(sink) // keeps the results used
