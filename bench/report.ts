@@ -111,18 +111,22 @@ const bestPeer = (
 }
 
 /** The systems of a scenario: effect-distributor also in the variants measured in it. */
-const systemsOf = (r: Results, scenario: CaseResult["scenario"]): ReadonlyArray<System> =>
-  r.systems.flatMap(
-    (s): Array<System> =>
-      s === "ours"
-        ? [
-            "ours",
-            ...(["ours0", "ours65k"] as const).filter((v) =>
-              r.cases.some((c) => c.scenario === scenario && c.system === v)
-            )
-          ]
-        : [s]
+const systemsOf = (r: Results, scenario: CaseResult["scenario"]): ReadonlyArray<System> => [
+  // A Set: a variant also named in `--only` would otherwise get two rows.
+  ...new Set(
+    r.systems.flatMap(
+      (s): Array<System> =>
+        s === "ours"
+          ? [
+              "ours",
+              ...(["ours0", "ours65k"] as const).filter((v) =>
+                r.cases.some((c) => c.scenario === scenario && c.system === v)
+              )
+            ]
+          : [s]
+    )
   )
+]
 
 const throughputOf = (r: Results, s: System, size: number) =>
   find(r, "throughput", s, (c) => c.size === size)?.ratePerSubscriber

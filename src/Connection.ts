@@ -131,6 +131,14 @@ export interface TypedSubscribeOptions<A, I> extends SubscribeOptions {
 export type PublishError = InvalidTopic | InvalidPayload | UpdateTooLarge | ConnectionClosed
 
 /**
+ * What `Publisher.unsafePublish` did: published, blocked (nothing published; `publish` waits), or
+ * the typed error `publish` fails with.
+ *
+ * @since 0.1.0
+ */
+export type UnsafePublishResult = "published" | "blocked" | PublishError
+
+/**
  * A publishing session on a connection. Closed (held-back updates flushed, goodbye sent) when the
  * scope it was opened in closes.
  *
@@ -145,6 +153,14 @@ export interface Publisher {
    * packed into datagrams for at most the holdback delay.
    */
   readonly publish: (topic: string, payload: Uint8Array | string) => Effect.Effect<void, PublishError>
+  /**
+   * `publish` without an Effect, for callers outside a fiber (an event handler, a loop with its own
+   * pacing), where running `publish` would start a fiber per update: `"published"` when the update
+   * was taken exactly as `publish` would have taken it; `"blocked"` when `publish` would have
+   * suspended (flow-control window closed, bandwidth pacing) — nothing was published, run `publish`
+   * to wait; otherwise the error `publish` would have failed with.
+   */
+  readonly unsafePublish: (topic: string, payload: Uint8Array | string) => UnsafePublishResult
   /**
    * Publish many updates in one go: they leave packed in as few datagrams as fit them (natural
    * batching, no timer involved).

@@ -126,6 +126,23 @@ export const make = (
             detail: `a connection to ${key} is already open in this Distributor`
           })
         }
+        // Connections on one group must not share a port, data or control (a connection on port P
+        // has its control channel on P + 1 by default): each would hear the other's traffic.
+        const ports = [config_.port, config_.effectiveControlPort]
+        for (const other of open.values()) {
+          const c = other.config
+          if (c.group !== config_.group) continue
+          const shared = ports.find((p) => p === c.port || p === c.effectiveControlPort)
+          if (shared !== undefined) {
+            return yield* new InvalidConfig({
+              reason: "Inconsistent",
+              path: shared === config_.port ? "port" : "controlPort",
+              detail:
+                `port ${shared} is already used by the connection to ${c.key} (data ${c.port}, control ` +
+                `${c.effectiveControlPort}) in this Distributor; on one group, give each connection its own two ports`
+            })
+          }
+        }
         // The connection lives in a child of the Distributor's scope, and the caller's scope
         // closes that child: whichever closes first closes the connection.
         const child = yield* Scope.fork(scope, ExecutionStrategy.sequential)

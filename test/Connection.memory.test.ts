@@ -468,6 +468,51 @@ describe("Connection over Transport.layerMemory", () => {
       }).pipe(Effect.provide(Transport.layerMemory({ seed: 12 })))
     )
 
+    it.scopedLive("connections on adjacent ports in different processes keep their traffic apart", () =>
+      Effect.gen(function* () {
+        // a: data 7101, control 7102. b: data 7102 (a's control port), control 7103.
+        const { a, b } = yield* twoNodes()
+        const ca = yield* a.connection({ ...group, port: 7101 })
+        const cb = yield* b.connection({ ...group, port: 7102 })
+        const atA = yield* ca.subscribeScoped("/...")
+        const atB = yield* cb.subscribeScoped("/...")
+        const pa = yield* ca.publisher
+        const pb = yield* cb.publisher
+        yield* pa.publishAll(updates("/from/a", 20))
+        yield* pb.publishAll(updates("/from/b", 20))
+        const gotA = Chunk.toReadonlyArray(yield* Stream.runCollect(Stream.take(atA, 20)))
+        const gotB = Chunk.toReadonlyArray(yield* Stream.runCollect(Stream.take(atB, 20)))
+        expect(gotA.every((u) => u.topic.startsWith("/from/a/"))).toBe(true)
+        expect(gotB.every((u) => u.topic.startsWith("/from/b/"))).toBe(true)
+        // b's data reached a's control socket, a's status b's data socket: dropped and counted
+        // (a reports every statusIntervalMs while receiving).
+        const [sa, sb] = yield* Effect.all([ca.stats, cb.stats]).pipe(
+          Effect.delay("20 millis"),
+          Effect.repeat({ until: ([x, y]) => x.wrongChannel > 0 && y.wrongChannel > 0 }),
+          Effect.timeout("5 seconds")
+        )
+        expect(sa.wrongChannel).toBeGreaterThan(0)
+        expect(sb.wrongChannel).toBeGreaterThan(0)
+        expect(sa.remoteSessions).toEqual([])
+        expect(sb.remoteSessions).toEqual([])
+      }).pipe(Effect.provide(Transport.layerMemory({ seed: 14 })))
+    )
+
+    it.scoped("one Distributor refuses a connection whose data or control port another one on the group uses", () =>
+      Effect.gen(function* () {
+        const d = yield* Distributor.make({ application: "x", console: { enabled: false } })
+        yield* d.connection({ ...group, port: 7201 })
+        const clash = yield* Effect.flip(d.connection({ ...group, port: 7202 }))
+        expect(clash._tag).toBe("InvalidConfig")
+        expect(clash._tag === "InvalidConfig" && clash.path).toBe("port")
+        const clash2 = yield* Effect.flip(d.connection({ ...group, port: 7300, controlPort: 7201 }))
+        expect(clash2._tag === "InvalidConfig" && clash2.path).toBe("controlPort")
+        // Two apart is fine; so is the same port on another group.
+        yield* d.connection({ ...group, port: 7203 })
+        yield* d.connection({ group: "239.255.10.2", port: 7202 })
+      }).pipe(Effect.provide(Transport.layerMemory({ seed: 15 })))
+    )
+
     it.scopedLive("controlPort = port: one channel, every connection joined from the start", () =>
       Effect.gen(function* () {
         const { ca, cb } = yield* twoNodes({ connection: { controlPort: group.port } })
@@ -481,4 +526,33 @@ describe("Connection over Transport.layerMemory", () => {
       }).pipe(Effect.provide(Transport.layerMemory({ seed: 13 })))
     )
   })
+
+  it.scoped("unsafePublish: published, blocked while pacing would suspend publish, or the typed error", () =>
+    Effect.gen(function* () {
+      // 20 kB/s: the first datagrams use up the burst, then publish would sleep.
+      const { ca, cb } = yield* twoNodes({ connection: { maxBandwidth: 20_000, holdbackDelayMs: 0 } })
+      const received = yield* cb.subscribeScoped("/s/...")
+      const p = yield* ca.publisher
+      const invalid = p.unsafePublish("no-slash", "x")
+      expect(typeof invalid === "object" && invalid._tag).toBe("InvalidTopic")
+      const results: Array<string> = []
+      for (let i = 0; i < 200; i++) {
+        const r = p.unsafePublish(`/s/${i}`, new Uint8Array(500))
+        results.push(typeof r === "string" ? r : r._tag)
+        if (r === "blocked") break
+      }
+      expect(results.at(-1)).toBe("blocked")
+      const published = results.filter((r) => r === "published").length
+      expect(published).toBeGreaterThan(0)
+      // What was published arrives (the clock moves on so the paced datagrams leave); publish waits.
+      const fiber = yield* Effect.fork(p.publish("/s/last", "after the wait"))
+      yield* TestClock.adjust("10 seconds")
+      yield* Fiber.join(fiber)
+      const got = yield* Stream.runCollect(Stream.take(received, published + 1))
+      expect(Chunk.toReadonlyArray(got).map((u) => u.topic)).toEqual([
+        ...Array.from({ length: published }, (_, i) => `/s/${i}`),
+        "/s/last"
+      ])
+    }).pipe(Effect.provide(Transport.layerMemory({ seed: 21 })))
+  )
 })

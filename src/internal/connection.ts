@@ -215,14 +215,14 @@ export const make = (
     // event, and the end of the socket's wake-up (batch) dispatches what the batch produced. No
     // fiber wakes per batch; the clock is read once per batch.
     let batchNow = -1
-    const handler = {
+    const handlerFor = (channel: "data" | "control" | undefined) => ({
       onDatagram: (data: Uint8Array, address: string) => {
         if (closed) return
         if (batchNow < 0) batchNow = now()
         // The engine never throws by contract; if it ever did, count and log it and go on with
         // the next datagram rather than break the socket's handler.
         try {
-          endpoint.onDatagram(data, address, batchNow)
+          endpoint.onDatagram(data, address, batchNow, channel)
         } catch (err) {
           logFault("received datagram", err)
         }
@@ -231,9 +231,9 @@ export const make = (
         batchNow = -1
         if (!closed) dispatch()
       }
-    }
-    socket.listen(handler)
-    control?.listen(handler)
+    })
+    socket.listen(handlerFor(control === undefined ? undefined : "data"))
+    control?.listen(handlerFor("control"))
 
     // ---- metrics -----------------------------------------------------------------------------
 
@@ -314,17 +314,26 @@ export const make = (
       const windowOpen = () => !sender.backlog
       const awaitWindow = waitUntil(windowOpen)
 
+      const unsafePublish = (topic: string, payload: Uint8Array | string): Connection.UnsafePublishResult => {
+        if (open && !closed) {
+          if (sender.backlog) return "blocked"
+          if (endpoint.publishDelay(sender, now()) > 0) return "blocked"
+        }
+        const t = now()
+        const error = publishOne(topic, payload, t)
+        if (error !== undefined) return error
+        endpoint.endBatch(sender, t)
+        dispatch()
+        return "published"
+      }
+
       const publish = (topic: string, payload: Uint8Array | string): Effect.Effect<void, Connection.PublishError> =>
         Effect.suspend(() => {
-          if (sender.backlog && open && !closed) return Effect.zipRight(awaitWindow, publish(topic, payload))
-          const t = now()
-          const delay = open && !closed ? endpoint.publishDelay(sender, t) : 0
-          if (delay > 0) return Effect.zipRight(Clock.sleep(delay), publish(topic, payload))
-          const error = publishOne(topic, payload, t)
-          if (error !== undefined) return Effect.fail(error)
-          endpoint.endBatch(sender, t)
-          dispatch()
-          return Effect.void
+          const result = unsafePublish(topic, payload)
+          if (result === "published") return Effect.void
+          if (result !== "blocked") return Effect.fail(result)
+          const wait = sender.backlog ? awaitWindow : Clock.sleep(endpoint.publishDelay(sender, now()))
+          return Effect.zipRight(wait, publish(topic, payload))
         })
 
       const publishAll = (
@@ -402,6 +411,7 @@ export const make = (
       const publisher: Connection.Publisher = {
         source: sender.session,
         publish,
+        unsafePublish,
         publishAll,
         flush,
         awaitReceivers,

@@ -299,6 +299,7 @@ const COUNTER_GROUPS = [
   ["Integrity", [
     ["Loss events", "lossEvents", null, "bad"], ["Segments lost", "lostSegments", null, "bad"],
     ["Duplicates dropped", "duplicates"], ["Undecodable datagrams", "decodeErrors", null, "warn"],
+    ["On the wrong channel (port)", "wrongChannel", null, "warn"],
     ["Beyond the reorder window", "outOfWindow", null, "warn"],
     ["Subscriber overflows", "subscriberOverflows", null, "bad"],
     ["Updates dropped by full subscribers", "subscriberDrops", null, "bad"],

@@ -12,6 +12,10 @@ export const ENGINE_COUNTERS = [
   ["bytesIn", "Bytes received"],
   ["updatesIn", "Updates delivered from remote sessions"],
   ["decodeErrors", "Datagrams dropped because they did not decode"],
+  [
+    "wrongChannel",
+    "Datagrams dropped for arriving on the other channel (NAK/Status on the data port, data on the control port)"
+  ],
   ["naksSent", "NAK packets sent"],
   ["naksReceived", "NAK packets received for local sessions"],
   ["retransmissionsSent", "Segments retransmitted"],

@@ -541,7 +541,12 @@ export class Endpoint implements SenderHost, ReceiverHost {
   // Receiving
   // ---------------------------------------------------------------------------------------------
 
-  onDatagram(bytes: Uint8Array, address: string, now: number): void {
+  /**
+   * One received datagram. `channel`: the socket it came from when the connection has two
+   * ("Channels" in docs/PROTOCOL.md): each accepts only its own kinds, so a connection on the port
+   * next to another's cannot take that one's traffic for its own. Omitted: one channel, any kind.
+   */
+  onDatagram(bytes: Uint8Array, address: string, now: number, channel?: "data" | "control"): void {
     const stats = this.stats
     stats.datagramsIn++
     stats.bytesIn += bytes.length
@@ -559,6 +564,13 @@ export class Endpoint implements SenderHost, ReceiverHost {
     if (p === undefined) return
     if (isDecodeFailure(p)) {
       stats.decodeErrors++
+      return
+    }
+    if (
+      channel !== undefined &&
+      (p.kind === PacketKind.Nak || p.kind === PacketKind.Status) !== (channel === "control")
+    ) {
+      stats.wrongChannel++
       return
     }
     const source = p.source
