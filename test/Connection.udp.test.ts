@@ -154,6 +154,8 @@ describe("Connection over real UDP multicast on loopback", () => {
           expect(published.published).toBe(count)
           // The window did close: segments waited for the slow subscriber's reports.
           expect(published.flowControlWaits).toBeGreaterThan(0)
+          // A slow but live subscriber is never taken for a stalled one (docs/PROTOCOL.md "Hostile networks").
+          expect(published.receiversStalled).toBe(0)
           for (const r of results)
             expect(r).toMatchObject({ received: count, outOfOrder: 0, losses: 0, timedOut: false })
           await Promise.all([pub.exit, slow.exit, fast.exit])

@@ -3,11 +3,14 @@
  * src/cli/main.ts …`) on loopback multicast (interface 127.0.0.1, groups 239.255.50.x, ports
  * 7500–7599): bad arguments and help, pub → sub with simulated loss, the demo, and Ctrl-C.
  */
+import { createSocket } from "node:dgram"
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import * as os from "node:os"
 import { join } from "node:path"
 import { describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
+import { type Packet, PacketKind } from "../src/internal/protocol/packets.js"
+import { encodePacket } from "../src/internal/protocol/wire.js"
 import { type Child, runScript } from "./fixtures/child.js"
 
 type Run = Child
@@ -275,6 +278,41 @@ describe("distributor command line", () => {
         }
       }),
     120_000
+  )
+
+  it.live(
+    "sub shows Conflict events (a forged implausible heartbeat): a line, a --json-lines event, the summary",
+    () =>
+      Effect.promise(async () => {
+        const sub = distributor(["sub", ...loopback(7), "--duration", "4s", "--json-lines"])
+        const forger = createSocket({ type: "udp4" })
+        try {
+          await sub.line(isType("ready"))
+          await new Promise<void>((resolve) => forger.bind(0, "127.0.0.1", () => resolve()))
+          forger.setMulticastInterface("127.0.0.1")
+          const source = { sessionId: 0x5eedn, senderIndex: 1, host: "forger", application: "forged" }
+          const send = (packet: Packet) =>
+            new Promise<void>((resolve) => forger.send(encodePacket(packet), 7507, "239.255.50.7", () => resolve()))
+          // A session heard at 10, then a claim far beyond anything plausible.
+          await send({ kind: PacketKind.Heartbeat, source, highestSeq: 10, oldestCached: 0, fresh: false })
+          await send({ kind: PacketKind.Heartbeat, source, highestSeq: 2 ** 50, oldestCached: 0, fresh: false })
+          const conflict = json(await sub.line(isType("conflict")))
+          expect(conflict).toMatchObject({
+            reason: "ImplausibleClaim",
+            sessionId: "0000000000005eed",
+            host: "forger",
+            application: "forged"
+          })
+          expect(conflict.address).toMatch(/^127\.0\.0\.1:\d+$/)
+        } finally {
+          forger.close()
+        }
+        expect(await sub.exit).toBe(0)
+        const summary = sub.lines.filter(isType("summary")).map(json)[0]
+        expect(summary).toMatchObject({ conflicts: 1, conflictEvents: [{ reason: "ImplausibleClaim" }] })
+        expect(sub.stderr()).toContain("Conflict (ImplausibleClaim): session 0000000000005eed forged@forger")
+      }),
+    60_000
   )
 
   it.live(

@@ -11,7 +11,7 @@ import * as Stream from "effect/Stream"
 import { IrrecoverableLoss } from "../src/DistributorError.js"
 import { zeroShellStats } from "../src/internal/counters.js"
 import { FanOut } from "../src/internal/fanout.js"
-import type { LocalSender } from "../src/internal/protocol/endpoint.js"
+import { type LocalSender, REMEMBERED_BYTES } from "../src/internal/protocol/endpoint.js"
 import type { EngineConfig, SessionInfo } from "../src/internal/protocol/engine.js"
 import { Fragment, type Packet, PacketKind, type SeqRange, type Source } from "../src/internal/protocol/packets.js"
 import { decode, encodePacket } from "../src/internal/protocol/wire.js"
@@ -79,6 +79,16 @@ const seqOf = (bytes: Uint8Array): number => {
   return "kind" in p && p.kind === PacketKind.Data ? p.seq : -1
 }
 
+/** A Data packet carrying one complete update (what most forgeries here are). */
+const dataPacket = (source: Source, seq: number, topic: string, payload: Uint8Array, fresh = false): Packet => ({
+  kind: PacketKind.Data,
+  source,
+  retransmission: false,
+  fresh,
+  seq,
+  body: { fragment: Fragment.None, updates: [{ topic, payload }] }
+})
+
 const legitLosses = (sc: Scene) => sc.rx.sink.losses.filter((l) => l.source.sessionId === sc.legit.sessionId)
 const conflicts = (sc: Scene) => sc.rx.sink.events.flatMap((e) => (e._tag === "Conflict" ? [e.reason] : []))
 
@@ -109,16 +119,7 @@ describe("hostile traffic (simulated)", () => {
     it("a forged new session with the sender's key: both kept, Conflict; the stream continues whole", () => {
       const sc = scene("forged-restart")
       const forged: Source = { ...sc.legit, sessionId: 0x0bad_0bad_0bad_0badn }
-      sc.c.net.schedule(1000.5, () =>
-        sc.forge({
-          kind: PacketKind.Data,
-          source: forged,
-          retransmission: false,
-          fresh: true,
-          seq: 1,
-          body: { fragment: Fragment.None, updates: [{ topic: "/legit/0", payload: Uint8Array.of(1) }] }
-        })
-      )
+      sc.c.net.schedule(1000.5, () => sc.forge(dataPacket(forged, 1, "/legit/0", Uint8Array.of(1), true)))
       const { published, fromLegit, result } = finish(sc)
       expect(fromLegit.length).toBe(published.length)
       expect(result.lostSegments).toBe(0)
@@ -154,14 +155,7 @@ describe("hostile traffic (simulated)", () => {
       const sc = scene("forged-next-seq", { updates: 2000 })
       for (let k = 0; k < 5; k++) {
         sc.c.net.schedule(1000.2 + k * 100, () =>
-          sc.forge({
-            kind: PacketKind.Data,
-            source: sc.legit,
-            retransmission: false,
-            fresh: false,
-            seq: sc.sender.highestSeq + 1,
-            body: { fragment: Fragment.None, updates: [{ topic: "/legit/0", payload: Uint8Array.of(0xee) }] }
-          })
+          sc.forge(dataPacket(sc.legit, sc.sender.highestSeq + 1, "/legit/0", Uint8Array.of(0xee)))
         )
       }
       sc.c.net.run({ until: sc.end + 3000 })
@@ -182,14 +176,7 @@ describe("hostile traffic (simulated)", () => {
       const huge: Source = { sessionId: 0x1_0000_0001n, senderIndex: 4, host: "forger", application: "x" }
       sc.c.net.schedule(3000, () => {
         // Listening long enough for the fresh mark to count: it synchronises at 1 and NAKs 1..99.
-        sc.forge({
-          kind: PacketKind.Data,
-          source: other,
-          retransmission: false,
-          fresh: true,
-          seq: 100,
-          body: { fragment: Fragment.None, updates: [{ topic: "/legit/0", payload: Uint8Array.of(1) }] }
-        })
+        sc.forge(dataPacket(other, 100, "/legit/0", Uint8Array.of(1), true))
         sc.forge({
           kind: PacketKind.Data,
           source: huge,
@@ -413,6 +400,44 @@ describe("hostile traffic (simulated)", () => {
       )
     })
 
+    it("the duplicate-content record is bounded per connection (4 MiB), and still catches a forged next segment", () => {
+      const sc = scene("remembered-cap", { updates: 3000 })
+      const { net } = sc.c
+      // 300 sessions × 20 in-order datagrams of ~1 050 B: each remembers its last 16 (~5 MB together).
+      const ids: Array<bigint> = []
+      for (let k = 0; k < 300; k++) {
+        const source: Source = { sessionId: BigInt(0x9000 + k), senderIndex: k, host: "many", application: "x" }
+        ids.push(source.sessionId)
+        net.schedule(200 + k * 2, () => {
+          for (let s = 1; s <= 20; s++) {
+            sc.forge(dataPacket(source, s, "/m", new Uint8Array(1000)))
+          }
+        })
+      }
+      let peak = 0
+      let held = 0
+      for (let t = 200; t < 900; t += 10) {
+        net.schedule(t + 0.9, () => {
+          peak = Math.max(peak, sc.rx.endpoint.rememberedBytes)
+          let n = sc.rx.endpoint.remoteSession(sc.legit.sessionId)?.rememberedBytes ?? 0
+          for (const id of ids) n += sc.rx.endpoint.remoteSession(id)?.rememberedBytes ?? 0
+          held = Math.max(held, n)
+        })
+      }
+      // After the flood, a forged copy of the legit session's next segment is still noticed.
+      net.schedule(1500.2, () =>
+        sc.forge(dataPacket(sc.legit, sc.sender.highestSeq + 1, "/legit/0", Uint8Array.of(0xee)))
+      )
+      sc.c.net.run({ until: sc.end + 3000 })
+      expect(sc.rx.endpoint.stats.updatesIn).toBeGreaterThan(300 * 20)
+      // Reached (4 096 datagrams or 4 MiB, whichever first): unbounded the sessions would hold ~5 MB.
+      expect(peak).toBeGreaterThan(3.5 * 1024 * 1024)
+      expect(peak).toBeLessThanOrEqual(REMEMBERED_BYTES)
+      expect(held).toBeLessThanOrEqual(REMEMBERED_BYTES)
+      expect(sc.rx.endpoint.stats.conflicts).toBe(1)
+      expect(conflicts(sc)).toContain("ContentMismatch")
+    })
+
     it("reorder memory per connection is bounded: forged sessions buffering out-of-order data shed their own", () => {
       const budget = 2 * 1024 * 1024
       const sc = scene("connection-cap", { updates: 3000, config: { connectionBufferBytes: budget } })
@@ -423,14 +448,7 @@ describe("hostile traffic (simulated)", () => {
         net.schedule(500 + k, () => {
           sc.forge({ kind: PacketKind.Heartbeat, source, highestSeq: 0, oldestCached: 0, fresh: false })
           for (let s = 2; s <= 60; s++) {
-            sc.forge({
-              kind: PacketKind.Data,
-              source,
-              retransmission: false,
-              fresh: false,
-              seq: s,
-              body: { fragment: Fragment.None, updates: [{ topic: "/f", payload: new Uint8Array(1000) }] }
-            })
+            sc.forge(dataPacket(source, s, "/f", new Uint8Array(1000)))
           }
         })
       }

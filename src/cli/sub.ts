@@ -98,6 +98,26 @@ const run = (o: SubOptions) =>
     let connectionClosed = false
     /** Remote session states, as last seen while the connection was open. */
     const sessionStates = new Map<string, string>()
+    // Conflict events (forged or corrupted packets, docs/PROTOCOL.md "Hostile networks"): printed as
+    // they come, the first MAX_CONFLICTS kept for the summary, all counted.
+    const conflicts: Array<Record<string, string>> = []
+    let conflictCount = 0
+    const onConflict = (e: Extract<Connection.ConnectionEvent, { _tag: "Conflict" }>) => {
+      conflictCount++
+      const fields = {
+        reason: e.reason,
+        sessionId: e.session.sessionIdHex,
+        host: e.session.host,
+        application: e.session.application,
+        address: e.session.address,
+        detail: e.detail
+      }
+      if (conflicts.length < MAX_CONFLICTS) conflicts.push(fields)
+      reporter.info(
+        `Conflict (${e.reason}): session ${fields.sessionId} ${fields.application}@${fields.host} from ${fields.address}: ${e.detail}`
+      )
+      reporter.event("conflict", fields)
+    }
     const received = () => verifiers.reduce((n, v) => n + v.received, 0)
     const losses = () => verifiers.reduce((n, v) => n + v.losses.length + v.overflows, 0)
 
@@ -121,6 +141,11 @@ const run = (o: SubOptions) =>
       })
       key = connection.key
       stats = connection.stats
+      yield* Effect.forkScoped(
+        Stream.runForEach(connection.events, (e) =>
+          e._tag === "Conflict" ? Effect.sync(() => onConflict(e)) : Effect.void
+        )
+      )
       const done = yield* Deferred.make<StopReason>()
       let settleAt = Number.POSITIVE_INFINITY
 
@@ -247,6 +272,8 @@ const run = (o: SubOptions) =>
           retransmissionsReceived: s?.retransmissionsReceived ?? 0,
           duplicatesDropped: s?.duplicates ?? 0,
           simulatedReceiveDrops: drops?.receive ?? 0,
+          conflicts: conflictCount,
+          conflictEvents: conflicts,
           ok: perPattern.every((v) => v.ok),
           connectionClosed,
           subscriptions: patterns.map((pattern, i) => ({ pattern, ...perPattern[i] }))
@@ -303,6 +330,12 @@ const run = (o: SubOptions) =>
                     `NAKs sent ${fmtInt(summary.naksSent)}, retransmissions received ${fmtInt(summary.retransmissionsReceived)}` +
                       (o.receiveLoss > 0 ? `, simulated receive drops ${fmtInt(summary.simulatedReceiveDrops)}` : "") +
                       ".",
+                    ...(summary.conflicts > 0
+                      ? [
+                          `Conflicts (forged or corrupted packets): ${fmtInt(summary.conflicts)} ` +
+                            `(${Array.from(new Set(conflicts.map((c) => c.reason))).join(", ")}).`
+                        ]
+                      : []),
                     verdict + (code === ExitCode.Ok ? "" : ` (exit code ${code})`)
                   ]
                 )
@@ -312,6 +345,9 @@ const run = (o: SubOptions) =>
       )
     )
   })
+
+/** Conflict events kept for the summary (all are printed and counted). */
+const MAX_CONFLICTS = 100
 
 export const command = Command.make(
   "sub",

@@ -306,7 +306,10 @@ const COUNTER_GROUPS = [
     ["Invalid topics dropped", "invalidTopicsDropped", null, "warn"], ["Engine faults", "engineFaults", null, "bad"]]],
   ["Flow control", [
     ["Status packets sent", "statusSent"], ["Status packets received", "statusReceived"],
-    ["Segments that waited for the window", "flowControlWaits"]]],
+    ["Segments that waited for the window", "flowControlWaits"],
+    ["Status packets ignored (conflict, cap)", "statusRejected", null, "warn"],
+    ["Status positions for unknown sessions", "statusUnknownSessions"],
+    ["Receivers left out (stalled)", "receiversStalled", null, "warn"]]],
   ["Security", [
     ["Security mismatches", "securityMismatch", null, "warn"], ["Unknown key ids", "unknownKeyIds", null, "warn"],
     ["Authentication failures", "authFailures", null, "bad"], ["Replays dropped", "replaysDropped", null, "warn"],

@@ -35,6 +35,15 @@ export const ENGINE_COUNTERS = [
   ["staleDropped", "Authentic datagrams dropped because their timestamp was outside freshnessMs"],
   ["implausible", "Heartbeat, Goodbye or session claims dropped as implausible (beyond the window, below data seen)"],
   ["conflicts", "Packets contradicting what was seen of their session (after Goodbye, same key, different bytes)"],
+  [
+    "statusRejected",
+    "Status packets ignored: a receiver id heard from another host or address, or beyond the 4 096 tracked"
+  ],
+  ["statusUnknownSessions", "Status positions ignored for sessions this endpoint neither sends nor receives"],
+  [
+    "receiversStalled",
+    "Receivers left out of flow control: behind data sent more than stallMs ago (dead, stuck or forged)"
+  ],
   ["sessionsRejected", "New remote sessions refused: the session cap or the unconfirmed quota was full"],
   ["naksThrottled", "NAK packets answered only in part: range cap or the requester's retransmission rate"],
   ["bufferOverruns", "Pending data given up to keep reorder/reassembly memory within its bounds"]

@@ -62,7 +62,8 @@ import {
   type RemoteSessionStats,
   retransmitRateBytes,
   type SessionEvent,
-  type SessionInfo
+  type SessionInfo,
+  stallMs
 } from "./engine.js"
 import { makeSenderFlow } from "./flow.js"
 import { DeadlineHeap } from "./heap.js"
@@ -93,6 +94,14 @@ export const OTHER_REQUESTERS = "(other hosts)"
 const MAX_RECEIVERS = 4096
 /** NAK requesters (addresses) with a retransmission token bucket; the oldest is forgotten beyond this. */
 const MAX_REQUESTER_BUCKETS = 4096
+/**
+ * What all remote sessions of a connection remember together of the datagrams they accepted, for
+ * the duplicate-content check (`ContentMismatch`): at most this many bytes and datagrams, the
+ * oldest forgotten first. Each session keeps its last 16 on top of this bound, so without it 1 024
+ * sessions of 1 400-byte datagrams held ~22 MB (1 GB with 65 000-byte segments).
+ */
+export const REMEMBERED_BYTES = 4 * 1024 * 1024
+export const REMEMBERED_DATAGRAMS = 4096
 
 /** A closed session's id is ignored for a while; data beyond its Goodbye resumes it (a forged Goodbye). */
 interface Tombstone {
@@ -126,6 +135,10 @@ interface RemoteReceiver {
   windowSegments: number
   /** Its position in each local sender it reported on. */
   readonly positions: Map<LocalSender, number>
+  /** Local senders it is left out of flow control for (stalled: see `stallMs`). */
+  readonly stalled: Set<LocalSender>
+  /** Earliest time the next Conflict event about it may be emitted (rate limit). */
+  conflictEventAt: number
 }
 
 export interface EndpointOptions {
@@ -197,12 +210,21 @@ export class Endpoint implements SenderHost, ReceiverHost {
   bufferedBytes = 0
   private sessionsBuffering = 0
   private readonly bufferBudget: number
+  private readonly stallMs: number
   private readonly requesterBuckets = new Map<string, TokenBucket>()
   private readonly retransmitRate: number
   private readonly retransmitBurst: number
   /** Retransmission allowance over all requesters (4 × the per-requester rate and burst). */
   private readonly totalBucket: TokenBucket
   private readonly ended: Array<RemoteSessionStats> = []
+  /** FIFO of remembered datagrams (session, sequence, size), a ring of REMEMBERED_DATAGRAMS. */
+  private readonly memSession: Array<RemoteSession | undefined> = new Array(REMEMBERED_DATAGRAMS).fill(undefined)
+  private readonly memSeq = new Float64Array(REMEMBERED_DATAGRAMS)
+  private readonly memSize = new Int32Array(REMEMBERED_DATAGRAMS)
+  private memHead = 0
+  private memCount = 0
+  /** Bytes counted in that FIFO (an entry a session already replaced counts until it leaves it). */
+  rememberedBytes = 0
   /** Last receiver looked up by its (cached, shared) decoded Source object. */
   private lastSource: Source | undefined = undefined
   private lastSession: RemoteSession | undefined = undefined
@@ -276,6 +298,7 @@ export class Endpoint implements SenderHost, ReceiverHost {
     this.sessionCap = maxRemoteSessions(this.config)
     this.unconfirmedCap = maxUnconfirmedSessions(this.config)
     this.bufferBudget = connectionBufferBytes(this.config)
+    this.stallMs = stallMs(this.config)
     this.retransmitRate = retransmitRateBytes(this.config)
     // A requester may get 1/32 s worth at once (128 KiB by default, at least two segments): enough
     // for a burst loss to be repaired over a few retries, little for one forged NAK.
@@ -344,6 +367,26 @@ export class Endpoint implements SenderHost, ReceiverHost {
     if (now < session.conflictEventAt) return
     session.conflictEventAt = now + 1000
     this.sink.event({ _tag: "Conflict", session: session.info, reason, detail })
+  }
+
+  remember(session: RemoteSession, seq: number, size: number): void {
+    while (
+      this.memCount > 0 &&
+      (this.memCount === REMEMBERED_DATAGRAMS || this.rememberedBytes + size > REMEMBERED_BYTES)
+    ) {
+      const i = this.memHead
+      this.memSession[i]!.forget(this.memSeq[i])
+      this.memSession[i] = undefined
+      this.rememberedBytes -= this.memSize[i]
+      this.memHead = (i + 1) & (REMEMBERED_DATAGRAMS - 1)
+      this.memCount--
+    }
+    const i = (this.memHead + this.memCount) & (REMEMBERED_DATAGRAMS - 1)
+    this.memSession[i] = session
+    this.memSeq[i] = seq
+    this.memSize[i] = size
+    this.memCount++
+    this.rememberedBytes += size
   }
 
   buffered(session: RemoteSession, delta: number): void {
@@ -487,6 +530,9 @@ export class Endpoint implements SenderHost, ReceiverHost {
     this.heap.clear()
     this.byKey.clear()
     this.remoteReceivers.clear()
+    this.memSession.fill(undefined)
+    this.memCount = 0
+    this.rememberedBytes = 0
     this.lastSource = undefined
     this.lastSession = undefined
   }
@@ -669,6 +715,14 @@ export class Endpoint implements SenderHost, ReceiverHost {
     this.stats.statusReceived++
     const id = p.source.sessionId
     let r = this.remoteReceivers.get(id)
+    // A receiver id is one endpoint's control session, sending from one socket: heard from another
+    // host or address it is forged (or two endpoints drew one id). The first one heard keeps it, so
+    // a forger can neither move a live receiver's position nor make it leave.
+    if (r !== undefined && (r.info.address !== address || r.info.host !== p.source.host)) {
+      this.stats.statusRejected++
+      this.receiverConflict(r, p, address, now)
+      return
+    }
     if (p.leaving) {
       if (r !== undefined) this.dropReceiver(r, "Left", now)
       return
@@ -682,7 +736,11 @@ export class Endpoint implements SenderHost, ReceiverHost {
       Math.min(this.config.reorderBufferSegments, Math.floor(p.windowSegments / shares))
     )
     if (r === undefined) {
-      if (this.remoteReceivers.size >= MAX_RECEIVERS) return
+      // Full: the newcomer is refused, never a live receiver evicted (forged ones expire unheard).
+      if (this.remoteReceivers.size >= MAX_RECEIVERS) {
+        this.stats.statusRejected++
+        return
+      }
       r = {
         id,
         info: {
@@ -696,7 +754,9 @@ export class Endpoint implements SenderHost, ReceiverHost {
         lastHeardAt: now,
         windowBytes,
         windowSegments,
-        positions: new Map()
+        positions: new Map(),
+        stalled: new Set(),
+        conflictEventAt: Number.NEGATIVE_INFINITY
       }
       this.remoteReceivers.set(id, r)
       const due = now + this.config.receiverTimeoutMs
@@ -707,11 +767,17 @@ export class Endpoint implements SenderHost, ReceiverHost {
       r.windowBytes = windowBytes
       r.windowSegments = windowSegments
     }
+    const entries = p.entries
+    // Positions for sessions nobody here sends or receives are ignored (a receiver may know a new
+    // session a moment before we do; a forger's inventions show up here).
+    for (let k = 0; k < entries.length; k++) {
+      const target = entries[k].target
+      if (!this.sendersById.has(target) && !this.receivers.has(target)) this.stats.statusUnknownSessions++
+    }
     const senders = this.senders
     for (let i = 0; i < senders.length; i++) {
       const s = senders[i]
       let position: number | undefined
-      const entries = p.entries
       const target = s.session.sessionId
       for (let k = 0; k < entries.length; k++) {
         if (entries[k].target === target) {
@@ -726,6 +792,12 @@ export class Endpoint implements SenderHost, ReceiverHost {
       if (flow === undefined) continue
       // Not heard from this session yet: while it is fresh the receiver will start at sequence 1.
       if (position === undefined && now < s.freshUntil) position = 0
+      if (position !== undefined && this.stalledAt(r, s, position, now)) position = undefined
+      if (position !== undefined && position < s.highestSeq) {
+        // Judged again when it would stall, even if it never reports again (expireReceivers).
+        const due = s.sentAt(position + 1) + this.stallMs + 1
+        if (due < this.receiversDue) this.receiversDue = due
+      }
       if (position !== undefined) {
         flow.bytes.set(id, s.sentThrough(position) + windowBytes)
         flow.seqs.set(id, position + windowSegments)
@@ -735,6 +807,45 @@ export class Endpoint implements SenderHost, ReceiverHost {
       }
       if (s.backlog) s.pump(now)
     }
+  }
+
+  /**
+   * Whether receiver `r` at `position` is left out of `s`'s flow control: it is behind a segment
+   * sent more than `stallMs` ago. A live receiver has that segment, or has given it up, within one
+   * NAK retry budget, so this one is dead, stuck or forged (a forged Status at position 0 would
+   * otherwise hold the publisher for as long as the forger repeats it). Judged on the sender's own
+   * send times, not on when the receiver was first heard, so fresh forged ids gain nothing. It
+   * counts again once it catches up.
+   */
+  private stalledAt(r: RemoteReceiver, s: LocalSender, position: number, now: number): boolean {
+    const stalled = position < s.highestSeq && now - s.sentAt(position + 1) > this.stallMs
+    if (stalled) {
+      if (!r.stalled.has(s)) {
+        r.stalled.add(s)
+        this.stats.receiversStalled++
+      }
+    } else if (r.stalled.size > 0) r.stalled.delete(s)
+    return stalled
+  }
+
+  private receiverConflict(r: RemoteReceiver, p: StatusPacket, address: string, now: number): void {
+    this.stats.conflicts++
+    if (now < r.conflictEventAt) return
+    r.conflictEventAt = now + 1000
+    const src = p.source
+    this.sink.event({
+      _tag: "Conflict",
+      session: {
+        sessionId: src.sessionId,
+        sessionIdHex: r.info.sessionIdHex,
+        senderIndex: src.senderIndex,
+        host: src.host,
+        application: src.application,
+        address
+      },
+      reason: "ReceiverAddressChanged",
+      detail: `receiver ${r.info.sessionIdHex} (${r.info.name}) known at ${r.info.host} ${r.info.address}, reported from ${src.host} ${address}: ignored`
+    })
   }
 
   private dropReceiver(r: RemoteReceiver, reason: "Left" | "Timeout", now: number): void {
@@ -760,10 +871,26 @@ export class Endpoint implements SenderHost, ReceiverHost {
     if (now < this.receiversDue) return
     const timeout = this.config.receiverTimeoutMs
     let due = Number.POSITIVE_INFINITY
+    const stall = this.stallMs
     for (const r of Array.from(this.remoteReceivers.values())) {
       const expires = r.lastHeardAt + timeout
-      if (expires <= now) this.dropReceiver(r, "Timeout", now)
-      else if (expires < due) due = expires
+      if (expires <= now) {
+        this.dropReceiver(r, "Timeout", now)
+        continue
+      }
+      if (expires < due) due = expires
+      // A receiver holding a sender from a position that has gone stale since its last report.
+      for (const [s, position] of r.positions) {
+        const flow = s.flow
+        if (flow === undefined || position >= s.highestSeq || r.stalled.has(s)) continue
+        if (this.stalledAt(r, s, position, now)) {
+          flow.bytes.delete(r.id)
+          if (flow.seqs.delete(r.id) && s.backlog) s.pump(now)
+        } else {
+          const stallDue = s.sentAt(position + 1) + stall + 1
+          if (stallDue < due) due = stallDue
+        }
+      }
     }
     this.receiversDue = due
   }

@@ -170,6 +170,7 @@ export type ConflictReason =
   | "ClosedSessionResumed"
   | "SessionKeyInUse"
   | "ContentMismatch"
+  | "ReceiverAddressChanged"
 
 export type SessionEvent =
   | { readonly _tag: "Joined"; readonly session: SessionInfo }
@@ -234,6 +235,14 @@ export const closeGraceMs = (config: EngineConfig): number =>
  * intervals, so a receiver that loses the session's first datagrams still hears marked heartbeats;
  * at most `senderTimeoutMs`, so a session that went silent (Gone) is never fresh when it returns.
  */
+/**
+ * Flow-control stall bound (docs/PROTOCOL.md "Hostile networks"): a live receiver has every segment,
+ * or has given it up, within one NAK retry budget of its sending, so a receiver whose position is
+ * behind a segment sent longer ago than this (plus a receiver timeout of slack) no longer holds a
+ * sender back — a forged Status at an old position cannot stall a publisher.
+ */
+export const stallMs = (config: EngineConfig): number => config.receiverTimeoutMs + closeGraceMs(config)
+
 export const freshWindowMs = (config: EngineConfig): number =>
   Math.min(config.senderTimeoutMs, Math.max(1000, 2 * config.heartbeatIntervalMs))
 

@@ -55,6 +55,11 @@ export interface ReceiverHost {
   conflict(session: RemoteSession, reason: ConflictReason, detail: string, now: number): void
   /** Reorder + reassembly bytes held by this session changed by `delta` (per-connection budget). */
   buffered(session: RemoteSession, delta: number): void
+  /**
+   * This session now remembers datagram `seq` (`size` bytes) for the duplicate-content check; the
+   * host bounds what all sessions remember together and calls `forget` for the oldest.
+   */
+  remember(session: RemoteSession, seq: number, size: number): void
   readonly stats: {
     updatesIn: number
     duplicates: number
@@ -255,6 +260,7 @@ export class RemoteSession {
       const r = s & (RECENT - 1)
       this.recent[r] = bytes
       this.recentSeq[r] = s
+      this.host.remember(this, s, bytes.length)
     }
     if (s === next) {
       this.process(p)
@@ -269,6 +275,19 @@ export class RemoteSession {
       this.addBuffered(size)
     }
     if (this.bufferedBytes > this.sessionBudget) this.shed(this.sessionBudget, now)
+  }
+
+  /** Drops datagram `seq` from the duplicate-content record, if it is still there (host's bound). */
+  forget(seq: number): void {
+    const r = seq & (RECENT - 1)
+    if (this.recentSeq[r] === seq) this.recent[r] = undefined
+  }
+
+  /** Bytes of the datagrams this session remembers for the duplicate-content check (tests). */
+  get rememberedBytes(): number {
+    let n = 0
+    for (const b of this.recent) n += b?.length ?? 0
+    return n
   }
 
   private addBuffered(delta: number): void {

@@ -363,6 +363,13 @@ export class LocalSender {
     return (seqs === undefined || seq <= seqs) && (bytes === undefined || this.sentBytes < bytes)
   }
 
+  /** When `seq` was first sent: -Infinity once it left the cache, +Infinity while not sent yet. */
+  sentAt(seq: number): number {
+    if (seq > this.highestSeq) return Number.POSITIVE_INFINITY
+    if (this.cCount === 0 || seq < this.oldestSeq) return Number.NEGATIVE_INFINITY
+    return this.cSentAt[(this.cHead + (seq - this.oldestSeq)) & (this.cData.length - 1)]
+  }
+
   /** Data bytes sent up to and including `seq` (an evicted position counts from the oldest cached). */
   sentThrough(seq: number): number {
     if (seq >= this.highestSeq || this.cCount === 0) return this.sentBytes
