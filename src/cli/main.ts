@@ -34,7 +34,9 @@ const root = Command.make("distributor", {}, () =>
       HelpDoc.p("distributor demo"),
       HelpDoc.p("distributor sub -i 127.0.0.1 '/distributor/...'   # in one terminal"),
       HelpDoc.p("distributor pub -i 127.0.0.1 --rate 1000 --duration 10s   # in another"),
-      HelpDoc.p("distributor gateway -i 127.0.0.1   # WebSocket clients: distributor sub --gateway ws://127.0.0.1:8787/"),
+      HelpDoc.p(
+        "distributor gateway -i 127.0.0.1   # WebSocket clients: distributor sub --gateway ws://127.0.0.1:8787/"
+      ),
       HelpDoc.p(exitCodesHelp)
     ])
   ),

@@ -8,11 +8,11 @@
 import * as Args from "@effect/cli/Args"
 import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
+import * as NodeSocket from "@effect/platform-node/NodeSocket"
 import * as Cause from "effect/Cause"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
-import * as NodeSocket from "@effect/platform-node/NodeSocket"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
@@ -99,7 +99,11 @@ interface Feed {
   readonly subscribe: (
     pattern: string,
     notify: boolean
-  ) => Effect.Effect<Stream.Stream<Connection.Update | Notice, Notice | GatewayError>, InvalidTopic | InvalidOption, Scope.Scope>
+  ) => Effect.Effect<
+    Stream.Stream<Connection.Update | Notice, Notice | GatewayError>,
+    InvalidTopic | InvalidOption,
+    Scope.Scope
+  >
   readonly stats: Effect.Effect<FeedStats>
 }
 
@@ -149,12 +153,23 @@ const gatewayFeed = (url: string, o: SubOptions) =>
       name: Option.getOrElse(o.name, () => `${o.application}-${process.pid}`),
       ...(token === undefined ? {} : { token })
     })
+    // The client retries forever (a refused handshake looks like a network failure to a
+    // WebSocket: no status code); a command gives up and says so.
     yield* client.awaitConnected.pipe(
-      Effect.timeoutFail({
-        duration: GATEWAY_CONNECT_TIMEOUT,
-        onTimeout: () =>
-          new GatewayUnreachable({ reason: "Timeout", url, detail: `not connected within ${GATEWAY_CONNECT_TIMEOUT}` })
-      })
+      Effect.timeout(GATEWAY_CONNECT_TIMEOUT),
+      Effect.catchTag("TimeoutException", () =>
+        Effect.flatMap(client.status, (s) =>
+          Effect.fail(
+            new GatewayUnreachable({
+              reason: "Timeout",
+              url,
+              detail:
+                `not connected within ${GATEWAY_CONNECT_TIMEOUT} (${s.state._tag === "Connecting" ? s.state.attempt : 0} attempts); ` +
+                "is it running, and are the token (--token-env) and address right?"
+            })
+          )
+        )
+      )
     )
     const status = yield* client.status
     const connection = status.state._tag === "Connected" ? ` (connection ${status.state.connection})` : ""
@@ -284,9 +299,7 @@ const run = (o: SubOptions) =>
       // Publishers that start from now on are expected in full, from their first update.
       const subscribedAt = preciseNow()
       for (const v of verifiers) v.subscribedAt = subscribedAt
-      reporter.info(
-        `Subscribed to ${patterns.join(" ")} on ${key} ${feed.via}; on irrecoverable loss: ${o.onLoss}.`
-      )
+      reporter.info(`Subscribed to ${patterns.join(" ")} on ${key} ${feed.via}; on irrecoverable loss: ${o.onLoss}.`)
       reporter.event("ready", { connection: key, patterns })
 
       const progress = Effect.gen(function* () {
@@ -449,7 +462,9 @@ export const command = Command.make(
           "--name names the client's session (it resumes after a dropped socket)."
       ),
       Options.mapEffect((url) =>
-        /^wss?:\/\//.test(url) ? Effect.succeed(url) : Opt.invalid(`--gateway: expected a ws:// or wss:// URL, got '${url}'`)
+        /^wss?:\/\//.test(url)
+          ? Effect.succeed(url)
+          : Opt.invalid(`--gateway: expected a ws:// or wss:// URL, got '${url}'`)
       ),
       Options.optional
     ),

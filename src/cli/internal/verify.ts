@@ -303,7 +303,11 @@ export class Verifier {
       })),
       overflows: this.overflows,
       overflowDropped: this.overflowDropped,
-      gatewayLosses: this.gatewayLosses.map((l) => ({ reason: l.reason, firstSeq: l.firstSeq, lastSeq: l.lastSeq ?? null })),
+      gatewayLosses: this.gatewayLosses.map((l) => ({
+        reason: l.reason,
+        firstSeq: l.firstSeq,
+        lastSeq: l.lastSeq ?? null
+      })),
       publishers,
       ok: unreportedMissing === 0 && duplicates === 0 && outOfOrder === 0 && this.corrupt === 0
     }
