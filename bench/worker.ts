@@ -330,6 +330,23 @@ const header = (m: Uint8Array): [number, number] => {
   return [v.getUint32(0), v.getFloat64(4)]
 }
 
+/** Counts a subscription's updates (`on`) and loss notices (`onLoss`), a chunk at a time. */
+const consume = <E>(
+  stream: Stream.Stream<{ readonly payload: Uint8Array } | { readonly _tag: string }, E>,
+  on: OnMessage,
+  onLoss: () => void
+) =>
+  Stream.runForEachChunk(stream, (chunk) =>
+    Effect.sync(() => {
+      for (const item of chunk) {
+        if ("payload" in item) {
+          const [seq, t] = header(item.payload)
+          on(seq, t, item.payload)
+        } else onLoss()
+      }
+    })
+  )
+
 const oursSub = async (a: WorkerArgs, on: OnMessage, onLoss: () => void): Promise<Sub> => {
   const scope = Effect.runSync(Scope.make())
   let losses = 0
@@ -339,19 +356,10 @@ const oursSub = async (a: WorkerArgs, on: OnMessage, onLoss: () => void): Promis
       const connection = yield* d.connection(oursConfig(a))
       const stream = yield* connection.subscribeScoped("/bench/...", { onLoss: "notify", bufferSize: 1 << 20 })
       yield* Effect.forkIn(
-        Stream.runForEachChunk(stream, (chunk) =>
-          Effect.sync(() => {
-            for (const item of chunk) {
-              if ("payload" in item) {
-                const [seq, t] = header(item.payload)
-                on(seq, t, item.payload)
-              } else {
-                losses++
-                onLoss()
-              }
-            }
-          })
-        ),
+        consume(stream, on, () => {
+          losses++
+          onLoss()
+        }),
         scope
       )
       return connection
@@ -395,19 +403,10 @@ const gatewaySub = async (a: WorkerArgs, on: OnMessage, onLoss: () => void): Pro
       })
       const stream = yield* client.subscribeScoped("/bench/...", { onLoss: "notify" })
       yield* Effect.forkIn(
-        Stream.runForEachChunk(stream, (chunk) =>
-          Effect.sync(() => {
-            for (const item of chunk) {
-              if ("payload" in item) {
-                const [seq, t] = header(item.payload)
-                on(seq, t, item.payload)
-              } else {
-                losses++
-                onLoss()
-              }
-            }
-          })
-        ),
+        consume(stream, on, () => {
+          losses++
+          onLoss()
+        }),
         scope
       )
       return client
