@@ -129,7 +129,7 @@ describe("distributor gateway / sub --gateway", () => {
   )
 
   it.live(
-    "bad arguments exit 2 with one line: a URL that is not ws://, multicast-only options with --gateway, an unset token variable, a bad --listen",
+    "--help shows examples; bad arguments exit 2 with one line: a URL that is not ws://, multicast-only options with --gateway, an unset token variable, a bad --listen",
     () =>
       Effect.promise(async () => {
         const results = await Promise.all([
@@ -138,6 +138,11 @@ describe("distributor gateway / sub --gateway", () => {
           complete(["gateway", "--token-env", "DISTRIBUTOR_TEST_UNSET_VARIABLE"]),
           complete(["gateway", "--listen", "localhost"])
         ])
+        const help = await complete(["gateway", "--help"])
+        expect(help.code).toBe(0)
+        const text = help.stdout.join("\n")
+        for (const part of ["EXAMPLES", "distributor gateway", "--token-env", "--resume-window", "Exit codes: 0 ok"])
+          expect(text).toContain(part)
         const [badUrl, multicastOnly, unset, badListen] = results
         expect(badUrl.stderr).toContain("--gateway: expected a ws:// or wss:// URL")
         expect(multicastOnly.stderr).toContain("--receive-loss apply to multicast only")

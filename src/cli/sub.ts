@@ -476,7 +476,10 @@ export const command = Command.make(
     application: Opt.application("distributor-sub"),
     dialect: Opt.dialect,
     name: Options.text("name").pipe(
-      Options.withDescription("This subscriber's name as a receiver, shown to publishers (presence, console)."),
+      Options.withDescription(
+        "This subscriber's name as a receiver, shown to publishers (presence, console); with --gateway, " +
+          "the client's session name (default: <application>-<pid>)."
+      ),
       Options.optional
     ),
     onLoss: Options.choice("on-loss", ["stop", "report"]).pipe(
