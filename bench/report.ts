@@ -5,7 +5,7 @@
 import type { System } from "./worker.js"
 
 export interface CaseResult {
-  readonly scenario: "throughput" | "large" | "latency" | "recovery" | "fanout"
+  readonly scenario: "throughput" | "large" | "latency" | "recovery" | "fanout" | "gateway"
   readonly system: System
   readonly subscribers: number
   readonly size: number
@@ -360,6 +360,41 @@ export const renderMarkdown = (r: Results): string => {
         "for N = " +
         ns.join(" / ") +
         "."
+    )
+  }
+
+  // Gateway fan-out
+  const gw = r.cases.filter((c) => c.scenario === "gateway")
+  if (gw.length > 0) {
+    const c0 = gw[0]
+    L.push("")
+    L.push(
+      `## Gateway fan-out: ${c0.size} B updates at ${c0.rate}/s, 1 multicast publisher → 1 gateway → ${c0.subscribers} WebSocket clients`
+    )
+    L.push("")
+    L.push(
+      "| system | delivered % | delivered/s per client (mean / min) | p50 / p99 latency | gateway or server CPU/update | client CPU/update | publisher CPU/update |"
+    )
+    L.push("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for (const c of gw) {
+      if (!c.ok) {
+        L.push(`| ${NAMES[c.system]} | ${c.na ?? `failed: ${c.error ?? "?"}`} | | | | | |`)
+        continue
+      }
+      const server = c.publisher?.serverCpuUsPerUpdate
+      L.push(
+        `| ${c.system === "ours" ? "effect-distributor + Gateway" : NAMES[c.system]} | ${c.deliveredPct?.toFixed(2)} % | ` +
+          `${fmtRate(c.ratePerSubscriber)} / ${fmtRate(c.minRatePerSubscriber)} | ` +
+          `${fmtUs(c.latencyUs?.p50)} / ${fmtUs(c.latencyUs?.p99)} | ${server === undefined ? "—" : `${server.toFixed(1)} µs`} | ` +
+          `${fmtCpu(subscriberCpu(c))} | ${fmtCpu(c.publisher?.cpuUsPerUpdate)} |`
+      )
+    }
+    L.push("")
+    L.push(
+      "Clients run 25 to a process (GatewayClient over WebSocket; NATS: 25 connections). The gateway's CPU is its " +
+        "process's `process.cpuUsage()` from the start of publishing until every client had the tail, per update " +
+        "published (one update in, one WebSocket frame out per client); NATS's is its server's, from /proc. " +
+        "Client CPU is each process's, shared evenly by its clients, per update delivered."
     )
   }
 

@@ -6,7 +6,7 @@
  *   npm run bench                        full suite (≤ 20 min)
  *   npm run bench -- --quick             smoke run (≤ 2 min)
  *   npm run bench -- --only ours,dgram   a subset of systems (ours, dgram, zeromq, nats, redis)
- *   npm run bench -- --scenario throughput,latency   a subset of scenarios (throughput, large, latency, recovery, fanout)
+ *   npm run bench -- --scenario throughput,latency   a subset of scenarios (throughput, large, latency, recovery, fanout, gateway)
  *   npm run bench -- --out DIR           where to write results (default bench/results)
  *
  * Peers are installed by `npm run bench:setup`; a missing peer is skipped with a note. Writes
@@ -59,9 +59,13 @@ const only = (option("--only") ?? "ours,dgram,zeromq,nats,redis").split(",").map
 // Variants of ours run when named (oursSec, oursAuth: security on) or with `ours` where a scenario adds them.
 for (const s of only) if (!ALL.includes(s)) throw new Error(`--only: unknown system ${s} (one of ${ALL.join(", ")})`)
 // The large update runs in the quick run only when asked for (and smaller there).
-const scenarios = (option("--scenario") ?? `throughput,${quick ? "" : "large,"}latency,recovery,fanout`).split(",")
+// The gateway fan-out (100 WebSocket clients) runs in the full suite only: too slow for --quick.
+const scenarios = (
+  option("--scenario") ?? `throughput,${quick ? "" : "large,"}latency,recovery,fanout${quick ? "" : ",gateway"}`
+).split(",")
 for (const s of scenarios)
-  if (!["throughput", "large", "latency", "recovery", "fanout"].includes(s)) throw new Error(`--scenario: unknown ${s}`)
+  if (!["throughput", "large", "latency", "recovery", "fanout", "gateway"].includes(s))
+    throw new Error(`--scenario: unknown ${s}`)
 const LARGE = quick ? 4 * 2 ** 20 : 64 * 2 ** 20
 const outDir = resolve(option("--out") ?? join(here, "results"))
 /** Ports: `base` .. `base + 19` for multicast (rotating per case), `base + 20..22` for the servers. */
@@ -270,6 +274,8 @@ const kill = async (w: Worker) => {
 
 interface Case {
   readonly scenario: CaseResult["scenario"]
+  /** Subscribers per worker process (the gateway scenario: 100 clients in a few processes). */
+  readonly clientsPerWorker?: number
   readonly system: System
   readonly subscribers: number
   readonly size: number
@@ -288,6 +294,120 @@ let serverPid: number | undefined
 
 const percentile = (sorted: ArrayLike<number>, p: number) =>
   sorted.length === 0 ? Number.NaN : sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]
+
+/** The figures of a case from its publisher's and subscribers' reports. */
+const caseResult = (
+  c: Case,
+  pubResult: any,
+  final: any,
+  subResults: ReadonlyArray<any>,
+  serverCpuUsPerUpdate: number | undefined
+): CaseResult => {
+  const latencies = Float64Array.from(subResults.flatMap((r) => r.latencyUs as Array<number>)).sort()
+  const perSub = subResults.map((r) => ({
+    received: r.received,
+    distinct: r.distinct,
+    duplicates: r.duplicates,
+    rate: r.distinct > 1 ? ((r.distinct - 1) / (r.lastUs - r.firstUs)) * 1e6 : 0,
+    cpuUs: r.cpuUs,
+    cpuUsPerUpdate: r.distinct > 0 ? r.cpuUs / r.distinct : Number.NaN,
+    naksSent: r.naksSent,
+    retransmissionsReceived: r.retransmissionsReceived,
+    lossNotices: r.lossNotices,
+    lostSegments: r.lostSegments,
+    queueDrops: r.queueDrops,
+    datagramsIn: r.datagramsIn,
+    ...(c.mode === "once" ? { intact: r.intact, transferUs: r.latencyUs[0] } : {}),
+    ...(r.updatesIn !== undefined ? { updatesIn: r.updatesIn, remoteSessions: r.remoteSessions } : {})
+  }))
+  return {
+    ...c,
+    ok: true,
+    sent: pubResult.sent,
+    publisher: {
+      elapsedUs: pubResult.elapsedUs,
+      cpuUs: pubResult.cpuUs,
+      cpuUsPerUpdate: pubResult.cpuUs / pubResult.sent,
+      offeredRate: (pubResult.sent / pubResult.elapsedUs) * 1e6,
+      serverCpuUsPerUpdate,
+      ...final
+    },
+    perSubscriber: perSub,
+    ratePerSubscriber: perSub.reduce((a, s) => a + s.rate, 0) / perSub.length,
+    minRatePerSubscriber: Math.min(...perSub.map((s) => s.rate)),
+    deliveredPct: (100 * perSub.reduce((a, s) => a + s.distinct, 0)) / (perSub.length * pubResult.sent),
+    latencyUs: c.latency
+      ? {
+          count: latencies.length,
+          p50: percentile(latencies, 0.5),
+          p99: percentile(latencies, 0.99),
+          p999: percentile(latencies, 0.999),
+          max: latencies.length > 0 ? latencies[latencies.length - 1] : Number.NaN
+        }
+      : undefined
+  }
+}
+
+/**
+ * The gateway fan-out: one multicast publisher → one gateway worker → `c.subscribers` WebSocket
+ * clients in `c.subscribers / clientsPerWorker` processes; for NATS the same numbers of
+ * subscriptions on its server. The gateway's (or server's) CPU per update is the fan-out's cost.
+ */
+const runGatewayCase = async (c: Case, common: Omit<WorkerArgs, "role">): Promise<CaseResult> => {
+  const perWorker = c.clientsPerWorker ?? 1
+  const workers: Array<Worker> = []
+  try {
+    const gw = isOurs(c.system) ? startWorker({ ...common, role: "gateway", subscribers: 1 }) : undefined
+    if (gw) workers.push(gw)
+    const url = gw ? String((await gw.next(60_000)).url) : undefined
+    // The gateway is the publisher's only multicast receiver.
+    const pub = startWorker({ ...common, role: "pub", subscribers: 1 })
+    const subs = Array.from({ length: Math.ceil(c.subscribers / perWorker) }, () =>
+      startWorker({ ...common, role: "sub", clients: perWorker, ...(url === undefined ? {} : { gateway: url }) })
+    )
+    workers.push(pub, ...subs)
+    await Promise.all([pub, ...subs].map((w) => w.next(120_000)))
+    await sleep(500)
+    const serverCpu0 = procCpuUs(serverPid)
+    gw?.send("go")
+    pub.send("go")
+    const { result: pubResult } = await pub.next(c.durationMs + 60_000)
+    for (const s of subs) s.send(`stop ${pubResult.sent}`)
+    const subResults = (
+      await Promise.all(
+        subs.map(async (s) => {
+          const results: Array<any> = []
+          for (let k = 0; k < perWorker; k++) results.push((await s.next(c.waitMs + 40_000)).result)
+          return results
+        })
+      )
+    ).flat()
+    // The server's or gateway's CPU until every client had its tail.
+    const serverCpu1 = procCpuUs(serverPid)
+    gw?.send("exit")
+    const gateway = gw ? (await gw.next(10_000)).final : undefined
+    pub.send("exit")
+    const { final } = await pub.next(10_000)
+    const serverCpuUs =
+      gateway !== undefined
+        ? gateway.cpuUs
+        : serverCpu0 !== undefined && serverCpu1 !== undefined
+          ? serverCpu1 - serverCpu0
+          : undefined
+    const result = caseResult(
+      c,
+      pubResult,
+      final,
+      subResults,
+      serverCpuUs === undefined ? undefined : serverCpuUs / pubResult.sent
+    )
+    return gateway === undefined ? result : { ...result, gateway }
+  } catch (err) {
+    return { ...c, ok: false, error: err instanceof Error ? err.message : String(err) }
+  } finally {
+    await Promise.all(workers.map(kill))
+  }
+}
 
 const runCase = async (c: Case): Promise<CaseResult> => {
   const i = caseIndex++
@@ -308,6 +428,7 @@ const runCase = async (c: Case): Promise<CaseResult> => {
     sendLoss: c.sendLoss,
     subscribers: c.subscribers
   }
+  if (c.scenario === "gateway") return runGatewayCase(c, common)
   const workers: Array<Worker> = []
   try {
     // Started together (a ZeroMQ subscriber reconnects until the publisher has bound).
@@ -327,50 +448,13 @@ const runCase = async (c: Case): Promise<CaseResult> => {
     const subResults = (await Promise.all(subs.map((s) => s.next(c.waitMs + 40_000)))).map((r) => r.result)
     pub.send("exit")
     const { final } = await pub.next(10_000)
-    const latencies = Float64Array.from(subResults.flatMap((r) => r.latencyUs as Array<number>)).sort()
-    const perSub = subResults.map((r) => ({
-      received: r.received,
-      distinct: r.distinct,
-      duplicates: r.duplicates,
-      rate: r.distinct > 1 ? ((r.distinct - 1) / (r.lastUs - r.firstUs)) * 1e6 : 0,
-      cpuUs: r.cpuUs,
-      cpuUsPerUpdate: r.distinct > 0 ? r.cpuUs / r.distinct : Number.NaN,
-      naksSent: r.naksSent,
-      retransmissionsReceived: r.retransmissionsReceived,
-      lossNotices: r.lossNotices,
-      lostSegments: r.lostSegments,
-      queueDrops: r.queueDrops,
-      datagramsIn: r.datagramsIn,
-      ...(c.mode === "once" ? { intact: r.intact, transferUs: r.latencyUs[0] } : {}),
-      ...(r.updatesIn !== undefined ? { updatesIn: r.updatesIn, remoteSessions: r.remoteSessions } : {})
-    }))
-    return {
-      ...c,
-      ok: true,
-      sent: pubResult.sent,
-      publisher: {
-        elapsedUs: pubResult.elapsedUs,
-        cpuUs: pubResult.cpuUs,
-        cpuUsPerUpdate: pubResult.cpuUs / pubResult.sent,
-        offeredRate: (pubResult.sent / pubResult.elapsedUs) * 1e6,
-        serverCpuUsPerUpdate:
-          serverCpu0 !== undefined && serverCpu1 !== undefined ? (serverCpu1 - serverCpu0) / pubResult.sent : undefined,
-        ...final
-      },
-      perSubscriber: perSub,
-      ratePerSubscriber: perSub.reduce((a, s) => a + s.rate, 0) / perSub.length,
-      minRatePerSubscriber: Math.min(...perSub.map((s) => s.rate)),
-      deliveredPct: (100 * perSub.reduce((a, s) => a + s.distinct, 0)) / (perSub.length * pubResult.sent),
-      latencyUs: c.latency
-        ? {
-            count: latencies.length,
-            p50: percentile(latencies, 0.5),
-            p99: percentile(latencies, 0.99),
-            p999: percentile(latencies, 0.999),
-            max: latencies.length > 0 ? latencies[latencies.length - 1] : Number.NaN
-          }
-        : undefined
-    }
+    return caseResult(
+      c,
+      pubResult,
+      final,
+      subResults,
+      serverCpu0 !== undefined && serverCpu1 !== undefined ? (serverCpu1 - serverCpu0) / pubResult.sent : undefined
+    )
   } catch (err) {
     return { ...c, ok: false, error: err instanceof Error ? err.message : String(err) }
   } finally {
@@ -467,6 +551,23 @@ for (const system of systems) {
   }
 }
 
+// One multicast publisher → one gateway → 100 WebSocket clients (4 processes of 25), next to NATS
+// with 100 subscriptions (the same 4 processes of 25 connections).
+for (const system of systems.filter((s) => s === "ours" || s === "nats")) {
+  add({
+    scenario: "gateway",
+    system,
+    subscribers: 100,
+    clientsPerWorker: 25,
+    size: 64,
+    mode: "paced",
+    rate: 1000,
+    batch: 10,
+    durationMs: quick ? 1500 : 4000,
+    latency: true
+  })
+}
+
 // ---- run ----------------------------------------------------------------------------------
 
 const machine = () => ({
@@ -517,7 +618,9 @@ const main = async () => {
             ? `${c.rate}/s`
             : c.scenario === "recovery"
               ? `${c.sendLoss * 100}% loss N=${c.subscribers}`
-              : `N=${c.subscribers}`
+              : c.scenario === "gateway"
+                ? `${c.subscribers} clients`
+                : `N=${c.subscribers}`
       const elapsed = Math.round((Date.now() - t0) / 1000)
       progress(`bench [${k + 1}/${order.length}] ${elapsed}s  ${c.scenario} ${label}  ${c.system}`)
       const r = await runCase(c)

@@ -8,7 +8,10 @@
  * - publisher: waits for `go` on stdin, runs the load, prints its result, then waits for `exit`
  *   (it stays up meanwhile so that it still answers NAKs) and closes.
  * - subscriber: counts what arrives; on `stop <sent>` it waits until it has `sent` distinct
- *   messages or has been idle for `idleMs`, prints its result and exits.
+ *   messages or has been idle for `idleMs`, prints its result and exits. With `clients: K` it runs
+ *   K subscribers (connections, gateway clients) in the one process and prints K results.
+ * - gateway (ours): a Distributor connection served by a `Gateway`; prints `{"ready":true,"url":…}`,
+ *   on `go` starts counting its CPU, on `exit` prints `{"final":{…}}` and closes.
  *
  * Every message carries its sequence number (u32 at 0) and its send time (f64 µs at 4) from
  * `process.hrtime` — CLOCK_MONOTONIC, one time base for every process on the machine — so one-way
@@ -18,6 +21,7 @@
 import * as Dgram from "node:dgram"
 import { createRequire } from "node:module"
 import { createInterface } from "node:readline"
+import * as NodeSocket from "@effect/platform-node/NodeSocket"
 import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -27,6 +31,8 @@ import * as Runtime from "effect/Runtime"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as Distributor from "../src/Distributor.js"
+import * as Gateway from "../src/Gateway.js"
+import * as GatewayClient from "../src/GatewayClient.js"
 import * as Transport from "../src/Transport.js"
 
 /**
@@ -36,7 +42,11 @@ import * as Transport from "../src/Transport.js"
 export type System = "ours" | "ours0" | "ours65k" | "oursSec" | "oursAuth" | "dgram" | "zeromq" | "nats" | "redis"
 
 export interface WorkerArgs {
-  readonly role: "pub" | "sub"
+  readonly role: "pub" | "sub" | "gateway"
+  /** subscriber: subscribers run in this process (default 1); each reports its own result. */
+  readonly clients?: number
+  /** subscriber, ours: read through the gateway at this URL (GatewayClient) instead of multicast. */
+  readonly gateway?: string
   readonly system: System
   /** Message size in bytes (payload; for ours the topic comes on top). */
   readonly size: number
@@ -327,6 +337,23 @@ const header = (m: Uint8Array): [number, number] => {
   return [v.getUint32(0), v.getFloat64(4)]
 }
 
+/** Counts a subscription's updates (`on`) and loss notices (`onLoss`), a chunk at a time. */
+const consume = <E>(
+  stream: Stream.Stream<{ readonly payload: Uint8Array } | { readonly _tag: string }, E>,
+  on: OnMessage,
+  onLoss: () => void
+) =>
+  Stream.runForEachChunk(stream, (chunk) =>
+    Effect.sync(() => {
+      for (const item of chunk) {
+        if ("payload" in item) {
+          const [seq, t] = header(item.payload)
+          on(seq, t, item.payload)
+        } else onLoss()
+      }
+    })
+  )
+
 const oursSub = async (a: WorkerArgs, on: OnMessage, onLoss: () => void): Promise<Sub> => {
   const scope = Effect.runSync(Scope.make())
   let losses = 0
@@ -336,19 +363,10 @@ const oursSub = async (a: WorkerArgs, on: OnMessage, onLoss: () => void): Promis
       const connection = yield* d.connection(oursConfig(a))
       const stream = yield* connection.subscribeScoped("/bench/...", { onLoss: "notify", bufferSize: 1 << 20 })
       yield* Effect.forkIn(
-        Stream.runForEachChunk(stream, (chunk) =>
-          Effect.sync(() => {
-            for (const item of chunk) {
-              if ("payload" in item) {
-                const [seq, t] = header(item.payload)
-                on(seq, t, item.payload)
-              } else {
-                losses++
-                onLoss()
-              }
-            }
-          })
-        ),
+        consume(stream, on, () => {
+          losses++
+          onLoss()
+        }),
         scope
       )
       return connection
@@ -379,6 +397,37 @@ const oursSub = async (a: WorkerArgs, on: OnMessage, onLoss: () => void): Promis
     close: () => Effect.runPromise(Scope.close(scope, Exit.void))
   }
 }
+
+/** A GatewayClient of the gateway at `a.gateway`: the same counting as a multicast subscriber. */
+const gatewaySub = async (a: WorkerArgs, on: OnMessage, onLoss: () => void): Promise<Sub> => {
+  const scope = Effect.runSync(Scope.make())
+  let losses = 0
+  const client = await Effect.runPromise(
+    Effect.gen(function* () {
+      const client = yield* GatewayClient.make({
+        url: a.gateway ?? "",
+        name: `bench-${process.pid}-${++gatewayClients}`
+      })
+      const stream = yield* client.subscribeScoped("/bench/...", { onLoss: "notify" })
+      yield* Effect.forkIn(
+        consume(stream, on, () => {
+          losses++
+          onLoss()
+        }),
+        scope
+      )
+      return client
+    }).pipe(Effect.provide(NodeSocket.layerWebSocketConstructor), Scope.extend(scope))
+  )
+  return {
+    stats: () => {
+      const s = Effect.runSync(client.status)
+      return { lossNotices: losses, gaps: s.gaps, connects: s.connects }
+    },
+    close: () => Effect.runPromise(Scope.close(scope, Exit.void))
+  }
+}
+let gatewayClients = 0
 
 const dgramSub = async (a: WorkerArgs, on: OnMessage): Promise<Sub> => {
   const socket = Dgram.createSocket({ type: "udp4", reuseAddr: true })
@@ -571,7 +620,8 @@ const runPub = async (a: WorkerArgs) => {
   await p.close()
 }
 
-const runSub = async (a: WorkerArgs) => {
+/** What one subscriber counts: distinct messages, duplicates, latency samples, intact "once" messages. */
+const tracker = (a: WorkerArgs) => {
   let received = 0
   let duplicates = 0
   let first = 0
@@ -614,10 +664,36 @@ const runSub = async (a: WorkerArgs) => {
       checkCpuUs += cpuSince(c0)
     }
   }
-  const open = { ours: oursSub, dgram: dgramSub, zeromq: zeromqSub, nats: natsSub, redis: redisSub }[
-    implementation(a.system)
-  ]
-  const s = await open(a, on, () => losses++)
+  return {
+    on,
+    onLoss: () => {
+      losses++
+    },
+    distinct: () => distinct,
+    activity: () => received + losses,
+    checkCpuUs: () => checkCpuUs,
+    result: (cpuUs: number) => ({
+      cpuUs,
+      received,
+      distinct,
+      duplicates,
+      intact: intactCount,
+      firstUs: first,
+      lastUs: last,
+      latencyUs: Array.from(samples.subarray(0, nSamples), (x) => Math.round(x * 10) / 10)
+    })
+  }
+}
+
+const runSub = async (a: WorkerArgs) => {
+  const k = a.clients ?? 1
+  const trackers = Array.from({ length: k }, () => tracker(a))
+  const open =
+    a.gateway !== undefined
+      ? gatewaySub
+      : { ours: oursSub, dgram: dgramSub, zeromq: zeromqSub, nats: natsSub, redis: redisSub }[implementation(a.system)]
+  const subs: Array<Sub> = []
+  for (const t of trackers) subs.push(await open(a, t.on, t.onLoss))
   const next = lines()
   await out({ ready: true })
   const cpu0 = process.cpuUsage()
@@ -627,31 +703,42 @@ const runSub = async (a: WorkerArgs) => {
   // Wait for the tail (brokers' backlogs, NAK recovery) until everything arrived or it went quiet
   // (in "once" mode: quiet after something arrived — a message, a loss notice, a datagram — as a
   // large message may take longer than `idleMs` to arrive at all).
-  const activity = () => received + losses + (s.progress?.() ?? 0)
+  const activity = () => trackers.reduce((n, t, i) => n + t.activity() + (subs[i].progress?.() ?? 0), 0)
+  const done = () => trackers.every((t) => t.distinct() >= sent)
   const deadline = Date.now() + a.waitMs
-  while (distinct < sent && Date.now() < deadline) {
+  while (!done() && Date.now() < deadline) {
     const before = activity()
     await sleep(a.idleMs)
     if (activity() === before && (a.mode !== "once" || before > 0)) break
   }
-  await out({
-    result: {
-      cpuUs: cpuSince(cpu0) - checkCpuUs,
-      received,
-      distinct,
-      duplicates,
-      intact: intactCount,
-      firstUs: first,
-      lastUs: last,
-      latencyUs: Array.from(samples.subarray(0, nSamples), (x) => Math.round(x * 10) / 10),
-      ...s.stats()
-    }
-  })
-  await s.close()
+  // The process's CPU, shared evenly by its subscribers.
+  const cpuUs = cpuSince(cpu0) - trackers.reduce((n, t) => n + t.checkCpuUs(), 0)
+  for (let i = 0; i < k; i++) await out({ result: { ...trackers[i].result(cpuUs / k), ...subs[i].stats() } })
+  await Promise.all(subs.map((s) => s.close()))
+}
+
+/** A connection served by a Gateway; its CPU from `go` to `exit` is the gateway's cost. */
+const runGateway = async (a: WorkerArgs) => {
+  const scope = Effect.runSync(Scope.make())
+  const gateway = await Effect.runPromise(
+    Effect.gen(function* () {
+      const d = yield* Distributor.make({ application: "bench-gateway", console: { enabled: false } })
+      const connection = yield* d.connection(oursConfig(a))
+      return yield* Gateway.make({ connections: [connection] })
+    }).pipe(Effect.provide(Transport.layerUdp), Scope.extend(scope))
+  )
+  const next = lines()
+  await out({ ready: true, url: gateway.url })
+  while ((await next()) !== "go") {}
+  const cpu0 = process.cpuUsage()
+  while ((await next()) !== "exit") {}
+  const { counters } = Effect.runSync(gateway.stats)
+  await out({ final: { cpuUs: cpuSince(cpu0), ...counters } })
+  await Effect.runPromise(Scope.close(scope, Exit.void))
 }
 
 const args = JSON.parse(process.argv[2] ?? "{}") as WorkerArgs
-;(args.role === "pub" ? runPub(args) : runSub(args)).then(
+;(args.role === "pub" ? runPub(args) : args.role === "gateway" ? runGateway(args) : runSub(args)).then(
   () => process.exit(0),
   (err) => {
     process.stderr.write(`worker ${args.role}/${args.system}: ${err instanceof Error ? err.stack : String(err)}\n`)

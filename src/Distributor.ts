@@ -38,6 +38,7 @@ import {
 import { InvalidConfig, type TransportError, type WebConsoleError } from "./DistributorError.js"
 import * as internalConnection from "./internal/connection.js"
 import * as internalConsole from "./internal/console/server.js"
+import type { GatewayStats } from "./internal/gateway/server.js"
 import { Transport } from "./Transport.js"
 
 /**
@@ -63,6 +64,8 @@ export interface DistributorStats {
   readonly host: string
   readonly startedAt: number
   readonly connections: ReadonlyArray<Connection.ConnectionStats>
+  /** Gateways registered with this Distributor (see `registerGateway`); absent from stats made elsewhere. */
+  readonly gateways?: ReadonlyArray<GatewayStats>
 }
 
 /**
@@ -83,6 +86,11 @@ export interface DistributorService {
   /** The connections open now. */
   readonly connections: Effect.Effect<ReadonlyArray<Connection.ConnectionService>>
   readonly stats: Effect.Effect<DistributorStats>
+  /**
+   * Show a gateway in `stats` (and so in the web console) until the caller's scope closes.
+   * `Gateway.make` calls it when a Distributor is in its context.
+   */
+  readonly registerGateway: (stats: Effect.Effect<GatewayStats>) => Effect.Effect<void, never, Scope.Scope>
   /** Where the web console listens (`http://host:port/`), or undefined when it is disabled. */
   readonly consoleUrl: string | undefined
 }
@@ -161,17 +169,29 @@ export const make = (
       })
 
     const connections = Effect.sync(() => Array.from(open.values()))
+    const gateways = new Set<Effect.Effect<GatewayStats>>()
+    const registerGateway: DistributorService["registerGateway"] = (gatewayStats) =>
+      Effect.acquireRelease(
+        Effect.sync(() => gateways.add(gatewayStats)),
+        () => Effect.sync(() => gateways.delete(gatewayStats))
+      )
     const stats = Effect.map(
-      // Suspended: the open connections are read on every run, not once here.
-      Effect.suspend(() => Effect.forEach(Array.from(open.values()), (c) => c.stats)),
-      (connections): DistributorStats => ({
+      // Suspended: the open connections and gateways are read on every run, not once here.
+      Effect.suspend(() =>
+        Effect.zip(
+          Effect.forEach(Array.from(open.values()), (c) => c.stats),
+          Effect.all(Array.from(gateways))
+        )
+      ),
+      ([connections, gateways]): DistributorStats => ({
         application: config.application,
         host: config.host,
         startedAt,
-        connections
+        connections,
+        gateways
       })
     )
-    const base = { config, startedAt, connection, connections, stats }
+    const base = { config, startedAt, connection, connections, stats, registerGateway }
     // Started last, so it closes first; a port in use fails `make` with WebConsoleError.
     const webConsole = config.console.enabled ? yield* internalConsole.start(base, config.console) : undefined
     return { ...base, consoleUrl: webConsole?.url } satisfies DistributorService

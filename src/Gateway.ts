@@ -31,6 +31,7 @@
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import type * as Connection from "./Connection.js"
 import * as Distributor from "./Distributor.js"
@@ -119,7 +120,9 @@ export class Gateway extends Context.Tag("effect-distributor/Gateway")<Gateway, 
 /**
  * Start a gateway for `connections` in the current scope; closing the scope closes every client
  * socket (1001 Going Away), the sessions and the server. Fails with `InvalidConfig` for a bad
- * option and `GatewayError` (`PortInUse`, `Bind`, `TokenRequired`, `NoConnection`).
+ * option and `GatewayError` (`PortInUse`, `Bind`, `TokenRequired`, `NoConnection`). With a
+ * `Distributor` in context, the gateway registers with it for as long as it runs, so its clients
+ * appear in the Distributor's `stats` and web console.
  *
  * @since 0.1.0
  * @category constructors
@@ -129,7 +132,17 @@ export const make = (options: MakeOptions): Effect.Effect<GatewayService, Gatewa
     const { connections, ...rest } = options
     return Effect.flatMap(decodeOptions(rest), (decoded) =>
       Effect.map(
-        internal.start(connections, decoded),
+        internal
+          .start(connections, decoded)
+          .pipe(
+            Effect.tap((handle) =>
+              Effect.serviceOption(Distributor.Distributor).pipe(
+                Effect.flatMap(
+                  Option.match({ onNone: () => Effect.void, onSome: (d) => d.registerGateway(handle.stats) })
+                )
+              )
+            )
+          ),
         (handle): GatewayService => ({ ...handle, connections: connections.map((c) => c.key) })
       )
     )

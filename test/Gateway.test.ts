@@ -4,7 +4,6 @@
  * and publish through it. Resume after dropped sockets, expiry, replay overflow, a slow client,
  * takeover, auth, and hostile frames (raw `ws` sockets).
  */
-import * as net from "node:net"
 import * as NodeSocket from "@effect/platform-node/NodeSocket"
 import { describe, expect, it } from "@effect/vitest"
 import * as Chunk from "effect/Chunk"
@@ -19,6 +18,7 @@ import type { GatewayLoss, IrrecoverableLoss } from "../src/DistributorError.js"
 import * as Gateway from "../src/Gateway.js"
 import * as GatewayClient from "../src/GatewayClient.js"
 import * as Transport from "../src/Transport.js"
+import { type Proxy as TcpProxy, proxy } from "./fixtures/proxy.js"
 
 const group = { group: "239.255.30.1", port: 7301 }
 const fast = { nakBackoffMs: 5, nakRetryIntervalMs: 20, heartbeatIntervalMs: 200, senderTimeoutMs: 5_000 }
@@ -41,65 +41,6 @@ const setup = (options: Partial<Gateway.GatewayOptions> = {}) =>
 const client = (gateway: Gateway.GatewayService, name: string, options: Partial<GatewayClient.ClientOptions> = {}) =>
   GatewayClient.make({ url: gateway.url, name, ...options })
 
-/**
- * A TCP proxy in front of the gateway whose connections the test can cut (a dropped WebSocket, as
- * a network would drop it: no closing handshake) and refuse for a while (the client cannot come
- * back). Clients reach the gateway through it, so the gateway needs `allowedHosts: ["127.0.0.1"]`.
- */
-interface Proxy {
-  readonly url: string
-  /** Destroys every proxied connection. */
-  readonly drop: () => void
-  /** While true, new connections are refused (destroyed at once). */
-  refuse: boolean
-  connections: number
-}
-
-const proxy = (gateway: Gateway.GatewayService) =>
-  Effect.acquireRelease(
-    Effect.async<Proxy>((resume) => {
-      const live = new Set<net.Socket>()
-      const state: Proxy = {
-        url: "",
-        refuse: false,
-        connections: 0,
-        drop: () => {
-          for (const s of live) s.destroy()
-          live.clear()
-        }
-      }
-      const server = net.createServer((downstream) => {
-        if (state.refuse) {
-          downstream.destroy()
-          return
-        }
-        state.connections++
-        const upstream = net.connect(gateway.port, "127.0.0.1")
-        live.add(downstream)
-        live.add(upstream)
-        const close = () => {
-          downstream.destroy()
-          upstream.destroy()
-          live.delete(downstream)
-          live.delete(upstream)
-        }
-        downstream.on("error", close).on("close", close)
-        upstream.on("error", close).on("close", close)
-        downstream.pipe(upstream)
-        upstream.pipe(downstream)
-      })
-      server.listen(0, "127.0.0.1", () => {
-        const address = server.address() as net.AddressInfo
-        resume(Effect.succeed(Object.assign(state, { url: `ws://127.0.0.1:${address.port}/`, server })))
-      })
-    }),
-    (p) =>
-      Effect.sync(() => {
-        p.drop()
-        ;(p as unknown as { server: net.Server }).server.close()
-      })
-  )
-
 /** Reconnect quickly in tests. */
 const quickRetry = Schedule.spaced("20 millis")
 
@@ -117,7 +58,7 @@ const clientStats = (gateway: Gateway.GatewayService, name: string) =>
 
 /** Takes a client away (its socket cut, reconnection refused) while `n` updates reach its session. */
 const away = (
-  px: Proxy,
+  px: TcpProxy,
   gateway: Gateway.GatewayService,
   name: string,
   publish: (i: number) => Effect.Effect<void, unknown>,

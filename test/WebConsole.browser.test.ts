@@ -10,19 +10,15 @@
  * with a note, except in CI (`CI=true`, `.ci/run` installs chromium): there it fails, so that a
  * broken install is noticed.
  */
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs"
-import { tmpdir } from "node:os"
-import { join } from "node:path"
+import { mkdirSync } from "node:fs"
 import { describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Stream from "effect/Stream"
-import { chromium, type Page } from "playwright-core"
+import type { Page } from "playwright-core"
 import * as Distributor from "../src/Distributor.js"
 import * as Transport from "../src/Transport.js"
+import { available, CHROMIUM, inCI, launch } from "./fixtures/chromium.js"
 
-const CHROMIUM = "/usr/bin/chromium"
-const available = existsSync(CHROMIUM)
-const inCI = /^(true|1)$/i.test(process.env.CI ?? "")
 if (!available && !inCI) {
   console.warn(
     `[WebConsole.browser.test] skipped: ${CHROMIUM} not found (install it with: apt-get install -y chromium)`
@@ -32,34 +28,6 @@ if (!available && !inCI) {
 const group = { group: "239.255.70.2", port: 7702 }
 const key = "239.255.70.2:7702"
 const fast = { nakBackoffMs: 5, nakRetryIntervalMs: 20, heartbeatIntervalMs: 200, senderTimeoutMs: 5_000 }
-
-const launch = Effect.acquireRelease(
-  Effect.promise(async () => {
-    const userDataDir = mkdtempSync(join(tmpdir(), "console-chromium-"))
-    const context = await chromium.launchPersistentContext(userDataDir, {
-      executablePath: CHROMIUM,
-      headless: true,
-      viewport: { width: 1360, height: 900 },
-      args: [
-        "--no-sandbox",
-        "--disable-gpu",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-quic",
-        // Containers often have a tiny /dev/shm, where the renderer would crash.
-        "--disable-dev-shm-usage"
-      ]
-    })
-    return { context, userDataDir }
-  }),
-  ({ context, userDataDir }) =>
-    Effect.promise(async () => {
-      await context.close().catch(() => undefined)
-      rmSync(userDataDir, { recursive: true, force: true })
-    })
-)
 
 const counterIn = (page: Page, field: string): Promise<number> =>
   page

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * The `distributor` command: `pub`, `sub` and `demo`, on @effect/cli, run with
+ * The `distributor` command: `pub`, `sub`, `gateway` and `demo`, on @effect/cli, run with
  * `NodeRuntime.runMain` so Ctrl-C (SIGINT/SIGTERM) interrupts the program and every scope closes:
  * publishers flush and say goodbye, sockets leave the group and close, the web console stops,
  * and the command prints its summary.
@@ -19,12 +19,13 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Logger from "effect/Logger"
 import * as Demo from "./demo.js"
+import * as Gateway from "./gateway.js"
 import { ExitCode, exitCodesHelp } from "./internal/output.js"
 import * as Pub from "./pub.js"
 import * as Sub from "./sub.js"
 
 const root = Command.make("distributor", {}, () =>
-  Console.log("distributor: pub, sub or demo. Run `distributor --help` or `distributor <command> --help`.")
+  Console.log("distributor: pub, sub, gateway or demo. Run `distributor --help` or `distributor <command> --help`.")
 ).pipe(
   Command.withDescription(
     HelpDoc.blocks([
@@ -33,15 +34,18 @@ const root = Command.make("distributor", {}, () =>
       HelpDoc.p("distributor demo"),
       HelpDoc.p("distributor sub -i 127.0.0.1 '/distributor/...'   # in one terminal"),
       HelpDoc.p("distributor pub -i 127.0.0.1 --rate 1000 --duration 10s   # in another"),
+      HelpDoc.p(
+        "distributor gateway -i 127.0.0.1   # WebSocket clients: distributor sub --gateway ws://127.0.0.1:8787/"
+      ),
       HelpDoc.p(exitCodesHelp)
     ])
   ),
-  Command.withSubcommands([Pub.command, Sub.command, Demo.command])
+  Command.withSubcommands([Pub.command, Sub.command, Gateway.command, Demo.command])
 )
 
 const cli = Command.run(root, { name: "distributor", version: "0.1.0" })
 
-const commands = new Set(["pub", "sub", "demo"])
+const commands = new Set(["pub", "sub", "gateway", "demo"])
 
 /** Tagged errors of the library that mean the user asked for something invalid. */
 const usageErrors = new Set(["InvalidConfig", "InvalidTopic"])

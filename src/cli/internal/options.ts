@@ -13,7 +13,7 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import { HEADER_SIZE } from "./payload.js"
 
-const invalid = (message: string) => Effect.fail(ValidationError.invalidValue(HelpDoc.p(message)))
+export const invalid = (message: string) => Effect.fail(ValidationError.invalidValue(HelpDoc.p(message)))
 
 /** Milliseconds from `10s`, `500ms`, `2m`, `1.5` (seconds). */
 export const parseDuration = (name: string, text: string): Effect.Effect<number, ValidationError.ValidationError> => {
@@ -163,6 +163,22 @@ export const consolePort = Options.integer("console-port").pipe(
   ),
   Options.optional
 )
+
+/**
+ * `--token-env NAME`: the name of an environment variable holding a token (a gateway's), so the
+ * secret never appears on the command line. The variable must be set and hold 8+ characters.
+ */
+export const tokenEnv = (description: string) =>
+  Options.text("token-env").pipe(
+    Options.withDescription(description),
+    Options.mapEffect((name) => {
+      const value = process.env[name]
+      if (value === undefined || value === "") return invalid(`--token-env: environment variable ${name} is not set`)
+      if (value.length < 8) return invalid(`--token-env: the token in ${name} must have at least 8 characters`)
+      return Effect.succeed(name)
+    }),
+    Options.optional
+  )
 
 // ---- output ---------------------------------------------------------------------------------
 

@@ -7,7 +7,7 @@
  * Plain synchronous code called once per delivered chunk (no Effect per update).
  */
 import type * as Connection from "../../Connection.js"
-import type { IrrecoverableLoss, SubscriberOverflow } from "../../DistributorError.js"
+import type { GatewayLoss, IrrecoverableLoss, SubscriberOverflow } from "../../DistributorError.js"
 import { LatencyHistogram } from "./latency.js"
 import * as Payload from "./payload.js"
 
@@ -72,6 +72,12 @@ export interface LossSummary {
   readonly lastSeq: number
 }
 
+export interface GatewayLossSummary {
+  readonly reason: string
+  readonly firstSeq: number
+  readonly lastSeq: number | null
+}
+
 export interface VerifierSummary {
   readonly received: number
   readonly bytes: number
@@ -85,6 +91,8 @@ export interface VerifierSummary {
   readonly losses: ReadonlyArray<LossSummary>
   readonly overflows: number
   readonly overflowDropped: number
+  /** Losses a gateway reported (`sub --gateway`): ranges of the client's own sequence numbers. */
+  readonly gatewayLosses: ReadonlyArray<GatewayLossSummary>
   readonly publishers: ReadonlyArray<PublisherSummary>
   /** True when nothing went missing silently, nothing was duplicated, reordered or corrupted. */
   readonly ok: boolean
@@ -102,6 +110,7 @@ export class Verifier {
   overflows = 0
   overflowDropped = 0
   readonly losses: Array<IrrecoverableLoss> = []
+  readonly gatewayLosses: Array<GatewayLoss> = []
   /**
    * When the subscription was registered (epoch ms, the payloads' clock). Publishers whose first
    * update was sent after it are expected in full. Default: before everything.
@@ -134,10 +143,9 @@ export class Verifier {
   }
 
   /** One update, an irrecoverable loss or an overflow, as a subscription delivers them. */
-  onItem(item: Connection.Update | Connection.LossNotice, now: number): void {
+  onItem(item: Connection.Update | Connection.LossNotice | GatewayLoss, now: number): void {
     if ("_tag" in item) {
-      if (item._tag === "IrrecoverableLoss") this.onLoss(item)
-      else this.onOverflow(item)
+      this.onNotice(item)
       return
     }
     const header = Payload.decode(item.payload)
@@ -206,6 +214,13 @@ export class Verifier {
     p.received++
   }
 
+  /** A loss notice of any kind, as a subscription delivers (`notify`) or fails with it. */
+  onNotice(notice: Connection.LossNotice | GatewayLoss): void {
+    if (notice._tag === "IrrecoverableLoss") this.onLoss(notice)
+    else if (notice._tag === "SubscriberOverflow") this.onOverflow(notice)
+    else this.gatewayLosses.push(notice)
+  }
+
   onLoss(loss: IrrecoverableLoss): void {
     this.losses.push(loss)
     const p = this.track(loss.sessionId, loss.host, loss.application)
@@ -247,8 +262,9 @@ export class Verifier {
         missing += countMissing(t)
         for (const [first, last] of t.missing) if (gaps.length < 50) gaps.push({ topic, first, last })
       }
-      // Overflow drops are reported too (as SubscriberOverflow), not silent.
-      const reported = p.lossReports > 0 || this.overflows > 0
+      // Overflow drops are reported too (as SubscriberOverflow), not silent; so are a gateway's
+      // losses, which name the client's sequence numbers, not the publisher's.
+      const reported = p.lossReports > 0 || this.overflows > 0 || this.gatewayLosses.length > 0
       return {
         sessionId: p.sessionId,
         host: p.host,
@@ -287,6 +303,11 @@ export class Verifier {
       })),
       overflows: this.overflows,
       overflowDropped: this.overflowDropped,
+      gatewayLosses: this.gatewayLosses.map((l) => ({
+        reason: l.reason,
+        firstSeq: l.firstSeq,
+        lastSeq: l.lastSeq ?? null
+      })),
       publishers,
       ok: unreportedMissing === 0 && duplicates === 0 && outOfOrder === 0 && this.corrupt === 0
     }

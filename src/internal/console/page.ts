@@ -95,6 +95,7 @@ tr.group td { color: var(--muted); font-size: 11px; text-transform: uppercase; l
   border: 1px solid currentColor; }
 .badge.active { color: var(--good); } .badge.restarted { color: var(--warn); }
 .badge.closed { color: var(--muted); } .badge.gone { color: var(--bad); }
+.badge.connected { color: var(--good); } .badge.resumable { color: var(--warn); }
 .bar { height: 6px; border-radius: 3px; background: var(--c3); min-width: 2px; }
 .barcell { width: 40%; }
 .empty-state { background: var(--panel); border: 1px dashed var(--border); border-radius: 10px; padding: 36px;
@@ -448,13 +449,40 @@ function renderConnection(c, now) {
   return h("section", { class: "conn", "data-conn": c.connection }, head, body);
 }
 
+// A gateway in this process: its clients (connected, or away and resumable) and its counters.
+function renderGateway(g, now) {
+  const k = g.counters;
+  const connected = g.clients.filter((c) => c.connected).length;
+  const head = h("div", { class: "conn-head" },
+    h("h2", null, "Gateway " + g.url),
+    h("div", { class: "meta" }, connected + " connected · " + (g.clients.length - connected) + " resumable · " +
+      fmtInt(k.hellos) + " hellos · " + fmtInt(k.resumes) + " resumes · " + fmtInt(k.socketsRefused) + " refused · " +
+      fmtInt(k.gapsSent) + " gaps sent · " + fmtInt(k.badFrames) + " bad frames"));
+  const clients = table(
+    [{ label: "Name" }, { label: "Address" }, { label: "State" }, { label: "Subscriptions" },
+     { label: "Delivered", num: 1 }, { label: "Buffered / replay", num: 1 }, { label: "Unsent", num: 1 },
+     { label: "Published", num: 1 }, { label: "Dropped", num: 1 }],
+    g.clients.map((c) => h("tr", { "data-gateway-client": c.name },
+      h("td", { class: "mono" }, c.name), h("td", null, c.address || "—"),
+      h("td", c.detachedAt === null ? null : { title: "away since " + fmtDateTime(c.detachedAt) },
+        h("span", { class: "badge " + (c.connected ? "connected" : "resumable") },
+          c.connected ? "connected" : "resumable · " + fmtAgo(Math.max(0, now - c.detachedAt)))),
+      h("td", { class: "mono" }, c.subscriptions.map((s) => s.pattern).join(" ") || "—"),
+      num(fmtInt(c.delivered)), num(fmtInt(c.buffered) + " · " + fmtBytes(c.bufferedBytes)), num(fmtInt(c.unsent)),
+      num(fmtInt(c.published)), num(fmtInt(c.dropped), c.dropped > 0 ? "nz-bad" : null))),
+    "no clients");
+  return h("section", { class: "conn", "data-gateway": g.url }, head,
+    h("div", { class: "conn-body" }, block("Gateway clients", g.clients.length, clients, true)));
+}
+
 function render() {
   if (!data) return;
   document.title = data.application + "@" + data.host + " · Distributor console";
   const conns = data.connections.length
     ? data.connections.map((c) => renderConnection(c, data.now))
     : [h("div", { class: "empty-state" }, "No connections are open in this Distributor.")];
-  document.getElementById("app").replaceChildren(renderOverview(data), ...conns);
+  const gateways = (data.gateways || []).map((g) => renderGateway(g, data.now));
+  document.getElementById("app").replaceChildren(renderOverview(data), ...conns, ...gateways);
 }
 
 function setStatus() {

@@ -157,6 +157,53 @@ export const ConnectionView = Schema.Struct({
 }).annotations({ identifier: "ConnectionView" })
 export type ConnectionView = typeof ConnectionView.Type
 
+/** One client session of a gateway: connected, or within its resume window. */
+export const GatewayClientView = Schema.Struct({
+  name: Schema.String,
+  connected: Schema.Boolean,
+  /** Remote address of its socket; `null` while it is away. */
+  address: Schema.NullOr(Schema.String),
+  connectedAt: Schema.NullOr(EpochMillis),
+  /** When its socket dropped (it may resume until the gateway's resume window ends); `null` while connected. */
+  detachedAt: Schema.NullOr(EpochMillis),
+  /** Its subscriptions' patterns and the connection (`group:port`) each is on. */
+  subscriptions: Schema.Array(Schema.Struct({ pattern: Schema.String, connection: Schema.String })),
+  /** Updates and gap notices the gateway numbered for it (its last sequence number). */
+  delivered: Count,
+  /** Frames held for it: sent and not yet acknowledged, or not yet sent (its replay buffer). */
+  buffered: Count,
+  bufferedBytes: Count,
+  /** Of `buffered`, frames not yet handed to its socket. */
+  unsent: Count,
+  /** Publishes it sent through the gateway. */
+  published: Count,
+  /** Frames dropped from its buffer before they were sent (a slow or absent client): reported to it as gaps. */
+  dropped: Count
+}).annotations({ identifier: "GatewayClientView" })
+
+/** A gateway running in this process, with its counters and client sessions. */
+export const GatewayView = Schema.Struct({
+  /** `ws://host:port/path`. */
+  url: Schema.String,
+  counters: Schema.Struct({
+    socketsAccepted: Count,
+    socketsRefused: Count,
+    hellos: Count,
+    resumes: Count,
+    takeovers: Count,
+    expirations: Count,
+    updatesOut: Count,
+    publishesIn: Count,
+    badFrames: Count,
+    errorsSent: Count,
+    /** Gap notices sent to clients (losses they were told about). */
+    gapsSent: Count,
+    framesDropped: Count
+  }),
+  clients: Schema.Array(GatewayClientView)
+}).annotations({ identifier: "GatewayView" })
+export type GatewayView = typeof GatewayView.Type
+
 /** The body of `GET /api/stats` and of every `stats` event of `GET /api/events`. */
 export const StatsResponse = Schema.Struct({
   application: Schema.String,
@@ -169,7 +216,9 @@ export const StatsResponse = Schema.Struct({
   uptimeMs: Schema.Number,
   /** Interval of the rate history, in milliseconds. */
   sampleIntervalMs: Schema.Number,
-  connections: Schema.Array(ConnectionView)
+  connections: Schema.Array(ConnectionView),
+  /** Gateways serving this Distributor's connections (`Gateway.make` registers itself); often empty. */
+  gateways: Schema.Array(GatewayView)
 }).annotations({ identifier: "StatsResponse" })
 export type StatsResponse = typeof StatsResponse.Type
 export type StatsResponseEncoded = typeof StatsResponse.Encoded

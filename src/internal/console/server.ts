@@ -20,12 +20,13 @@ import type { ConnectionStats } from "../../Connection.js"
 import type { DistributorStats } from "../../Distributor.js"
 import { WebConsoleError } from "../../DistributorError.js"
 import { pickConnectionCounters } from "../counters.js"
+import type { GatewayStats } from "../gateway/server.js"
 import * as HttpListen from "../httpListen.js"
 import * as Guard from "./guard.js"
 import { HISTORY_CAPACITY, RateHistory } from "./history.js"
 import { PAGE_CSP, PAGE_HTML } from "./page.js"
 import * as Prometheus from "./prometheus.js"
-import { type ConnectionView, StatsResponse } from "./schema.js"
+import { type ConnectionView, type GatewayView, StatsResponse } from "./schema.js"
 
 /** How often the sampler takes a snapshot. */
 export const SAMPLE_INTERVAL_MS = 1000
@@ -59,6 +60,25 @@ export interface WebConsoleHandle {
 
 /** Prometheus text of Effect's global metric registry. */
 export const metricsText: Effect.Effect<string> = Effect.map(Metric.snapshot, Prometheus.render)
+
+const toGatewayView = (g: GatewayStats): GatewayView => ({
+  url: g.url,
+  counters: { ...g.counters },
+  clients: g.clients.map((c) => ({
+    name: c.name,
+    connected: c.connected,
+    address: c.address ?? null,
+    connectedAt: c.connectedAt ?? null,
+    detachedAt: c.connected ? null : (c.detachedAt ?? null),
+    subscriptions: c.subscriptions.map((s) => ({ pattern: s.pattern, connection: s.connection })),
+    delivered: c.nextSeq - 1,
+    buffered: c.buffered,
+    bufferedBytes: c.bufferedBytes,
+    unsent: c.unsent,
+    published: c.published,
+    dropped: c.framesDropped
+  }))
+})
 
 const toConnectionView = (c: ConnectionStats, history: RateHistory, historyLimit: number): ConnectionView => {
   const rates = history.view(c.connection, historyLimit)
@@ -181,7 +201,8 @@ export const start = (
       now,
       uptimeMs: Math.max(0, now - stats.startedAt),
       sampleIntervalMs: SAMPLE_INTERVAL_MS,
-      connections: stats.connections.map((c) => toConnectionView(c, history, historyLimit))
+      connections: stats.connections.map((c) => toConnectionView(c, history, historyLimit)),
+      gateways: (stats.gateways ?? []).map(toGatewayView)
     })
 
     const snapshot = (historyLimit: number) =>
