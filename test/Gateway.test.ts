@@ -18,7 +18,7 @@ import type { GatewayLoss, IrrecoverableLoss } from "../src/DistributorError.js"
 import * as Gateway from "../src/Gateway.js"
 import * as GatewayClient from "../src/GatewayClient.js"
 import * as Transport from "../src/Transport.js"
-import { type Proxy as TcpProxy, proxy } from "./fixtures/proxy.js"
+import { proxy, type Proxy as TcpProxy } from "./fixtures/proxy.js"
 
 const group = { group: "239.255.30.1", port: 7301 }
 const fast = { nakBackoffMs: 5, nakRetryIntervalMs: 20, heartbeatIntervalMs: 200, senderTimeoutMs: 5_000 }
