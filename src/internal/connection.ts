@@ -93,8 +93,6 @@ export const make = (
     }
     const socket = yield* transport.open({ ...socketOptions, port: config.port, joined: !split })
     const control = split ? yield* transport.open({ ...socketOptions, port: controlPort }) : undefined
-    let dataJoined = !split
-    // (`split` false: the one socket is joined from the start.)
 
     const openedAt = now()
     const kernelDropsAtOpen = readKernelRcvbufErrors()
@@ -168,21 +166,20 @@ export const make = (
 
     // The data channel is joined once anything here receives (a subscription, an event stream),
     // before the subscription counts as made, and stays joined: leaving would turn the sessions
-    // heard so far into gaps and false losses. Later receivers wait for the same join.
-    const joinData: Effect.Effect<void> = yield* Effect.cached(
-      Effect.suspend(() =>
-        dataJoined || closed
-          ? Effect.void
-          : Effect.matchEffect(socket.setJoined(true), {
-              onFailure: (error) => Effect.sync(() => logFault("joining the data channel", error)),
-              onSuccess: () =>
-                Effect.sync(() => {
-                  dataJoined = true
-                  endpoint.joinedData(now())
+    // heard so far into gaps and false losses. Later receivers wait for the same join. With one
+    // channel (`split` false) the socket was joined when it opened.
+    const joinData: Effect.Effect<void> = split
+      ? yield* Effect.cached(
+          Effect.suspend(() =>
+            closed
+              ? Effect.void
+              : Effect.matchEffect(socket.setJoined(true), {
+                  onFailure: (error) => Effect.sync(() => logFault("joining the data channel", error)),
+                  onSuccess: () => Effect.sync(() => endpoint.joinedData(now()))
                 })
-            })
-      )
-    )
+          )
+        )
+      : Effect.void
 
     // The engine's timer (NAK back-off, holdback, heartbeats, status, expiry): driven synchronously
     // like the receive path on the live clock, by a fiber on a test clock (see timer.ts).
@@ -321,11 +318,8 @@ export const make = (
       const awaitWindow = waitUntil(windowOpen)
 
       const unsafePublish = (topic: string, payload: Uint8Array | string): Connection.UnsafePublishResult => {
-        if (open && !closed) {
-          if (sender.backlog) return "blocked"
-          if (endpoint.publishDelay(sender, now()) > 0) return "blocked"
-        }
         const t = now()
+        if (open && !closed && (sender.backlog || endpoint.publishDelay(sender, t) > 0)) return "blocked"
         const error = publishOne(topic, payload, t)
         if (error !== undefined) return error
         endpoint.endBatch(sender, t)

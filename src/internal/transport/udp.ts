@@ -127,11 +127,6 @@ export const open = (options: OpenOptions): Effect.Effect<DatagramSocket, Transp
       }
       handler.onDatagram(data, lastAddress)
     }
-    /** Joins and sets the buffer on a bound receiving socket. Throws what the kernel refuses. */
-    const configure = (socket: Dgram.Socket) => {
-      socket.addMembership(options.group, iface)
-      if (options.recvBufferSize > 0) socket.setRecvBufferSize(options.recvBufferSize)
-    }
     const makeReceiver = () => {
       const socket = Dgram.createSocket({ type: "udp4", reuseAddr: true })
       socket.on("message", onMessage)
@@ -146,7 +141,12 @@ export const open = (options: OpenOptions): Effect.Effect<DatagramSocket, Transp
     const openReceiver: Effect.Effect<Dgram.Socket, TransportError> = Effect.suspend(() => {
       const socket = makeReceiver()
       return bindSocket(socket, group, bindOptions).pipe(
-        Effect.zipRight(trySync("Membership", group, () => configure(socket))),
+        Effect.zipRight(trySync("Membership", group, () => socket.addMembership(options.group, iface))),
+        Effect.zipRight(
+          options.recvBufferSize > 0
+            ? trySync("SocketOption", group, () => socket.setRecvBufferSize(options.recvBufferSize))
+            : Effect.void
+        ),
         Effect.as(socket),
         Effect.tapError(() => closeSocket(socket))
       )
