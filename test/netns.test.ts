@@ -161,7 +161,11 @@ describe.skipIf(skipReason !== undefined)("kernel-level loss across network name
         ]
         try {
           await Promise.all(subs.map((s) => s.line((l) => l === "READY")))
-          const pub = runPeer(ns.pub, ["pub", group, String(port), hosts[0].ip, count, "50"])
+          // The publisher waits until both subscribers report its session (heard from its announce or
+          // first heartbeat, so they start at sequence 1): otherwise, with the announce and the first
+          // segments among the 10 % dropped and the publisher quick to start, a subscriber opened less
+          // than the fresh window earlier joins as a late joiner after them (docs/PROTOCOL.md "Fresh sessions").
+          const pub = runPeer(ns.pub, ["pub", group, String(port), hosts[0].ip, count, "50", "64", "2"])
           const results = (await Promise.all(subs.map((s) => s.line((l) => l.startsWith("{"))))).map((l) =>
             JSON.parse(l)
           )
