@@ -355,9 +355,18 @@ interface Sub {
 /** A message arrived; `payload` is passed where a patterned message can be checked. */
 type OnMessage = (seq: number, sentAt: number, payload?: Uint8Array) => void
 
-const header = (m: Uint8Array): [number, number] => {
-  const v = new DataView(m.buffer, m.byteOffset, m.byteLength)
-  return [v.getUint32(0), v.getFloat64(4)]
+/**
+ * A message's sequence number and send time (big-endian u32 at 0, f64 at 4), read without a
+ * DataView or tuple per message: that cost ~0.2 µs per message, a tenth of a fast subscriber's.
+ */
+const seqOf = (m: Uint8Array): number => ((m[0] << 24) | (m[1] << 16) | (m[2] << 8) | m[3]) >>> 0
+const f64 = new Float64Array(1)
+const f64Bytes = new Uint8Array(f64.buffer)
+const littleEndian = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1
+const sentAtOf = (m: Uint8Array): number => {
+  if (littleEndian) for (let i = 0; i < 8; i++) f64Bytes[7 - i] = m[4 + i]
+  else for (let i = 0; i < 8; i++) f64Bytes[i] = m[4 + i]
+  return f64[0]
 }
 
 /** Counts a subscription's updates (`on`) and loss notices (`onLoss`), a chunk at a time. */
@@ -370,7 +379,8 @@ const consume = <E>(
     Effect.sync(() => {
       for (const item of chunk) {
         if ("payload" in item) {
-          const [seq, t] = header(item.payload)
+          const seq = seqOf(item.payload)
+          const t = sentAtOf(item.payload)
           on(seq, t, item.payload)
         } else onLoss()
       }
@@ -468,7 +478,8 @@ const dgramSub = async (a: WorkerArgs, on: OnMessage): Promise<Sub> => {
   socket.on("message", (m) => {
     datagrams++
     if (!fragmented) {
-      const [seq, t] = header(m)
+      const seq = seqOf(m)
+      const t = sentAtOf(m)
       on(seq, t, m)
       return
     }
@@ -500,7 +511,8 @@ const zeromqSub = async (a: WorkerArgs, on: OnMessage): Promise<Sub> => {
   void (async () => {
     try {
       for await (const [m] of sock) {
-        const [seq, t] = header(m)
+        const seq = seqOf(m)
+        const t = sentAtOf(m)
         on(seq, t, m)
       }
     } catch {
@@ -515,7 +527,8 @@ const natsSub = async (a: WorkerArgs, on: OnMessage): Promise<Sub> => {
   const nc = await nats.connect({ servers: `127.0.0.1:${a.port}` })
   nc.subscribe("bench.t", {
     callback: (_err: unknown, msg: { data: Uint8Array }) => {
-      const [seq, t] = header(msg.data)
+      const seq = seqOf(msg.data)
+      const t = sentAtOf(msg.data)
       on(seq, t, msg.data)
     }
   })
@@ -527,7 +540,8 @@ const redisSub = async (a: WorkerArgs, on: OnMessage): Promise<Sub> => {
   const Redis = peersRequire("ioredis")
   const r = new Redis({ host: "127.0.0.1", port: a.port, commandTimeout: undefined, maxRetriesPerRequest: null })
   r.on("messageBuffer", (_channel: Buffer, m: Buffer) => {
-    const [seq, t] = header(m)
+    const seq = seqOf(m)
+    const t = sentAtOf(m)
     on(seq, t, m)
   })
   await r.subscribe("bench")
