@@ -140,7 +140,10 @@ class NativeKey implements GcmKey {
     const end = bytes.length - TAG
     if (!this.encrypt)
       return this.addon.openAuthenticate(this.handle, bytes) === 1 ? bytes.subarray(HEADER, end) : undefined
-    const inner = Buffer.allocUnsafe(end - HEADER)
+    // Not the shared 8 KiB pool: delivered payloads are views into this buffer and an application
+    // may keep one for long, which would pin a whole pool slab (node:crypto's output and the
+    // socket's datagrams are exact-size buffers too).
+    const inner = Buffer.allocUnsafeSlow(end - HEADER)
     return this.addon.openEncrypt(this.handle, bytes, inner) === 1 ? inner : undefined
   }
 }
