@@ -10,6 +10,10 @@ import { createRequire } from "node:module"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { describe, expect, it } from "@effect/vitest"
+import * as ConfigProvider from "effect/ConfigProvider"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import { loadConnectionConfig } from "../src/DistributorConfig.js"
 import type { EngineSecurity, SecurityMode } from "../src/internal/security/config.js"
 import { ENVELOPE_HEADER_SIZE, SecureChannel, type SecurityStats } from "../src/internal/security/envelope.js"
 import { ADDON_FILE, defaultGcm, type Gcm, gcmBackends, nodeGcm } from "../src/internal/security/gcm.js"
@@ -53,6 +57,17 @@ describe("native AES-GCM accelerator", () => {
     } else {
       expect(defaultGcm().name).toBe("node")
     }
+  })
+
+  it("its variables are not unknown configuration variables", () => {
+    const env = new Map([
+      ["DISTRIBUTOR_NATIVE", "0"],
+      ["DISTRIBUTOR_NATIVE_PATH", "/x.node"]
+    ])
+    const result = Effect.runSync(
+      Effect.either(Effect.withConfigProvider(loadConnectionConfig(), ConfigProvider.fromMap(env)))
+    )
+    expect(Either.isRight(result)).toBe(true)
   })
 
   it("DISTRIBUTOR_NATIVE=0 forces node:crypto; an addon path that does not load falls back", () => {
