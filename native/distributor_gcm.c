@@ -75,6 +75,11 @@ static napi_value new_key(napi_env env, napi_callback_info info) {
   return result;
 }
 
+/* Whether two byte ranges share memory (an output must not overlap an input). */
+static int overlap(const unsigned char* a, size_t a_len, const unsigned char* b, size_t b_len) {
+  return a < b + b_len && b < a + a_len;
+}
+
 /* The handle and one or two byte arrays (any ArrayBufferView) of a seal/open call. */
 static int args(napi_env env, napi_callback_info info, gcm_key** k, unsigned char** a, size_t* a_len,
                 unsigned char** b, size_t* b_len) {
@@ -100,7 +105,8 @@ static napi_value seal(napi_env env, napi_callback_info info, int encrypt) {
   size_t out_len, n;
   int len;
   if (!args(env, info, &k, &out, &out_len, &inner, &n)) return status(env, BAD_ARGS);
-  if (n > 0x7fffffff - HEADER - TAG || out_len != HEADER + n + TAG) return status(env, BAD_ARGS);
+  if (n > 0x7fffffff - HEADER - TAG || out_len != HEADER + n + TAG || overlap(out, out_len, inner, n))
+    return status(env, BAD_ARGS);
   EVP_CIPHER_CTX* c = k->seal;
   unsigned char* body = out + HEADER;
   if (EVP_EncryptInit_ex(c, NULL, NULL, NULL, out + NONCE_AT) != 1 || EVP_EncryptUpdate(c, NULL, &len, out, HEADER) != 1)
@@ -131,7 +137,7 @@ static napi_value open_(napi_env env, napi_callback_info info, int encrypt) {
   if (!args(env, info, &k, &bytes, &length, encrypt ? &out : NULL, &out_len)) return status(env, BAD_ARGS);
   if (length <= HEADER + TAG || length > 0x7fffffff) return status(env, BAD_ARGS);
   size_t n = length - HEADER - TAG;
-  if (encrypt && out_len != n) return status(env, BAD_ARGS);
+  if (encrypt && (out_len != n || overlap(out, out_len, bytes, length))) return status(env, BAD_ARGS);
   EVP_CIPHER_CTX* c = k->open;
   unsigned char* tag = bytes + HEADER + n;
   if (EVP_DecryptInit_ex(c, NULL, NULL, NULL, bytes + NONCE_AT) != 1 ||

@@ -172,6 +172,11 @@ describe("native AES-GCM accelerator", () => {
         expect(addon.openEncrypt(key, out, new Uint8Array(99))).toBe(-1)
         expect(addon.openEncrypt(key, out.subarray(0, 40), new Uint8Array(0))).toBe(-1)
         expect(addon.openAuthenticate(key, 42)).toBe(-1)
+        // Output overlapping the input (no in-place sealing or opening).
+        expect(addon.sealEncrypt(key, new Uint8Array(140), new Uint8Array(240).subarray(0, 100))).toBe(1)
+        const shared = new Uint8Array(140)
+        expect(addon.sealEncrypt(key, shared, shared.subarray(24, 124))).toBe(-1)
+        expect(addon.openEncrypt(key, out, out.subarray(24, 124))).toBe(-1)
         const plain = new Uint8Array(100)
         expect(addon.openEncrypt(key, out, plain)).toBe(1)
         out[50] ^= 1

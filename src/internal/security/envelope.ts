@@ -79,7 +79,11 @@ export class SecureChannel {
     this.encrypt = security.mode === "encrypt"
     this.modeByte = (ENVELOPE_VERSION << 4) | (this.encrypt ? MODE_ENCRYPT : MODE_AUTHENTICATE)
     this.backend = gcm.name
-    for (const k of security.keys) this.keys[k.id] = gcm.key(connectionSubkey(k.key, security.context), this.encrypt)
+    for (const k of security.keys) {
+      const subkey = connectionSubkey(k.key, security.context)
+      this.keys[k.id] = gcm.key(subkey, this.encrypt)
+      subkey.fill(0) // both backends keep their own copy
+    }
     this.sealKeyId = security.keys[0].id
     this.sealKey = this.keys[this.sealKeyId]!
     this.freshnessMs = security.freshnessMs
