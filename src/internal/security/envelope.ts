@@ -1,6 +1,6 @@
 /**
  * The security envelope around every datagram of a secured connection (docs/PROTOCOL.md
- * "Security"). Plain TypeScript on node:crypto, no Effect: `seal` and `open` run once per datagram.
+ * "Security"). Plain TypeScript, no Effect: `seal` and `open` run once per datagram.
  *
  * | offset | size | field                                                          |
  * | ------ | ---- | -------------------------------------------------------------- |
