@@ -1,6 +1,7 @@
 /**
  * The security envelope's per-datagram cost in isolation (bench/README.md "Security (issue 11)"):
- * node:crypto's AES-256-GCM calls in a bare loop, next to `SecureChannel.seal`/`open`, CPU time
+ * node:crypto's AES-256-GCM calls in a bare loop, next to `SecureChannel.seal`/`open` on each
+ * backend (node:crypto, and the native addon when it is built: `npm run build:native`), CPU time
  * per datagram (`process.cpuUsage`), cases interleaved, min and median over the rounds.
  *
  *   npx tsx bench/crypto.bench.ts [size=1024] [datagrams per round=50000] [rounds=9]
@@ -8,6 +9,7 @@
 import { createCipheriv, createDecipheriv, createSecretKey, randomBytes } from "node:crypto"
 import type { EngineSecurity } from "../src/internal/security/config.js"
 import { SecureChannel } from "../src/internal/security/envelope.js"
+import { type Gcm, gcmBackends, nodeGcm } from "../src/internal/security/gcm.js"
 
 const size = Number(process.argv[2] ?? 1024)
 const n = Number(process.argv[3] ?? 50_000)
@@ -20,7 +22,10 @@ const security: EngineSecurity = {
   context: "239.255.0.1:7000"
 }
 const stats = () => ({ securityMismatch: 0, unknownKeyIds: 0, authFailures: 0, replaysDropped: 0, staleDropped: 0 })
-const sealer = new SecureChannel(security, stats())
+const native = gcmBackends().native
+if (native === undefined) console.log(`no native rows: ${gcmBackends().reason}`)
+const backends: Array<Gcm> = native === undefined ? [nodeGcm] : [nodeGcm, native]
+const sealer = new SecureChannel(security, stats(), undefined, nodeGcm)
 const inner = randomBytes(size)
 const sealed: Array<Uint8Array> = []
 for (let i = 0; i < n; i++) sealed.push(sealer.seal(inner, 1e12))
@@ -37,6 +42,8 @@ const ct = c0.update(inner)
 c0.final()
 const tag = c0.getAuthTag()
 let sink = 0
+/** The native cases' header (the node cases' `aad` stays all zero: the decrypt case's AAD). */
+const nativeHeader = Buffer.alloc(24)
 
 const encrypt = (k: typeof key | typeof keyObject, withData: boolean, out: boolean) => () => {
   for (let i = 0; i < n; i++) {
@@ -67,9 +74,6 @@ const cases: Record<string, () => void> = {
   "encrypt (raw key)": encrypt(key, true, false),
   "encrypt (KeyObject)": encrypt(keyObject, true, false),
   "encrypt + seal's buffer and copies": encrypt(key, true, true),
-  "SecureChannel.seal": () => {
-    for (let i = 0; i < n; i++) sink += sealer.seal(inner, 1e12)[5]
-  },
   "decrypt (KeyObject)": () => {
     for (let i = 0; i < n; i++) {
       const d = createDecipheriv("aes-256-gcm", keyObject, iv0)
@@ -79,9 +83,47 @@ const cases: Record<string, () => void> = {
       d.final()
     }
   },
-  "SecureChannel.open": () => {
-    const opener = new SecureChannel(security, stats())
+  ...(native === undefined
+    ? {}
+    : {
+        "native key: seal (encrypt)": () => {
+          const k = native.key(key, true)
+          for (let i = 0; i < n; i++) {
+            nativeHeader.writeUInt32BE(i, 12)
+            sink += k.seal(nativeHeader, inner)[30]
+          }
+        },
+        "native key: open (one envelope, decrypt)": () => {
+          const k = native.key(key, true)
+          const env = k.seal(nativeHeader, inner)
+          for (let i = 0; i < n; i++) sink += k.open(env)?.[0] ?? 0
+        }
+      })
+}
+for (const gcm of backends) {
+  const mode = security.mode
+  cases[`SecureChannel.seal, ${gcm.name}`] = () => {
+    const ch = new SecureChannel(security, stats(), undefined, gcm)
+    for (let i = 0; i < n; i++) sink += ch.seal(inner, 1e12)[5]
+  }
+  cases[`SecureChannel.open, ${gcm.name} (${n} distinct)`] = () => {
+    const opener = new SecureChannel({ ...security, mode }, stats(), undefined, gcm)
     for (let i = 0; i < n; i++) sink += opener.open(sealed[i], 1e12)?.[0] ?? 0
+  }
+}
+for (const gcm of backends) {
+  // Authenticate mode (GMAC): sealed by node:crypto once, opened by each backend.
+  const auth: EngineSecurity = { ...security, mode: "authenticate" }
+  const authSealed: Array<Uint8Array> = []
+  const s = new SecureChannel(auth, stats(), undefined, nodeGcm)
+  for (let i = 0; i < n; i++) authSealed.push(s.seal(inner, 1e12))
+  cases[`SecureChannel.seal, authenticate, ${gcm.name}`] = () => {
+    const ch = new SecureChannel(auth, stats(), undefined, gcm)
+    for (let i = 0; i < n; i++) sink += ch.seal(inner, 1e12)[5]
+  }
+  cases[`SecureChannel.open, authenticate, ${gcm.name}`] = () => {
+    const opener = new SecureChannel(auth, stats(), undefined, gcm)
+    for (let i = 0; i < n; i++) sink += opener.open(authSealed[i], 1e12)?.[0] ?? 0
   }
 }
 
@@ -97,6 +139,6 @@ for (let r = 0; r < rounds; r++)
 console.log(`${size} B, ${n} datagrams × ${rounds} rounds, CPU µs per datagram (min / median)`)
 for (const [name, xs] of results) {
   const s = xs.slice().sort((a, b) => a - b)
-  console.log(`${name.padEnd(42)} ${s[0].toFixed(2).padStart(6)} / ${s[s.length >> 1].toFixed(2).padStart(6)}`)
+  console.log(`${name.padEnd(48)} ${s[0].toFixed(2).padStart(6)} / ${s[s.length >> 1].toFixed(2).padStart(6)}`)
 }
 if (sink === 0.5) console.log(sink) // keeps the results used

@@ -6,6 +6,7 @@
  *
  *   npm run bench:engine            (tsx bench/engine.bench.ts)
  *   npm run bench:engine -- --security   plaintext vs security encrypt vs authenticate, interleaved
+ *     (AES-GCM by the native addon if built, else node:crypto; DISTRIBUTOR_NATIVE=0 forces node:crypto)
  *
  * Ends with one JSON line per scenario:
  *   {"scenario": "...", "updateBytes": 64, "loss": 0, "updatesPerSec": N}
@@ -13,6 +14,7 @@
 
 import { Endpoint } from "../src/internal/protocol/endpoint.js"
 import type { EngineConfig, EngineSink, LossReport, ReceivedUpdate } from "../src/internal/protocol/engine.js"
+import { gcmBackends } from "../src/internal/security/gcm.js"
 import { Prng } from "../src/internal/sim/prng.js"
 
 const config: EngineConfig = {
@@ -166,6 +168,8 @@ const results: Array<Result> = []
 
 if (process.argv.includes("--security")) {
   // The envelope's cost: the same loop with every datagram sealed and opened (both directions).
+  const { native, reason } = gcmBackends()
+  console.error(`security: AES-GCM by ${native === undefined ? "node:crypto" : "the native addon"} (${reason})`)
   const key = { id: 1, key: new Uint8Array(32).fill(7) }
   const variants: ReadonlyArray<readonly [string, EngineConfig]> = [
     ["plain", config],

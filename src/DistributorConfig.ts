@@ -968,10 +968,21 @@ const variableNames = (prefix: string, spec: EnvSpec, path: ReadonlyArray<string
     typeof kind === "string" ? [envVarName(prefix, [...path, field])] : variableNames(prefix, kind, [...path, field])
   )
 
+/**
+ * Process-wide switches under the default prefix that are not configuration fields: the security
+ * layer's native AES-GCM addon (src/internal/security/gcm.ts) — `DISTRIBUTOR_NATIVE=0` turns it
+ * off, `DISTRIBUTOR_NATIVE_PATH` names its file.
+ */
+const PROCESS_VARIABLES = ["DISTRIBUTOR_NATIVE", "DISTRIBUTOR_NATIVE_PATH"]
+
 /** The variables read under `prefix`: a connection's, and for the default prefix also the distributor's. */
 const knownVariables = (prefix: string): ReadonlyArray<string> =>
   normalizePrefix(prefix) === DEFAULT_PREFIX
-    ? [...variableNames(DEFAULT_PREFIX, distributorEnvSpec), ...variableNames(DEFAULT_PREFIX, connectionEnvSpec)]
+    ? [
+        ...variableNames(DEFAULT_PREFIX, distributorEnvSpec),
+        ...variableNames(DEFAULT_PREFIX, connectionEnvSpec),
+        ...PROCESS_VARIABLES
+      ]
     : variableNames(prefix, connectionEnvSpec)
 
 /**

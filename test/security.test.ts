@@ -1,6 +1,8 @@
 /**
  * The datagram security layer (docs/PROTOCOL.md "Security"): the envelope, replay and freshness
  * rules, key rotation, nonce uniqueness, the endpoint's seal/open boundary and the configuration.
+ * The envelope suite runs once per AES-GCM backend: node:crypto, and the native addon when it is
+ * built (test/security.native.test.ts checks the two against each other).
  */
 import { describe, expect, it } from "@effect/vitest"
 import * as ConfigProvider from "effect/ConfigProvider"
@@ -26,6 +28,7 @@ import {
   SecureChannel,
   type SecurityStats
 } from "../src/internal/security/envelope.js"
+import { type Gcm, gcmBackends, nodeGcm } from "../src/internal/security/gcm.js"
 import { parseKey, passphraseKey } from "../src/internal/security/keys.js"
 import { MAX_SENDERS, REPLAY_WINDOW, ReplayWindow } from "../src/internal/security/replay.js"
 import { payloadFor, recorder, testConfig } from "./engine.harness.js"
@@ -53,171 +56,174 @@ const zeroStats = (): SecurityStats => ({
 const total = (s: SecurityStats): number =>
   s.securityMismatch + s.unknownKeyIds + s.authFailures + s.replaysDropped + s.staleDropped
 
-const channel = (overrides: Partial<EngineSecurity> = {}) => {
-  const stats = zeroStats()
-  return { stats, ch: new SecureChannel(security(overrides), stats) }
-}
+const backends: ReadonlyArray<Gcm> = [nodeGcm, ...(gcmBackends().native === undefined ? [] : [gcmBackends().native!])]
 
 const inner = (n: number, seed = 7): Uint8Array => payloadFor(seed, n)
 
-describe("security envelope", () => {
-  for (const mode of ["encrypt", "authenticate"] as const) {
-    it(`${mode}: round trip of datagrams of every size, ${ENVELOPE_OVERHEAD} bytes of overhead`, () => {
-      const tx = channel({ mode })
-      const rx = channel({ mode })
-      for (const n of [1, 17, 64, 1000, 1360, 8192]) {
-        const plain = inner(n, n)
-        const sealed = tx.ch.seal(plain, 1000)
-        expect(sealed.length).toBe(n + ENVELOPE_OVERHEAD)
-        const body = Buffer.from(sealed.subarray(ENVELOPE_HEADER_SIZE, ENVELOPE_HEADER_SIZE + n))
-        // Encrypt hides the datagram; authenticate leaves it readable on the wire.
-        if (mode === "encrypt") expect(body.equals(Buffer.from(plain))).toBe(false)
-        else expect(body.equals(Buffer.from(plain))).toBe(true)
-        const opened = rx.ch.open(sealed, 1000)
-        expect(opened).toBeDefined()
-        expect(Buffer.from(opened!).equals(Buffer.from(plain))).toBe(true)
-      }
-      expect(total(rx.stats)).toBe(0)
-    })
-
-    it(`${mode}: a change to any byte is dropped and counted, never opened`, () => {
-      const tx = channel({ mode })
-      const rx = channel({ mode })
-      const sealed = tx.ch.seal(inner(100), 1000)
-      for (let i = 0; i < sealed.length; i++) {
-        for (const flip of [0x01, 0x80]) {
-          const forged = Buffer.from(sealed)
-          forged[i] ^= flip
-          const before = total(rx.stats)
-          expect(rx.ch.open(forged, 1000)).toBeUndefined()
-          expect(total(rx.stats)).toBe(before + 1)
-        }
-      }
-      // Magic and version/mode: mismatch; key id: unknown (only id 1 is known); the rest fails the tag.
-      expect(rx.stats.securityMismatch).toBe(6)
-      expect(rx.stats.unknownKeyIds).toBe(2)
-      expect(rx.stats.authFailures).toBe(2 * (sealed.length - 4))
-      expect(rx.stats.replaysDropped + rx.stats.staleDropped).toBe(0)
-      // Failed attempts consume nothing: the genuine datagram still opens, once.
-      expect(rx.ch.open(sealed, 1000)).toBeDefined()
-      expect(rx.ch.open(sealed, 1000)).toBeUndefined()
-      expect(rx.stats.replaysDropped).toBe(1)
-    })
-  }
-
-  it("truncated, plaintext and other-mode datagrams are security mismatches", () => {
-    const tx = channel()
-    const rx = channel({ mode: "authenticate" })
-    const sealed = tx.ch.seal(inner(50), 0)
-    expect(rx.ch.open(sealed, 0)).toBeUndefined()
-    expect(rx.ch.open(sealed.subarray(0, ENVELOPE_OVERHEAD), 0)).toBeUndefined()
-    expect(rx.ch.open(new Uint8Array([0x45, 0x44, 1, 1, 0, 0, 0, 0]), 0)).toBeUndefined()
-    expect(rx.stats.securityMismatch).toBe(3)
-    expect(total(rx.stats)).toBe(3)
-  })
-
-  it("a wrong key fails authentication; an unknown key id is counted as such", () => {
-    const tx = channel({ keys: [{ id: 1, key: KEY_B }] })
-    const rx = channel()
-    expect(rx.ch.open(tx.ch.seal(inner(64), 0), 0)).toBeUndefined()
-    expect(rx.stats.authFailures).toBe(1)
-    const other = channel({ keys: [{ id: 9, key: KEY_A }] })
-    expect(rx.ch.open(other.ch.seal(inner(64), 0), 0)).toBeUndefined()
-    expect(rx.stats.unknownKeyIds).toBe(1)
-    expect(total(rx.stats)).toBe(2)
-  })
-
-  it("the same key on another connection (group:port) is another subkey", () => {
-    const tx = channel({ context: "239.255.21.1:47122" })
-    const rx = channel()
-    expect(rx.ch.open(tx.ch.seal(inner(64), 0), 0)).toBeUndefined()
-    expect(rx.stats.authFailures).toBe(1)
-  })
-
-  it("replays: a datagram opens once; reordering inside the window is fine; older than the window is dropped", () => {
-    const tx = channel()
-    const rx = channel()
-    const sealed: Array<Uint8Array> = []
-    for (let i = 0; i < REPLAY_WINDOW + 10; i++) sealed.push(tx.ch.seal(inner(20, i), 5))
-    expect(rx.ch.open(sealed[100], 5)).toBeDefined()
-    expect(rx.ch.open(sealed[100], 5)).toBeUndefined()
-    expect(rx.ch.open(sealed[50], 5)).toBeDefined() // late but inside the window
-    expect(rx.ch.open(sealed[50], 5)).toBeUndefined()
-    expect(rx.stats.replaysDropped).toBe(2)
-    expect(rx.ch.open(sealed[REPLAY_WINDOW + 9], 5)).toBeDefined()
-    expect(rx.ch.open(sealed[9], 5)).toBeUndefined() // exactly a window behind
-    expect(rx.ch.open(sealed[10], 5)).toBeDefined() // just inside
-    expect(rx.stats.replaysDropped).toBe(3)
-    expect(rx.stats.authFailures).toBe(0)
-  })
-
-  it("freshness: a datagram further than freshnessMs from the receiver's clock (either way) is stale", () => {
-    const tx = channel({ freshnessMs: 1000 })
-    const rx = channel({ freshnessMs: 1000 })
-    expect(rx.ch.open(tx.ch.seal(inner(10), 10_000), 11_000)).toBeDefined()
-    expect(rx.ch.open(tx.ch.seal(inner(10), 10_000), 11_001)).toBeUndefined()
-    expect(rx.ch.open(tx.ch.seal(inner(10), 12_002), 11_001)).toBeUndefined()
-    expect(rx.stats.staleDropped).toBe(2)
-    // A stale datagram is not recorded as seen: the check comes before the replay window.
-    const off = channel({ freshnessMs: 0 })
-    expect(off.ch.open(tx.ch.seal(inner(10), 0), 10 * 86_400_000)).toBeDefined()
-    expect(off.stats.staleDropped).toBe(0)
-    // Timestamps beyond 32 bits of milliseconds (the epoch now) survive the round trip.
-    const now = 1_764_633_600_000
-    expect(rx.ch.open(tx.ch.seal(inner(10), now), now + 999)).toBeDefined()
-  })
-
-  it("rotation: a receiver accepts its key and the second key; senders seal with their primary", () => {
-    const oldKey = { id: 1, key: KEY_A }
-    const newKey = { id: 2, key: KEY_B }
-    const oldSender = channel({ keys: [oldKey] })
-    const switched = channel({ keys: [newKey, oldKey] })
-    const rotating = channel({ keys: [oldKey, newKey] })
-    expect(rotating.ch.open(oldSender.ch.seal(inner(30), 0), 0)).toBeDefined()
-    expect(rotating.ch.open(switched.ch.seal(inner(30), 0), 0)).toBeDefined()
-    expect(switched.ch.open(rotating.ch.seal(inner(30), 0), 0)).toBeDefined()
-    const sealedNew = switched.ch.seal(inner(30), 0)
-    expect(sealedNew[3]).toBe(2)
-    // After the old key is retired, datagrams under it are unknown.
-    const retired = channel({ keys: [newKey] })
-    expect(retired.ch.open(oldSender.ch.seal(inner(30), 0), 0)).toBeUndefined()
-    expect(retired.stats.unknownKeyIds).toBe(1)
-    expect(retired.ch.open(sealedNew, 0)).toBeDefined()
-  })
-
-  it("nonces are unique: per channel across many seals, across channels with the same key, and past 2^32 seals", () => {
-    const a = channel()
-    const b = channel()
-    const nonces = new Set<string>()
-    for (let i = 0; i < 50_000; i++) {
-      nonces.add(Buffer.from(a.ch.seal(inner(8), 0).subarray(4, 16)).toString("hex"))
-      nonces.add(Buffer.from(b.ch.seal(inner(8), 0).subarray(4, 16)).toString("hex"))
+for (const gcm of backends)
+  describe(`security envelope (${gcm.name})`, () => {
+    const channel = (overrides: Partial<EngineSecurity> = {}) => {
+      const stats = zeroStats()
+      return { stats, ch: new SecureChannel(security(overrides), stats, undefined, gcm) }
     }
-    expect(nonces.size).toBe(100_000)
-    // The 32-bit counter's last value draws a new random prefix instead of wrapping.
-    let draws = 0
-    const c = new SecureChannel(security(), zeroStats(), (n) => Buffer.alloc(n, ++draws))
-    ;(c as unknown as { counter: number }).counter = 0xffffffff
-    const last = c.seal(inner(8), 0)
-    const next = c.seal(inner(8), 0)
-    expect(Buffer.from(last.subarray(4, 12)).equals(Buffer.alloc(8, 1))).toBe(true)
-    expect(Buffer.from(last.subarray(12, 16)).toString("hex")).toBe("ffffffff")
-    expect(Buffer.from(next.subarray(4, 12)).equals(Buffer.alloc(8, 2))).toBe(true)
-    expect(Buffer.from(next.subarray(12, 16)).toString("hex")).toBe("00000000")
-  })
 
-  it("the replay table is bounded: least recently used senders are forgotten", () => {
-    const w = new ReplayWindow()
-    for (let s = 0; s < MAX_SENDERS + 500; s++) expect(w.accept(1, s, s * 7, 0)).toBe(true)
-    expect(w.size).toBe(MAX_SENDERS)
-    // The oldest senders were evicted (their counters are accepted again), the newest are remembered.
-    expect(w.accept(1, MAX_SENDERS + 499, (MAX_SENDERS + 499) * 7, 0)).toBe(false)
-    expect(w.accept(1, 0, 0, 0)).toBe(true)
-    // Same prefix under another key id is another sender.
-    expect(w.accept(2, 0, 0, 0)).toBe(true)
-    expect(w.accept(2, 0, 0, 0)).toBe(false)
+    for (const mode of ["encrypt", "authenticate"] as const) {
+      it(`${mode}: round trip of datagrams of every size, ${ENVELOPE_OVERHEAD} bytes of overhead`, () => {
+        const tx = channel({ mode })
+        const rx = channel({ mode })
+        for (const n of [1, 17, 64, 1000, 1360, 8192]) {
+          const plain = inner(n, n)
+          const sealed = tx.ch.seal(plain, 1000)
+          expect(sealed.length).toBe(n + ENVELOPE_OVERHEAD)
+          const body = Buffer.from(sealed.subarray(ENVELOPE_HEADER_SIZE, ENVELOPE_HEADER_SIZE + n))
+          // Encrypt hides the datagram; authenticate leaves it readable on the wire.
+          if (mode === "encrypt") expect(body.equals(Buffer.from(plain))).toBe(false)
+          else expect(body.equals(Buffer.from(plain))).toBe(true)
+          const opened = rx.ch.open(sealed, 1000)
+          expect(opened).toBeDefined()
+          expect(Buffer.from(opened!).equals(Buffer.from(plain))).toBe(true)
+        }
+        expect(total(rx.stats)).toBe(0)
+      })
+
+      it(`${mode}: a change to any byte is dropped and counted, never opened`, () => {
+        const tx = channel({ mode })
+        const rx = channel({ mode })
+        const sealed = tx.ch.seal(inner(100), 1000)
+        for (let i = 0; i < sealed.length; i++) {
+          for (const flip of [0x01, 0x80]) {
+            const forged = Buffer.from(sealed)
+            forged[i] ^= flip
+            const before = total(rx.stats)
+            expect(rx.ch.open(forged, 1000)).toBeUndefined()
+            expect(total(rx.stats)).toBe(before + 1)
+          }
+        }
+        // Magic and version/mode: mismatch; key id: unknown (only id 1 is known); the rest fails the tag.
+        expect(rx.stats.securityMismatch).toBe(6)
+        expect(rx.stats.unknownKeyIds).toBe(2)
+        expect(rx.stats.authFailures).toBe(2 * (sealed.length - 4))
+        expect(rx.stats.replaysDropped + rx.stats.staleDropped).toBe(0)
+        // Failed attempts consume nothing: the genuine datagram still opens, once.
+        expect(rx.ch.open(sealed, 1000)).toBeDefined()
+        expect(rx.ch.open(sealed, 1000)).toBeUndefined()
+        expect(rx.stats.replaysDropped).toBe(1)
+      })
+    }
+
+    it("truncated, plaintext and other-mode datagrams are security mismatches", () => {
+      const tx = channel()
+      const rx = channel({ mode: "authenticate" })
+      const sealed = tx.ch.seal(inner(50), 0)
+      expect(rx.ch.open(sealed, 0)).toBeUndefined()
+      expect(rx.ch.open(sealed.subarray(0, ENVELOPE_OVERHEAD), 0)).toBeUndefined()
+      expect(rx.ch.open(new Uint8Array([0x45, 0x44, 1, 1, 0, 0, 0, 0]), 0)).toBeUndefined()
+      expect(rx.stats.securityMismatch).toBe(3)
+      expect(total(rx.stats)).toBe(3)
+    })
+
+    it("a wrong key fails authentication; an unknown key id is counted as such", () => {
+      const tx = channel({ keys: [{ id: 1, key: KEY_B }] })
+      const rx = channel()
+      expect(rx.ch.open(tx.ch.seal(inner(64), 0), 0)).toBeUndefined()
+      expect(rx.stats.authFailures).toBe(1)
+      const other = channel({ keys: [{ id: 9, key: KEY_A }] })
+      expect(rx.ch.open(other.ch.seal(inner(64), 0), 0)).toBeUndefined()
+      expect(rx.stats.unknownKeyIds).toBe(1)
+      expect(total(rx.stats)).toBe(2)
+    })
+
+    it("the same key on another connection (group:port) is another subkey", () => {
+      const tx = channel({ context: "239.255.21.1:47122" })
+      const rx = channel()
+      expect(rx.ch.open(tx.ch.seal(inner(64), 0), 0)).toBeUndefined()
+      expect(rx.stats.authFailures).toBe(1)
+    })
+
+    it("replays: a datagram opens once; reordering inside the window is fine; older than the window is dropped", () => {
+      const tx = channel()
+      const rx = channel()
+      const sealed: Array<Uint8Array> = []
+      for (let i = 0; i < REPLAY_WINDOW + 10; i++) sealed.push(tx.ch.seal(inner(20, i), 5))
+      expect(rx.ch.open(sealed[100], 5)).toBeDefined()
+      expect(rx.ch.open(sealed[100], 5)).toBeUndefined()
+      expect(rx.ch.open(sealed[50], 5)).toBeDefined() // late but inside the window
+      expect(rx.ch.open(sealed[50], 5)).toBeUndefined()
+      expect(rx.stats.replaysDropped).toBe(2)
+      expect(rx.ch.open(sealed[REPLAY_WINDOW + 9], 5)).toBeDefined()
+      expect(rx.ch.open(sealed[9], 5)).toBeUndefined() // exactly a window behind
+      expect(rx.ch.open(sealed[10], 5)).toBeDefined() // just inside
+      expect(rx.stats.replaysDropped).toBe(3)
+      expect(rx.stats.authFailures).toBe(0)
+    })
+
+    it("freshness: a datagram further than freshnessMs from the receiver's clock (either way) is stale", () => {
+      const tx = channel({ freshnessMs: 1000 })
+      const rx = channel({ freshnessMs: 1000 })
+      expect(rx.ch.open(tx.ch.seal(inner(10), 10_000), 11_000)).toBeDefined()
+      expect(rx.ch.open(tx.ch.seal(inner(10), 10_000), 11_001)).toBeUndefined()
+      expect(rx.ch.open(tx.ch.seal(inner(10), 12_002), 11_001)).toBeUndefined()
+      expect(rx.stats.staleDropped).toBe(2)
+      // A stale datagram is not recorded as seen: the check comes before the replay window.
+      const off = channel({ freshnessMs: 0 })
+      expect(off.ch.open(tx.ch.seal(inner(10), 0), 10 * 86_400_000)).toBeDefined()
+      expect(off.stats.staleDropped).toBe(0)
+      // Timestamps beyond 32 bits of milliseconds (the epoch now) survive the round trip.
+      const now = 1_764_633_600_000
+      expect(rx.ch.open(tx.ch.seal(inner(10), now), now + 999)).toBeDefined()
+    })
+
+    it("rotation: a receiver accepts its key and the second key; senders seal with their primary", () => {
+      const oldKey = { id: 1, key: KEY_A }
+      const newKey = { id: 2, key: KEY_B }
+      const oldSender = channel({ keys: [oldKey] })
+      const switched = channel({ keys: [newKey, oldKey] })
+      const rotating = channel({ keys: [oldKey, newKey] })
+      expect(rotating.ch.open(oldSender.ch.seal(inner(30), 0), 0)).toBeDefined()
+      expect(rotating.ch.open(switched.ch.seal(inner(30), 0), 0)).toBeDefined()
+      expect(switched.ch.open(rotating.ch.seal(inner(30), 0), 0)).toBeDefined()
+      const sealedNew = switched.ch.seal(inner(30), 0)
+      expect(sealedNew[3]).toBe(2)
+      // After the old key is retired, datagrams under it are unknown.
+      const retired = channel({ keys: [newKey] })
+      expect(retired.ch.open(oldSender.ch.seal(inner(30), 0), 0)).toBeUndefined()
+      expect(retired.stats.unknownKeyIds).toBe(1)
+      expect(retired.ch.open(sealedNew, 0)).toBeDefined()
+    })
+
+    it("nonces are unique: per channel across many seals, across channels with the same key, and past 2^32 seals", () => {
+      const a = channel()
+      const b = channel()
+      const nonces = new Set<string>()
+      for (let i = 0; i < 50_000; i++) {
+        nonces.add(Buffer.from(a.ch.seal(inner(8), 0).subarray(4, 16)).toString("hex"))
+        nonces.add(Buffer.from(b.ch.seal(inner(8), 0).subarray(4, 16)).toString("hex"))
+      }
+      expect(nonces.size).toBe(100_000)
+      // The 32-bit counter's last value draws a new random prefix instead of wrapping.
+      let draws = 0
+      const c = new SecureChannel(security(), zeroStats(), (n) => Buffer.alloc(n, ++draws), gcm)
+      ;(c as unknown as { counter: number }).counter = 0xffffffff
+      const last = c.seal(inner(8), 0)
+      const next = c.seal(inner(8), 0)
+      expect(Buffer.from(last.subarray(4, 12)).equals(Buffer.alloc(8, 1))).toBe(true)
+      expect(Buffer.from(last.subarray(12, 16)).toString("hex")).toBe("ffffffff")
+      expect(Buffer.from(next.subarray(4, 12)).equals(Buffer.alloc(8, 2))).toBe(true)
+      expect(Buffer.from(next.subarray(12, 16)).toString("hex")).toBe("00000000")
+    })
+
+    it("the replay table is bounded: least recently used senders are forgotten", () => {
+      const w = new ReplayWindow()
+      for (let s = 0; s < MAX_SENDERS + 500; s++) expect(w.accept(1, s, s * 7, 0)).toBe(true)
+      expect(w.size).toBe(MAX_SENDERS)
+      // The oldest senders were evicted (their counters are accepted again), the newest are remembered.
+      expect(w.accept(1, MAX_SENDERS + 499, (MAX_SENDERS + 499) * 7, 0)).toBe(false)
+      expect(w.accept(1, 0, 0, 0)).toBe(true)
+      // Same prefix under another key id is another sender.
+      expect(w.accept(2, 0, 0, 0)).toBe(true)
+      expect(w.accept(2, 0, 0, 0)).toBe(false)
+    })
   })
-})
 
 describe("security at the endpoint", () => {
   let ids = 0

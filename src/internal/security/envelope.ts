@@ -1,6 +1,6 @@
 /**
  * The security envelope around every datagram of a secured connection (docs/PROTOCOL.md
- * "Security"). Plain TypeScript on node:crypto, no Effect: `seal` and `open` run once per datagram.
+ * "Security"). Plain TypeScript, no Effect: `seal` and `open` run once per datagram.
  *
  * | offset | size | field                                                          |
  * | ------ | ---- | -------------------------------------------------------------- |
@@ -14,11 +14,13 @@
  *
  * Mode encrypt: header as AAD, inner datagram encrypted. Mode authenticate: GMAC, header and inner
  * datagram both AAD, inner datagram in the clear. The nonce is the header's bytes 4..16 as they
- * are, so sealing allocates one buffer and derives nothing.
+ * are, so sealing allocates one buffer and derives nothing. The AES-GCM itself is gcm.ts's: the
+ * native addon when it is built, else node:crypto (same bytes either way).
  */
-import { createCipheriv, createDecipheriv, type KeyObject, randomBytes } from "node:crypto"
+import { randomBytes } from "node:crypto"
 import { readU32 } from "../protocol/wire.js"
 import type { EngineSecurity, SecurityMode } from "./config.js"
+import { defaultGcm, type Gcm, type GcmKey } from "./gcm.js"
 import { connectionSubkey } from "./keys.js"
 import { ReplayWindow } from "./replay.js"
 
@@ -32,7 +34,6 @@ export const ENVELOPE_OVERHEAD = ENVELOPE_HEADER_SIZE + TAG_SIZE
 
 const MODE_ENCRYPT = 1
 const MODE_AUTHENTICATE = 2
-const ALGORITHM = "aes-256-gcm"
 const TWO_32 = 4294967296
 
 /** The counters the envelope drops datagrams into (a subset of the engine's). */
@@ -53,31 +54,36 @@ export class SecureChannel {
   private readonly modeByte: number
   private readonly encrypt: boolean
   private readonly sealKeyId: number
-  private readonly sealKey: KeyObject
+  private readonly sealKey: GcmKey
   /** Accepted keys by id. */
-  private readonly keys: Array<KeyObject | undefined> = new Array(256).fill(undefined)
+  private readonly keys: Array<GcmKey | undefined> = new Array(256).fill(undefined)
   private readonly freshnessMs: number
   private readonly replay = new ReplayWindow()
   private readonly randomBytes: (n: number) => Uint8Array
   private prefixHi = 0
   private prefixLo = 0
   private counter = 0
-  /** Scratch buffers (createCipheriv and setAAD copy what they are given). */
+  /** The header is built in a scratch buffer (the backends copy it into the envelope). */
   private readonly header = Buffer.alloc(ENVELOPE_HEADER_SIZE)
-  private readonly openHeader = Buffer.alloc(ENVELOPE_HEADER_SIZE)
-  private readonly iv = Buffer.alloc(12)
-  private readonly tag = Buffer.alloc(TAG_SIZE)
+  /** The AES-GCM backend ("native" or "node"). */
+  readonly backend: Gcm["name"]
 
   constructor(
     security: EngineSecurity,
     private readonly stats: SecurityStats,
-    random: (n: number) => Uint8Array = randomBytes
+    random: (n: number) => Uint8Array = randomBytes,
+    gcm: Gcm = defaultGcm()
   ) {
     if (security.keys.length === 0) throw new Error("SecureChannel: no key")
     this.mode = security.mode
     this.encrypt = security.mode === "encrypt"
     this.modeByte = (ENVELOPE_VERSION << 4) | (this.encrypt ? MODE_ENCRYPT : MODE_AUTHENTICATE)
-    for (const k of security.keys) this.keys[k.id] = connectionSubkey(k.key, security.context)
+    this.backend = gcm.name
+    for (const k of security.keys) {
+      const subkey = connectionSubkey(k.key, security.context)
+      this.keys[k.id] = gcm.key(subkey, this.encrypt)
+      subkey.fill(0) // both backends keep their own copy
+    }
     this.sealKeyId = security.keys[0].id
     this.sealKey = this.keys[this.sealKeyId]!
     this.freshnessMs = security.freshnessMs
@@ -101,9 +107,7 @@ export class SecureChannel {
 
   /** The sealed datagram (a new buffer: the inner one may be cached and sent again). */
   seal(inner: Uint8Array, now: number): Uint8Array {
-    const n = inner.length
-    // The header is built in a scratch buffer that is also the AAD and (bytes 4..16) the nonce:
-    // no views allocated per datagram.
+    // The header is the AAD and (bytes 4..16) the nonce: the backend reads both from it.
     const header = this.header
     header[2] = this.modeByte
     header[3] = this.sealKeyId
@@ -115,25 +119,7 @@ export class SecureChannel {
     header.writeUInt32BE(t >>> 0, 20)
     if (this.counter === 0xffffffff) this.newPrefix()
     else this.counter++
-    const iv = this.iv
-    for (let i = 0; i < 12; i++) iv[i] = header[4 + i]
-    const out = Buffer.allocUnsafe(ENVELOPE_HEADER_SIZE + n + TAG_SIZE)
-    out.set(header, 0)
-    const cipher = createCipheriv(ALGORITHM, this.sealKey, iv)
-    cipher.setAAD(header)
-    if (this.encrypt) {
-      const ct = cipher.update(inner)
-      const last = cipher.final()
-      out.set(ct, ENVELOPE_HEADER_SIZE)
-      if (last.length > 0) out.set(last, ENVELOPE_HEADER_SIZE + ct.length)
-    } else {
-      // GMAC: the inner datagram is more AAD, copied to the wire as it is.
-      cipher.setAAD(inner)
-      cipher.final()
-      out.set(inner, ENVELOPE_HEADER_SIZE)
-    }
-    out.set(cipher.getAuthTag(), ENVELOPE_HEADER_SIZE + n)
-    return out
+    return this.sealKey.seal(header, inner)
   }
 
   /**
@@ -163,28 +149,8 @@ export class SecureChannel {
     const prefixLo = readU32(bytes, 8)
     // Multicast loopback of our own datagrams: skip the crypto (the engine drops them by session).
     if (prefixHi === this.prefixHi && prefixLo === this.prefixLo && keyId === this.sealKeyId) return undefined
-    const end = length - TAG_SIZE
-    // Nonce, tag and header copied into scratch buffers (cheaper than a view each).
-    const iv = this.iv
-    for (let i = 0; i < 12; i++) iv[i] = bytes[4 + i]
-    const tag = this.tag
-    for (let i = 0; i < TAG_SIZE; i++) tag[i] = bytes[end + i]
-    let inner: Uint8Array
-    try {
-      const decipher = createDecipheriv(ALGORITHM, key, iv)
-      decipher.setAuthTag(tag)
-      if (this.encrypt) {
-        const header = this.openHeader
-        for (let i = 0; i < ENVELOPE_HEADER_SIZE; i++) header[i] = bytes[i]
-        decipher.setAAD(header)
-        inner = decipher.update(bytes.subarray(ENVELOPE_HEADER_SIZE, end))
-        decipher.final()
-      } else {
-        decipher.setAAD(bytes.subarray(0, end))
-        decipher.final()
-        inner = bytes.subarray(ENVELOPE_HEADER_SIZE, end)
-      }
-    } catch {
+    const inner = key.open(bytes)
+    if (inner === undefined) {
       stats.authFailures++
       return undefined
     }

@@ -3,7 +3,7 @@
  * keys, the passphrase KDF and the per-connection subkey. Runs once when a connection opens, never
  * per datagram.
  */
-import { createSecretKey, hkdfSync, type KeyObject, scryptSync } from "node:crypto"
+import { hkdfSync, scryptSync } from "node:crypto"
 
 export const KEY_BYTES = 32
 
@@ -48,5 +48,5 @@ export const passphraseKey = (passphrase: string): Uint8Array =>
  * The AES-256-GCM key of one connection: HKDF-SHA256(key, salt = label + `group:port`). A key
  * shared by several connections gives each its own subkey, so their nonce spaces never meet.
  */
-export const connectionSubkey = (key: Uint8Array, context: string): KeyObject =>
-  createSecretKey(Buffer.from(hkdfSync("sha256", key, SUBKEY_SALT + context, SUBKEY_INFO, KEY_BYTES)))
+export const connectionSubkey = (key: Uint8Array, context: string): Uint8Array =>
+  Buffer.from(hkdfSync("sha256", key, SUBKEY_SALT + context, SUBKEY_INFO, KEY_BYTES))
