@@ -14,7 +14,8 @@ if (process.platform !== "linux") {
 const prefix = resolve(dirname(process.execPath), "..")
 const nodedir = existsSync(join(prefix, "include", "node", "node_api.h")) ? prefix : process.env.npm_config_nodedir
 const candidates = [
-  process.env.npm_execpath && join(dirname(process.env.npm_execpath), "..", "node_modules", "node-gyp", "bin", "node-gyp.js"),
+  process.env.npm_execpath &&
+    join(dirname(process.env.npm_execpath), "..", "node_modules", "node-gyp", "bin", "node-gyp.js"),
   join(prefix, "lib", "node_modules", "npm", "node_modules", "node-gyp", "bin", "node-gyp.js")
 ].filter(Boolean)
 const gyp = candidates.find((p) => existsSync(p))

@@ -35,7 +35,7 @@ import type { DatagramSocket, OpenOptions, UdpBackend } from "../../Transport.js
 import { type HotPath, openWith } from "./udp.js"
 
 /** The addon's functions (native/udp/src/udp.c). */
-interface Addon {
+export interface Addon {
   readonly rxOpen: (
     fd: number,
     ownIp: number,
@@ -130,7 +130,8 @@ const errnoName = (errno: number): string => {
   }
 }
 
-const hotPath = (addon: Addon): HotPath => ({
+/** The hot path over `addon` (exported for tests, which give it a fake one). */
+export const makeHotPath = (addon: Addon): HotPath => ({
   backend: "native",
   receive: (socket, context) => {
     const handle = handleOf(socket)
@@ -260,6 +261,6 @@ let path: HotPath | undefined
 /** `open` of the native backend: falls back to node:dgram where the addon is not available. */
 export const open = (options: OpenOptions): Effect.Effect<DatagramSocket, TransportError, Scope.Scope> => {
   cached ??= load()
-  if (cached.addon !== undefined) path ??= hotPath(cached.addon)
+  if (cached.addon !== undefined) path ??= makeHotPath(cached.addon)
   return openWith(options, path)
 }

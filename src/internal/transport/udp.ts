@@ -280,7 +280,11 @@ export const openWith = (
         return socket
       }),
       // What the hot path still holds leaves before the socket closes.
-      (socket) => Effect.zipRight(Effect.sync(() => hotSender?.close()), closeSocket(socket))
+      (socket) =>
+        Effect.zipRight(
+          Effect.sync(() => hotSender?.close()),
+          closeSocket(socket)
+        )
     )
 
     const sendBufferSize = grantedSize(() => sender.getSendBufferSize())
