@@ -7,6 +7,8 @@
 import type * as Dgram from "node:dgram"
 import { existsSync } from "node:fs"
 import * as os from "node:os"
+import { resolve } from "node:path"
+import { Worker } from "node:worker_threads"
 import { describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import { type Addon, makeHotPath } from "../src/internal/transport/native.js"
@@ -44,6 +46,46 @@ describe("native UDP backend", () => {
       expect(JSON.parse(line)).toEqual({ backend: "dgram", reason: "DISTRIBUTOR_NATIVE=0" })
       await child.exit
     })
+  )
+
+  it.live.skipIf(!built || process.platform !== "linux")(
+    "a worker thread that ends with a receiver open, under traffic, does not take the process down",
+    () =>
+      Effect.promise(async () => {
+        // Teardown closes node's handles (and fds) before any addon hook runs: the addon polls its
+        // own duplicate of the fd and closes it in an async cleanup hook (native/udp/src/udp.c).
+        const code = `
+          const { parentPort, workerData } = require("node:worker_threads")
+          const dgram = require("node:dgram")
+          const addon = require(${JSON.stringify(resolve("native/udp/build/Release/udp.node"))})
+          const s = dgram.createSocket({ type: "udp4", reuseAddr: true })
+          s.bind({ port: 7408, address: "239.255.40.8" }, () => {
+            s.addMembership("239.255.40.8", "127.0.0.1")
+            const state = Object.getOwnPropertySymbols(s).find((x) => x.description === "state symbol")
+            const handle = s[state].handle
+            handle.recvStop()
+            addon.rxOpen(handle.fd, 0, -1, new Uint32Array(256), () => {})
+            parentPort.postMessage("open")
+            if (workerData.exit) process.exit(0)
+          })`
+        const dgram = await import("node:dgram")
+        const tx = dgram.createSocket("udp4")
+        await new Promise<void>((r) => tx.bind(0, "127.0.0.1", () => r()))
+        tx.setMulticastInterface("127.0.0.1")
+        const traffic = setInterval(() => {
+          for (let i = 0; i < 20; i++) tx.send(new Uint8Array(100), 7408, "239.255.40.8")
+        }, 1)
+        try {
+          for (let k = 0; k < 6; k++) {
+            const w = new Worker(code, { eval: true, workerData: { exit: k % 2 === 0 } })
+            w.on("message", () => setTimeout(() => w.terminate(), k * 3))
+            await new Promise((r) => w.on("exit", r))
+          }
+        } finally {
+          clearInterval(traffic)
+          tx.close()
+        }
+      })
   )
 
   describe("send queue", () => {

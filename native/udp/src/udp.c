@@ -5,7 +5,7 @@
  * path moves here). Linux only.
  *
  * Receive: the caller stops node's own reading of the socket (UDPWrap.recvStop, which takes the fd
- * out of libuv's watcher table) before rx_open polls the fd. On each wake-up we read up to
+ * out of libuv's watcher table) before rx_open polls a duplicate of the fd (see rx_open for why). On each wake-up we read up to
  * RX_VLEN datagrams per recvmmsg, at most RX_ROUNDS times (a busy socket must not starve the
  * loop; epoll is level-triggered, so what is left wakes us again), and hand each round to JS as
  * ONE fresh ArrayBuffer holding the datagrams back to back (the engine keeps views into them, so
@@ -16,14 +16,18 @@
  * say how many left and why the next did not.
  */
 #define _GNU_SOURCE
+/* napi_add_async_cleanup_hook (Node >= 14.10): worker threads can end with a receiver open. */
+#define NAPI_VERSION 8
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <node_api.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 #include <uv.h>
 
 #define RX_VLEN 64
@@ -51,22 +55,40 @@ typedef struct {
   uint32_t own_ip; /* network order; with own_port < 0 nothing is filtered */
   int own_port;
   int closing;
+  int env_gone;
+  napi_async_cleanup_hook_handle hook;
   uint8_t *slots;
   struct mmsghdr msgs[RX_VLEN];
   struct iovec iov[RX_VLEN];
   struct sockaddr_in from[RX_VLEN];
 } rx_t;
 
+typedef struct {
+  uv_poll_t poll;
+} forget_t;
+
+static void forget_closed(uv_handle_t *h) { free(h); }
+
 static void rx_free(rx_t *rx) {
   napi_env env = rx->env;
-  if (rx->callback) napi_delete_reference(env, rx->callback);
-  if (rx->meta_ref) napi_delete_reference(env, rx->meta_ref);
-  if (rx->async) napi_async_destroy(env, rx->async);
+  /* After the environment's teardown its references are gone with it: only memory is ours. */
+  if (!rx->env_gone) {
+    if (rx->callback) napi_delete_reference(env, rx->callback);
+    if (rx->meta_ref) napi_delete_reference(env, rx->meta_ref);
+    if (rx->async) napi_async_destroy(env, rx->async);
+  }
+  if (rx->fd >= 0) close(rx->fd);
   free(rx->slots);
   free(rx);
 }
 
-static void rx_closed(uv_handle_t *h) { rx_free((rx_t *)h->data); }
+/* The poll handle is closed: nothing refers to rx any more. Removing the cleanup hook here (and
+ * not when the close starts) makes an environment teardown wait for this callback. */
+static void rx_closed(uv_handle_t *h) {
+  rx_t *rx = h->data;
+  if (rx->hook) napi_remove_async_cleanup_hook(rx->hook);
+  rx_free(rx);
+}
 
 static void rx_stop(rx_t *rx) {
   if (rx->closing) return;
@@ -75,10 +97,12 @@ static void rx_stop(rx_t *rx) {
   uv_close((uv_handle_t *)&rx->poll, rx_closed);
 }
 
-/* Environment teardown (process or worker exit) with the receiver still open. */
-static void rx_cleanup_hook(void *arg) {
+/* Environment teardown (a worker thread ending, the process exiting) with the receiver open, or
+ * with its close still pending: node waits until rx_closed removes the hook. */
+static void rx_cleanup_hook(napi_async_cleanup_hook_handle handle, void *arg) {
   rx_t *rx = arg;
-  if (!rx->closing) rx_stop(rx);
+  rx->env_gone = 1;
+  rx_stop(rx);
 }
 
 /* Hands one round's `count` datagrams (already described in meta) to JS. Never lets a JS exception
@@ -189,7 +213,7 @@ static napi_value rx_open(napi_env env, napi_callback_info info) {
     return NULL;
   }
   rx->env = env;
-  rx->fd = fd;
+  rx->fd = -1;
   rx->own_ip = htonl(own_ip);
   rx->own_port = own_port;
   rx->meta = meta;
@@ -202,16 +226,39 @@ static napi_value rx_open(napi_env env, napi_callback_info info) {
   }
   uv_loop_t *loop;
   int err = 0;
+  forget_t *forget = malloc(sizeof(forget_t));
+  if (!forget) {
+    rx_free(rx);
+    napi_throw_error(env, "ENOMEM", "out of memory");
+    return NULL;
+  }
   if (napi_get_uv_event_loop(env, &loop) != napi_ok || napi_create_reference(env, argv[4], 1, &rx->callback) != napi_ok ||
       napi_create_reference(env, argv[3], 1, &rx->meta_ref) != napi_ok ||
       napi_create_string_utf8(env, "effect-distributor:udp", NAPI_AUTO_LENGTH, &name) != napi_ok ||
       napi_async_init(env, NULL, name, &rx->async) != napi_ok) {
+    free(forget);
     rx_free(rx);
     napi_throw_error(env, NULL, "could not set up the receiver");
     return NULL;
   }
-  if ((err = uv_poll_init(loop, &rx->poll, fd)) != 0) {
+  /* We poll and read our own duplicate of node's fd: node closes its fd whenever it likes (an
+   * environment teardown closes node's handles before any addon hook runs), and a watcher of ours
+   * still waiting in libuv's queue on a closed fd number would abort the loop. node's fd must
+   * leave libuv's epoll set properly, though (epoll keys on the open socket, which our duplicate
+   * keeps alive, so stale events would come for node's fd number): stopping a throw-away poll
+   * handle on it does that, the way libuv does for its own handles. */
+  if ((err = uv_poll_init(loop, &forget->poll, fd)) != 0) {
     /* UV_EEXIST: libuv still watches the fd (node's reading was not stopped). */
+    free(forget);
+    rx_free(rx);
+    napi_throw_error(env, uv_err_name(err), uv_strerror(err));
+    return NULL;
+  }
+  uv_poll_stop(&forget->poll);
+  uv_close((uv_handle_t *)&forget->poll, forget_closed);
+  rx->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (rx->fd < 0 || (err = uv_poll_init(loop, &rx->poll, rx->fd)) != 0) {
+    if (rx->fd < 0) err = uv_translate_sys_error(errno);
     rx_free(rx);
     napi_throw_error(env, uv_err_name(err), uv_strerror(err));
     return NULL;
@@ -223,7 +270,7 @@ static napi_value rx_open(napi_env env, napi_callback_info info) {
     napi_throw_error(env, uv_err_name(err), uv_strerror(err));
     return NULL;
   }
-  napi_add_env_cleanup_hook(env, rx_cleanup_hook, rx);
+  if (napi_add_async_cleanup_hook(env, rx_cleanup_hook, rx, &rx->hook) != napi_ok) rx->hook = NULL;
   CHECK(napi_create_external(env, rx, NULL, NULL, &handle));
   return handle;
 }
@@ -235,10 +282,7 @@ static napi_value rx_close(napi_env env, napi_callback_info info) {
   if (!get_args(env, info, 1, argv)) return NULL;
   rx_t *rx;
   CHECK(napi_get_value_external(env, argv[0], (void **)&rx));
-  if (!rx->closing) {
-    napi_remove_env_cleanup_hook(env, rx_cleanup_hook, rx);
-    rx_stop(rx);
-  }
+  rx_stop(rx);
   return NULL;
 }
 
