@@ -154,12 +154,18 @@ export const openWith = (
         lastPort = port
         lastAddress = `${ip}:${port}`
       }
-      if (handler !== undefined && !batchOpen) {
+      if (handler === undefined) {
+        if (early.length < queueCapacity) early.push({ data, address: lastAddress })
+        else queueDrops++
+        return
+      }
+      if (!batchOpen) {
         batchOpen = true
         setImmediate(endBatch)
       }
-      deliver(data, lastAddress)
+      handler.onDatagram(data, lastAddress)
     }
+    // The same for the hot path, which ends its batches itself (once per read).
     const deliver = (data: Uint8Array, address: string) => {
       if (handler === undefined) {
         if (early.length < queueCapacity) early.push({ data, address })
@@ -168,7 +174,6 @@ export const openWith = (
       }
       handler.onDatagram(data, address)
     }
-    // The hot path ends its batches itself (once per read), not at the end of the poll phase.
     const hotEndBatch = () => {
       if (!closed && handler !== undefined) handler.onBatchEnd()
     }
