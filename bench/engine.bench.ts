@@ -32,8 +32,14 @@ const config: EngineConfig = {
   // rounds at 5% loss each way, so some segments would (correctly) be reported NotInSenderCache.
   cacheMaxBytes: 64 * 1024 * 1024,
   cacheMaxAgeMs: 60_000,
+  // Likewise the per-requester retransmission allowance (4 MiB/s by default, an amplification
+  // bound): 5 % loss at ~80 MB/s of virtual traffic needs ~4.3 MB/s of repairs, so the default
+  // would (correctly) cut repairs and report RetriesExhausted.
+  retransmitRateBytes: 64 * 1024 * 1024,
   maxBandwidth: 0,
-  reorderBufferSegments: 16_384,
+  // 100 k segments/s of virtual 1 KiB traffic at 5 % loss each way: a gap whose NAK and repairs are
+  // lost three times running (50 ms retries) outlives 16 384 segments of reorder buffer.
+  reorderBufferSegments: 65_536,
   // Receivers here do not report status (not listening), so flow control has nothing to bound.
   flowControl: "min",
   receiverName: "",
@@ -70,6 +76,7 @@ const run = (
   const toSender: Array<Uint8Array> = []
   let delivered = 0
   let lostSegments = 0
+  const lossReasons = new Map<string, number>()
   const senderSink: EngineSink = {
     send: (d) => {
       if (loss === 0 || prng.next() >= loss) toReceiver.push(d)
@@ -87,6 +94,7 @@ const run = (
     },
     loss: (l: LossReport) => {
       lostSegments += l.lastSeq - l.firstSeq + 1
+      lossReasons.set(l.reason, (lossReasons.get(l.reason) ?? 0) + l.lastSeq - l.firstSeq + 1)
     },
     event: () => {}
   }
@@ -135,7 +143,9 @@ const run = (
   }
   const elapsed = performance.now() - start
   if (delivered !== total || lostSegments !== 0) {
-    throw new Error(`bench run incomplete: delivered ${delivered} of ${total}, ${lostSegments} segments lost`)
+    throw new Error(
+      `bench run incomplete: delivered ${delivered} of ${total}, ${lostSegments} segments lost (${[...lossReasons].map(([r, n]) => `${r} ${n}`).join(", ")})`
+    )
   }
   return { perSec: (total / elapsed) * 1000, lost: lostSegments }
 }
