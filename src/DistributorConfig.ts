@@ -968,10 +968,20 @@ const variableNames = (prefix: string, spec: EnvSpec, path: ReadonlyArray<string
     typeof kind === "string" ? [envVarName(prefix, [...path, field])] : variableNames(prefix, kind, [...path, field])
   )
 
+/**
+ * Process-wide switches read straight from `process.env`, not configuration: `DISTRIBUTOR_NATIVE=0`
+ * turns the native addons off (the UDP backend, see `Transport.udpBackend`).
+ */
+const PROCESS_VARIABLES: ReadonlyArray<string> = ["DISTRIBUTOR_NATIVE"]
+
 /** The variables read under `prefix`: a connection's, and for the default prefix also the distributor's. */
 const knownVariables = (prefix: string): ReadonlyArray<string> =>
   normalizePrefix(prefix) === DEFAULT_PREFIX
-    ? [...variableNames(DEFAULT_PREFIX, distributorEnvSpec), ...variableNames(DEFAULT_PREFIX, connectionEnvSpec)]
+    ? [
+        ...variableNames(DEFAULT_PREFIX, distributorEnvSpec),
+        ...variableNames(DEFAULT_PREFIX, connectionEnvSpec),
+        ...PROCESS_VARIABLES
+      ]
     : variableNames(prefix, connectionEnvSpec)
 
 /**
