@@ -5,9 +5,10 @@
  * path moves here). Linux only.
  *
  * Receive: the caller stops node's own reading of the socket (UDPWrap.recvStop, which takes the fd
- * out of libuv's watcher table) before rx_open polls a duplicate of the fd (see rx_open for why). On each wake-up we read up to
- * RX_VLEN datagrams per recvmmsg, at most RX_ROUNDS times (a busy socket must not starve the
- * loop; epoll is level-triggered, so what is left wakes us again), and hand each round to JS as
+ * out of libuv's watcher table) before rx_open polls a duplicate of the fd (see rx_open for why).
+ * On each wake-up we read up to RX_VLEN datagrams per recvmmsg, at most RX_ROUNDS times (a busy
+ * socket must not starve the loop; epoll is level-triggered, so what is left wakes us again), and
+ * hand each round to JS as
  * ONE fresh ArrayBuffer holding the datagrams back to back (the engine keeps views into them, so
  * it cannot be a reused buffer) plus offsets/lengths/source ip/port in a reused Uint32Array.
  *
@@ -232,7 +233,8 @@ static napi_value rx_open(napi_env env, napi_callback_info info) {
     napi_throw_error(env, "ENOMEM", "out of memory");
     return NULL;
   }
-  if (napi_get_uv_event_loop(env, &loop) != napi_ok || napi_create_reference(env, argv[4], 1, &rx->callback) != napi_ok ||
+  if (napi_get_uv_event_loop(env, &loop) != napi_ok ||
+      napi_create_reference(env, argv[4], 1, &rx->callback) != napi_ok ||
       napi_create_reference(env, argv[3], 1, &rx->meta_ref) != napi_ok ||
       napi_create_string_utf8(env, "effect-distributor:udp", NAPI_AUTO_LENGTH, &name) != napi_ok ||
       napi_async_init(env, NULL, name, &rx->async) != napi_ok) {

@@ -22,7 +22,7 @@
  *   node:dgram's callback does.
  */
 import type * as Dgram from "node:dgram"
-import { existsSync } from "node:fs"
+import { existsSync, readFileSync } from "node:fs"
 import { createRequire } from "node:module"
 import * as os from "node:os"
 import { join } from "node:path"
@@ -60,7 +60,8 @@ let cached: { readonly backend: UdpBackend; readonly reason: string; readonly ad
 
 /**
  * Loads the addon once. Looked for next to the package (src/ and dist/ are both three levels down)
- * and, for bundles of this code (the benchmarks), in the working directory.
+ * and, for bundles of this code (the benchmarks run bundled workers in a checkout), in the working
+ * directory when that is a checkout of this package — never native code from just any directory.
  */
 const load = (): NonNullable<typeof cached> => {
   if (process.env.DISTRIBUTOR_NATIVE === "0") return { backend: "dgram", reason: "DISTRIBUTOR_NATIVE=0" }
@@ -71,7 +72,12 @@ const load = (): NonNullable<typeof cached> => {
   } catch {
     // not a file: URL (a bundle loaded some other way)
   }
-  candidates.push(join(process.cwd(), ADDON))
+  try {
+    const pkg = JSON.parse(readFileSync(join(process.cwd(), "package.json"), "utf8")) as { name?: unknown }
+    if (pkg.name === "effect-distributor") candidates.push(join(process.cwd(), ADDON))
+  } catch {
+    // no package.json here
+  }
   const path = candidates.find((p) => existsSync(p))
   if (path === undefined) return { backend: "dgram", reason: "addon not built (npm run build:native:udp)" }
   try {
