@@ -5,13 +5,14 @@
  *
  * Why keep node:dgram for the sockets rather than create them in C: binding, membership, buffer
  * sizes, TTL, loopback and connect keep their typed `TransportError`s and their behaviour on every
- * platform, and the C side stays ~300 lines of batching. node:dgram's cost is per datagram (a
+ * platform, and the C side stays ~350 lines of batching. node:dgram's cost is per datagram (a
  * `sendmsg`, a libuv request and a `process.nextTick` per send; an epoll round, a `recvmsg`, a
  * Buffer and a `message` event per receive), and that is what the addon replaces:
  *
  * - receive: node's reading of the socket is stopped (which takes the fd out of libuv's watcher
- *   table) and a `uv_poll` on the same fd reads up to 64 datagrams per `recvmmsg`, skips our own
- *   looped-back ones, and makes ONE call into JavaScript per read with one fresh ArrayBuffer
+ *   table) and a `uv_poll` on a duplicate of the fd (udp.c says why) reads up to 64 datagrams per
+ *   `recvmmsg`, skips our own looped-back ones, and makes ONE call into JavaScript per read with
+ *   one fresh ArrayBuffer
  *   (datagrams back to back: the engine keeps views into them) and offsets / lengths / source in a
  *   reused Uint32Array. The batch ends with that call.
  * - send: `send` only queues; `flush` (after each drive of the engine, see connection.ts, or at
