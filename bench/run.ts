@@ -31,6 +31,7 @@ const ALL: ReadonlyArray<System> = [
   "ours65k",
   "oursSec",
   "oursAuth",
+  "oursNode",
   "dgram",
   "zeromq",
   "nats",

@@ -38,8 +38,20 @@ import * as Transport from "../src/Transport.js"
 /**
  * `ours0`: effect-distributor with holdback off (`holdbackDelayMs: 0`), for the latency scenario;
  * `ours65k`: with `segmentSize: 65000` (loopback / jumbo frames), for the throughput scenario.
+ * `oursNode`: the default configuration on the node:dgram UDP backend even where the native one
+ * (native/udp) is built, to compare the two.
  */
-export type System = "ours" | "ours0" | "ours65k" | "oursSec" | "oursAuth" | "dgram" | "zeromq" | "nats" | "redis"
+export type System =
+  | "ours"
+  | "ours0"
+  | "ours65k"
+  | "oursSec"
+  | "oursAuth"
+  | "oursNode"
+  | "dgram"
+  | "zeromq"
+  | "nats"
+  | "redis"
 
 export interface WorkerArgs {
   readonly role: "pub" | "sub" | "gateway"
@@ -76,7 +88,10 @@ export interface WorkerArgs {
 
 /** The variants of effect-distributor run its code with another configuration. */
 const implementation = (s: System) =>
-  s.startsWith("ours") ? "ours" : (s as Exclude<System, "ours0" | "ours65k" | "oursSec" | "oursAuth">)
+  s.startsWith("ours") ? "ours" : (s as Exclude<System, "ours0" | "ours65k" | "oursSec" | "oursAuth" | "oursNode">)
+
+/** The UDP transport of a variant. */
+const udpLayer = (s: System) => (s === "oursNode" ? Transport.layerUdpDgram : Transport.layerUdp)
 
 const IFACE = "127.0.0.1"
 const RECV_BUFFER = 4 * 1024 * 1024
@@ -202,8 +217,8 @@ const oursPub = async (a: WorkerArgs): Promise<Pub> => {
   const scope = Effect.runSync(Scope.make())
   const transport =
     a.sendLoss > 0
-      ? Transport.layerLossy({ sendLoss: a.sendLoss, seed: 42 }).pipe(Layer.provide(Transport.layerUdp))
-      : Transport.layerUdp
+      ? Transport.layerLossy({ sendLoss: a.sendLoss, seed: 42 }).pipe(Layer.provide(udpLayer(a.system)))
+      : udpLayer(a.system)
   const { connection, publisher } = await Effect.runPromise(
     Effect.gen(function* () {
       const d = yield* Distributor.make({ application: "bench-pub", console: { enabled: false } })
@@ -403,7 +418,7 @@ const oursSub = async (a: WorkerArgs, on: OnMessage, onLoss: () => void): Promis
         scope
       )
       return connection
-    }).pipe(Effect.provide(Transport.layerUdp), Scope.extend(scope))
+    }).pipe(Effect.provide(udpLayer(a.system)), Scope.extend(scope))
   )
   return {
     stats: () => {
@@ -762,7 +777,7 @@ const runGateway = async (a: WorkerArgs) => {
       const d = yield* Distributor.make({ application: "bench-gateway", console: { enabled: false } })
       const connection = yield* d.connection(oursConfig(a))
       return yield* Gateway.make({ connections: [connection] })
-    }).pipe(Effect.provide(Transport.layerUdp), Scope.extend(scope))
+    }).pipe(Effect.provide(udpLayer(a.system)), Scope.extend(scope))
   )
   const next = lines()
   await out({ ready: true, url: gateway.url })

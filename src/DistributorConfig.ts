@@ -969,11 +969,13 @@ const variableNames = (prefix: string, spec: EnvSpec, path: ReadonlyArray<string
   )
 
 /**
- * Process-wide switches under the default prefix that are not configuration fields: the security
- * layer's native AES-GCM addon (src/internal/security/gcm.ts) — `DISTRIBUTOR_NATIVE=0` turns it
- * off, `DISTRIBUTOR_NATIVE_PATH` names its file.
+/**
+ * Process-wide switches under the default prefix that are not configuration fields:
+ * `DISTRIBUTOR_NATIVE=0` turns the native addons off (the security layer's AES-GCM accelerator,
+ * src/internal/security/gcm.ts, and the UDP backend, `Transport.udpBackend`);
+ * `DISTRIBUTOR_NATIVE_PATH` names the AES-GCM addon's file.
  */
-const PROCESS_VARIABLES = ["DISTRIBUTOR_NATIVE", "DISTRIBUTOR_NATIVE_PATH"]
+const PROCESS_VARIABLES: ReadonlyArray<string> = ["DISTRIBUTOR_NATIVE", "DISTRIBUTOR_NATIVE_PATH"]
 
 /** The variables read under `prefix`: a connection's, and for the default prefix also the distributor's. */
 const knownVariables = (prefix: string): ReadonlyArray<string> =>

@@ -3,7 +3,8 @@
  * to it and a stream of datagrams received from it.
  *
  * Two implementations:
- * - `layerUdp`: real IP multicast with `node:dgram`.
+ * - `layerUdp`: real IP multicast, through `node:dgram` or, on Linux when the optional native addon
+ *   (native/udp) is built, with batched `recvmmsg` / `sendmmsg` (see `udpBackend`).
  * - `layerMemory`: a simulated network in memory with seeded loss, duplication, reordering and
  *   delay (the same fault model as the protocol engine's simulator), so applications can be
  *   tested against a lossy network without sockets.
@@ -23,6 +24,7 @@ import * as Stream from "effect/Stream"
 import type { TransportError } from "./DistributorError.js"
 import * as internalLossy from "./internal/transport/lossy.js"
 import * as internalMemory from "./internal/transport/memory.js"
+import * as internalNative from "./internal/transport/native.js"
 import * as internalUdp from "./internal/transport/udp.js"
 
 /**
@@ -52,7 +54,17 @@ export interface SocketStats {
   /** Buffer sizes the kernel granted (bytes; 0 when not applicable). */
   readonly recvBufferSize: number
   readonly sendBufferSize: number
+  /** Which UDP implementation moves the datagrams (`layerUdp`); absent for other transports. */
+  readonly backend?: UdpBackend
 }
+
+/**
+ * The implementations behind `layerUdp`: `"native"` reads with `recvmmsg` and writes with
+ * `sendmmsg` (native/udp), `"dgram"` is `node:dgram`.
+ *
+ * @since 0.1.0
+ */
+export type UdpBackend = "native" | "dgram"
 
 /**
  * What a socket hands received datagrams to. Both calls are synchronous and must not throw.
@@ -79,8 +91,14 @@ export interface DatagramSocket {
   readonly group: string
   /** Local address datagrams leave from (`ip:port`). */
   readonly localAddress: string
-  /** Multicast one datagram to the group. Never throws; failures are counted in `stats`. */
+  /**
+   * Multicast one datagram to the group. Never throws; failures are counted in `stats`. A socket
+   * with `flush` may hold datagrams back until `flush` (or at the latest the end of the current
+   * microtask checkpoint); order is kept. The datagram is the socket's from then on.
+   */
   readonly send: (datagram: Uint8Array) => void
+  /** Sends what `send` queued, in one batch. The connection calls it after each drive of its engine. */
+  readonly flush?: () => void
   /**
    * Join (`true`) or leave the group: whether datagrams sent to it reach `listen`. Sending does not
    * need membership. Idempotent; completes once datagrams sent from then on are received (the
@@ -171,10 +189,34 @@ export class Transport extends Context.Tag("effect-distributor/Transport")<
  * ephemeral port and `connect()`ed to `group:port` — a connected UDP socket skips the per-send route
  * lookup, which roughly halved p50 latency on loopback at 10k datagrams/s.
  *
+ * The datagrams go through the native backend (`recvmmsg`/`sendmmsg`, one call into JavaScript per
+ * batch read) when `udpBackend().backend` is `"native"`: Linux, the addon in native/udp built
+ * (`npm run build:native`) and `DISTRIBUTOR_NATIVE` not `0`; otherwise through `node:dgram`.
+ * Sockets are set up by `node:dgram` either way, so the errors are the same. Each socket's
+ * `stats().backend` says which one it uses.
+ *
  * @since 0.1.0
  * @category layers
  */
-export const layerUdp: Layer.Layer<Transport> = Layer.succeed(Transport, { open: internalUdp.open })
+export const layerUdp: Layer.Layer<Transport> = Layer.sync(Transport, () => ({
+  open: internalNative.status().backend === "native" ? internalNative.open : internalUdp.open
+}))
+
+/**
+ * `node:dgram` only, whatever `udpBackend` says (tests, comparisons).
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerUdpDgram: Layer.Layer<Transport> = Layer.succeed(Transport, { open: internalUdp.open })
+
+/**
+ * Which backend `layerUdp` uses in this process, and why (e.g. "DISTRIBUTOR_NATIVE=0", the addon's
+ * load error). Decided once, on first use.
+ *
+ * @since 0.1.0
+ */
+export const udpBackend = (): { readonly backend: UdpBackend; readonly reason: string } => internalNative.status()
 
 /**
  * Options of the in-memory network.

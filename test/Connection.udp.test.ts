@@ -1,6 +1,7 @@
 /**
  * Real IP multicast on the loopback interface (127.0.0.1 only): in one process, and across
- * processes (1 publisher, 2 subscriber child processes, 100 000 updates).
+ * processes (1 publisher, 2 subscriber child processes, 100 000 updates). On both UDP backends
+ * (test/fixtures/backends.ts): the native one where it is built, and node:dgram.
  */
 import { describe, expect, it } from "@effect/vitest"
 import * as Chunk from "effect/Chunk"
@@ -12,11 +13,14 @@ import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as Distributor from "../src/Distributor.js"
 import * as Transport from "../src/Transport.js"
+import { backends } from "./fixtures/backends.js"
 import { runScript } from "./fixtures/child.js"
 
 const loopback = { interface: "127.0.0.1", loopback: true }
 
-describe("Connection over real UDP multicast on loopback", () => {
+describe.each(backends)("Connection over real UDP multicast on loopback ($name)", ({ layer: udpLayer, env, skip }) => {
+  const peer = (args: ReadonlyArray<string>) => runScript("test/fixtures/peer.ts", args, { stderr: "inherit", env })
+  if (skip) return it.skip("the native UDP addon is not built", () => {})
   it.scopedLive("two Distributors in one process exchange updates in order", () =>
     Effect.gen(function* () {
       const config = { group: "239.255.20.1", port: 47_101, ...loopback }
@@ -39,7 +43,7 @@ describe("Connection over real UDP multicast on loopback", () => {
       const stats = yield* ca.stats
       expect(stats.updatesOut).toBe(n)
       expect(stats.socket.sendErrors).toBe(0)
-    }).pipe(Effect.provide(Transport.layerUdp))
+    }).pipe(Effect.provide(udpLayer))
   )
 
   it.scopedLive(
@@ -56,7 +60,7 @@ describe("Connection over real UDP multicast on loopback", () => {
         } as const
         const a = yield* Distributor.make({ application: "test", console: { enabled: false } })
         const b = yield* Distributor.make({ application: "test", console: { enabled: false } }).pipe(
-          Effect.provide(Transport.layerLossy({ receiveLoss: 0.05, seed: 3 }).pipe(Layer.provide(Transport.layerUdp)))
+          Effect.provide(Transport.layerLossy({ receiveLoss: 0.05, seed: 3 }).pipe(Layer.provide(udpLayer)))
         )
         const ca = yield* a.connection(config)
         const cb = yield* b.connection(config)
@@ -80,7 +84,7 @@ describe("Connection over real UDP multicast on loopback", () => {
         expect(sb.retransmissionsReceived).toBeGreaterThan(0)
         expect(sb.decodeErrors).toBe(0)
         expect((yield* ca.stats).statusReceived).toBe(0)
-      }).pipe(Effect.provide(Transport.layerUdp))
+      }).pipe(Effect.provide(udpLayer))
   )
 
   it.scopedLive("closing the scope sends goodbye and releases the sockets", () =>
@@ -106,7 +110,7 @@ describe("Connection over real UDP multicast on loopback", () => {
       // The port is free again for a new connection in the same Distributor.
       const again = yield* a.connection(config)
       expect(again.key).toBe("239.255.20.2:47102")
-    }).pipe(Effect.provide(Transport.layerUdp))
+    }).pipe(Effect.provide(udpLayer))
   )
 
   it.live(
@@ -166,5 +170,3 @@ describe("Connection over real UDP multicast on loopback", () => {
     180_000
   )
 })
-
-const peer = (args: ReadonlyArray<string>) => runScript("test/fixtures/peer.ts", args, { stderr: "inherit" })

@@ -594,6 +594,9 @@ describe("environment", () => {
 
   it("checkEnvironment runs the same check for users of the Config variants", () => {
     expect(Either.isRight(withEnv(checkEnvironment(), { DISTRIBUTOR_PORT: "1" }))).toBe(true)
+    // The process-wide switch of the native addons is known too.
+    expect(Either.isRight(withEnv(checkEnvironment(), { DISTRIBUTOR_NATIVE: "0" }))).toBe(true)
+    expect(Either.isRight(withEnv(loadDistributorConfig, { DISTRIBUTOR_NATIVE: "0" }))).toBe(true)
     const error = Either.flip(withEnv(checkEnvironment("M"), { M_TTLL: "1" })).pipe(Either.getOrThrow)
     expect(error).toMatchObject({ reason: "UnknownField", path: "M_TTLL" })
     // An empty prefix would claim every variable: nothing is checked.

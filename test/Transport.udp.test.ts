@@ -1,5 +1,6 @@
 /**
- * The UDP transport on its own, over real multicast on 127.0.0.1.
+ * The UDP transport on its own, over real multicast on 127.0.0.1, on both backends (native
+ * recvmmsg/sendmmsg where built, and node:dgram).
  */
 import { describe, expect, it } from "@effect/vitest"
 import * as Chunk from "effect/Chunk"
@@ -8,6 +9,7 @@ import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
 import * as Transport from "../src/Transport.js"
+import { backends } from "./fixtures/backends.js"
 
 const options = {
   group: "239.255.40.1",
@@ -19,12 +21,16 @@ const options = {
   sendBufferSize: 1 << 20
 }
 
-describe("Transport.layerUdp", () => {
+describe.each(backends)("Transport.layerUdp ($name)", ({ name, layer, skip }) => {
+  if (skip) return it.skip("the native UDP addon is not built", () => {})
+  const backend = name === "native" ? "native" : "dgram"
+
   it.scopedLive("a socket never hears its own datagrams; another socket on the group does", () =>
     Effect.gen(function* () {
       const transport = yield* Transport.Transport
       const a = yield* transport.open(options)
       const b = yield* transport.open(options)
+      expect(a.stats().backend).toBe(backend)
       const heardByB = yield* Transport.incoming(b).pipe(Stream.take(3), Stream.runCollect, Effect.fork)
       const heardByA = yield* Transport.incoming(a).pipe(Stream.runHead, Effect.fork)
       // Membership takes effect at once on loopback, but give the receive fibers a moment to start.
@@ -37,6 +43,86 @@ describe("Transport.layerUdp", () => {
       b.send(new Uint8Array([42]))
       const first = yield* Fiber.join(heardByA)
       expect(Option.map(first, (d) => [d.data[0], d.address])).toEqual(Option.some([42, b.localAddress]))
-    }).pipe(Effect.provide(Transport.layerUdp))
+    }).pipe(Effect.provide(layer))
+  )
+
+  it.scopedLive("a burst from two senders arrives complete, in order per sender, with the right sources", () =>
+    Effect.gen(function* () {
+      const transport = yield* Transport.Transport
+      const opts = { ...options, group: "239.255.40.2", port: 7402, recvBufferSize: 4 << 20 }
+      const a = yield* transport.open(opts)
+      const b = yield* transport.open(opts)
+      const c = yield* transport.open(opts)
+      const n = 700
+      const batches: Array<number> = []
+      let batch = 0
+      const got: Array<{ data: Uint8Array; address: string }> = []
+      c.listen({
+        onDatagram: (data, address) => {
+          got.push({ data, address })
+          batch++
+        },
+        onBatchEnd: () => {
+          batches.push(batch)
+          batch = 0
+        }
+      })
+      // Sizes 1..1200 bytes, each filled with its index: a datagram cut, merged or misplaced shows.
+      const datagram = (i: number, from: number) => {
+        const d = new Uint8Array(1 + ((i * 37) % 1200)).fill(i & 0xff)
+        d[0] = from
+        return d
+      }
+      for (let i = 0; i < n; i++) {
+        a.send(datagram(i, 1))
+        if (i % 2 === 0) b.send(datagram(i, 2))
+      }
+      yield* Effect.repeat(Effect.sleep("10 millis"), { until: () => got.length >= n + n / 2, times: 300 })
+      expect(got.length).toBe(n + n / 2)
+      const check = (from: number, address: string, every: number) => {
+        const mine = got.filter((d) => d.data[0] === from)
+        expect(mine.every((d) => d.address === address)).toBe(true)
+        expect(mine.map((d) => d.data.length)).toEqual(
+          Array.from({ length: n / every }, (_, k) => datagram(k * every, from).length)
+        )
+        expect(mine.every((d, k) => d.data.subarray(1).every((x) => x === ((k * every) & 0xff)))).toBe(true)
+      }
+      check(1, a.localAddress, 1)
+      check(2, b.localAddress, 2)
+      // Every datagram was delivered inside a batch, and every batch ended.
+      expect(batches.reduce((x, y) => x + y, 0)).toBe(got.length)
+      expect(a.stats().sendErrors + b.stats().sendErrors).toBe(0)
+    }).pipe(Effect.provide(layer))
+  )
+
+  it.scopedLive("datagrams that arrive before listen are handed over by it; leaving and rejoining works", () =>
+    Effect.gen(function* () {
+      const transport = yield* Transport.Transport
+      const opts = { ...options, group: "239.255.40.3", port: 7403 }
+      const a = yield* transport.open(opts)
+      const b = yield* transport.open({ ...opts, joined: false })
+      const c = yield* transport.open(opts)
+      for (let i = 0; i < 5; i++) a.send(new Uint8Array([i]))
+      yield* Effect.sleep("50 millis")
+      const early: Array<number> = []
+      c.listen({ onDatagram: (d) => early.push(d[0]), onBatchEnd: () => {} })
+      expect(early).toEqual([0, 1, 2, 3, 4])
+      const heard: Array<number> = []
+      b.listen({ onDatagram: (d) => heard.push(d[0]), onBatchEnd: () => {} })
+      a.send(new Uint8Array([10]))
+      yield* Effect.sleep("50 millis")
+      expect(heard).toEqual([])
+      yield* b.setJoined(true)
+      a.send(new Uint8Array([11]))
+      yield* Effect.repeat(Effect.sleep("10 millis"), { until: () => heard.length > 0, times: 100 })
+      yield* b.setJoined(false)
+      a.send(new Uint8Array([12]))
+      yield* Effect.sleep("50 millis")
+      yield* b.setJoined(true)
+      a.send(new Uint8Array([13]))
+      yield* Effect.repeat(Effect.sleep("10 millis"), { until: () => heard.length > 1, times: 100 })
+      expect(heard).toEqual([11, 13])
+      expect(b.stats().backend).toBe(backend)
+    }).pipe(Effect.provide(layer))
   )
 })

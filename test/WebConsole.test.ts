@@ -427,6 +427,7 @@ describe("WebConsole over a live Distributor", () => {
         // A real socket reports its buffer sizes; Linux exposes the kernel's receive-buffer drops.
         expect(conn.socket.recvBufferSize).toBeGreaterThan(0)
         expect(conn.socket.sendBufferSize).toBeGreaterThan(0)
+        expect(conn.socket.backend).toBe(Transport.udpBackend().backend)
         if (existsSync("/proc/net/snmp")) expect(conn.kernelReceiveBufferErrors).toBeGreaterThanOrEqual(0)
         else expect(conn.kernelReceiveBufferErrors).toBeNull()
         const remote = conn.remoteSessions.find((r) => r.sessionId === pb.source.sessionId)

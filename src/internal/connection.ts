@@ -199,8 +199,18 @@ export const make = (
       scope
     )
 
+    // Sockets that batch their sends (the native UDP backend) send what the drive queued now.
+    const flushSockets =
+      socket.flush !== undefined || control?.flush !== undefined
+        ? () => {
+            socket.flush?.()
+            control?.flush?.()
+          }
+        : undefined
+
     /** Hand the outputs of the last engine call to subscribers and event listeners. */
     const dispatch = () => {
+      flushSockets?.()
       fanout.flush()
       syncListening()
       if (pendingEvents.length > 0) {

@@ -340,7 +340,8 @@ function countersBlock(c) {
     ["Receive-queue drops", fmtInt(c.socket.queueDrops), c.socket.queueDrops > 0 ? "warn" : null, "queueDrops", c.socket.queueDrops],
     ["Send errors", fmtInt(c.socket.sendErrors), c.socket.sendErrors > 0 ? "bad" : null, "sendErrors", c.socket.sendErrors],
     ["Receive buffer", c.socket.recvBufferSize ? fmtBytes(c.socket.recvBufferSize) : "n/a"],
-    ["Send buffer", c.socket.sendBufferSize ? fmtBytes(c.socket.sendBufferSize) : "n/a"]
+    ["Send buffer", c.socket.sendBufferSize ? fmtBytes(c.socket.sendBufferSize) : "n/a"],
+    ["UDP backend", c.socket.backend === "native" ? "native (recvmmsg / sendmmsg)" : c.socket.backend || "n/a"]
   ];
   for (const [label, text, tone, field, v] of sock) rows.push(h("tr", null, h("td", null, label),
     h("td", { class: "num" + (tone ? " nz-" + tone : ""), "data-counter": field, "data-value": v }, text)));

@@ -66,7 +66,9 @@ export const SocketView = Schema.Struct({
   lastSendError: Schema.NullOr(Schema.String),
   queueDrops: Count,
   recvBufferSize: Schema.Number,
-  sendBufferSize: Schema.Number
+  sendBufferSize: Schema.Number,
+  /** The UDP backend (`Transport.udpBackend`), null for other transports. */
+  backend: Schema.NullOr(Schema.Literal("native", "dgram"))
 }).annotations({ identifier: "SocketStats" })
 
 export const PublisherView = Schema.Struct({

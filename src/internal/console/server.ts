@@ -92,7 +92,8 @@ const toConnectionView = (c: ConnectionStats, history: RateHistory, historyLimit
       lastSendError: c.socket.lastSendError ?? null,
       queueDrops: c.socket.queueDrops,
       recvBufferSize: c.socket.recvBufferSize,
-      sendBufferSize: c.socket.sendBufferSize
+      sendBufferSize: c.socket.sendBufferSize,
+      backend: c.socket.backend ?? null
     },
     rates: { current: rates.current, peak: rates.peak },
     history: rates.history,

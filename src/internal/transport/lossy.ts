@@ -78,6 +78,7 @@ export const wrap = (inner: LossyOpen, options: LossyOptions): LossyOpen => {
           group: socket.group,
           localAddress: socket.localAddress,
           send,
+          ...(socket.flush !== undefined ? { flush: socket.flush } : {}),
           setJoined: socket.setJoined,
           listen,
           stats: (): LossySocketStats => ({ ...socket.stats(), simulatedSendDrops, simulatedReceiveDrops })

@@ -1,12 +1,16 @@
 /**
  * `node:dgram` implementation of the Transport: a receiving socket that joins the group and a
  * connected sending socket (see Transport.layerUdp for why two).
+ *
+ * The sockets are always created, bound and configured here (with their typed errors); a `HotPath`
+ * (native.ts: recvmmsg / sendmmsg) may then take over reading the receiving socket and sending on
+ * the sending one.
  */
 import * as Dgram from "node:dgram"
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import type { TransportError } from "../../DistributorError.js"
-import type { Datagram, DatagramHandler, DatagramSocket, OpenOptions } from "../../Transport.js"
+import type { Datagram, DatagramHandler, DatagramSocket, OpenOptions, UdpBackend } from "../../Transport.js"
 import { transportError } from "./shared.js"
 
 const DEFAULT_QUEUE_CAPACITY = 65_536
@@ -61,7 +65,41 @@ const grantedSize = (read: () => number): number => {
   }
 }
 
+/** What the receiving and sending sides need from this module to count and deliver. */
+export interface HotPathContext {
+  readonly group: string
+  /** The sending socket's ip/port, when known (see `ownAddress` below): datagrams to skip. */
+  readonly own: { readonly ip: string; readonly port: number } | undefined
+  /** One received datagram, in order; `address` is `ip:port`. */
+  readonly deliver: (data: Uint8Array, address: string) => void
+  /** The end of the datagrams read in one wake-up. */
+  readonly endBatch: () => void
+  readonly sendError: (message: string) => void
+}
+
+/** Takes over the per-datagram work of sockets that this module set up. */
+export interface HotPath {
+  readonly backend: UdpBackend
+  /**
+   * Starts reading the bound receiving socket instead of node:dgram (whose reading it stops);
+   * returns what stops it again, to be called before the socket closes, or undefined when it could
+   * not take over (node:dgram then keeps reading).
+   */
+  readonly receive: (socket: Dgram.Socket, context: HotPathContext) => (() => void) | undefined
+  /** Send / flush / close for the connected sending socket, or undefined to use node:dgram's. */
+  readonly sender: (
+    socket: Dgram.Socket,
+    context: HotPathContext
+  ) => { readonly send: (d: Uint8Array) => void; readonly flush: () => void; readonly close: () => void } | undefined
+}
+
 export const open = (options: OpenOptions): Effect.Effect<DatagramSocket, TransportError, Scope.Scope> =>
+  openWith(options, undefined)
+
+export const openWith = (
+  options: OpenOptions,
+  hotPath: HotPath | undefined
+): Effect.Effect<DatagramSocket, TransportError, Scope.Scope> =>
   Effect.gen(function* () {
     const group = `${options.group}:${options.port}`
     const iface = options.interface === "0.0.0.0" ? undefined : options.interface
@@ -127,6 +165,38 @@ export const open = (options: OpenOptions): Effect.Effect<DatagramSocket, Transp
       }
       handler.onDatagram(data, lastAddress)
     }
+    // The same for the hot path, which ends its batches itself (once per read).
+    const deliver = (data: Uint8Array, address: string) => {
+      if (handler === undefined) {
+        if (early.length < queueCapacity) early.push({ data, address })
+        else queueDrops++
+        return
+      }
+      handler.onDatagram(data, address)
+    }
+    const hotEndBatch = () => {
+      if (!closed && handler !== undefined) handler.onBatchEnd()
+    }
+    const hotContext = (): HotPathContext => ({
+      group,
+      own: ownAddress !== undefined ? { ip: ownAddress, port: ownPort } : undefined,
+      deliver,
+      endBatch: hotEndBatch,
+      sendError: (message) => {
+        sendErrors++
+        lastSendError = message
+      }
+    })
+    // The receiving socket's hot-path reader, stopped before that socket closes. It starts once
+    // the sending socket (whose datagrams it skips) is bound.
+    let stopHotReceive: (() => void) | undefined
+    let senderReady = false
+    let hotReceiveFailed = false
+    const startHotReceive = (socket: Dgram.Socket) => {
+      if (hotPath === undefined || !senderReady) return
+      stopHotReceive = hotPath.receive(socket, hotContext())
+      if (stopHotReceive === undefined) hotReceiveFailed = true
+    }
     const makeReceiver = () => {
       const socket = Dgram.createSocket({ type: "udp4", reuseAddr: true })
       socket.on("message", onMessage)
@@ -152,6 +222,10 @@ export const open = (options: OpenOptions): Effect.Effect<DatagramSocket, Transp
       )
     })
     const release = (socket: Dgram.Socket) => {
+      if (stopHotReceive !== undefined) {
+        stopHotReceive()
+        stopHotReceive = undefined
+      }
       try {
         socket.dropMembership(options.group, iface)
       } catch {
@@ -165,6 +239,7 @@ export const open = (options: OpenOptions): Effect.Effect<DatagramSocket, Transp
     }
     // Opened (and so checked: a bad group or interface fails here, typed) even when starting out
     // of the group; then closed until `setJoined(true)`.
+    let hotSender: ReturnType<HotPath["sender"]>
     let receiver: Dgram.Socket | undefined = yield* openReceiver
     const recvBufferSize = grantedSize(() => receiver!.getRecvBufferSize())
     if (options.joined === false) {
@@ -209,7 +284,12 @@ export const open = (options: OpenOptions): Effect.Effect<DatagramSocket, Transp
         })
         return socket
       }),
-      closeSocket
+      // What the hot path still holds leaves before the socket closes.
+      (socket) =>
+        Effect.zipRight(
+          Effect.sync(() => hotSender?.close()),
+          closeSocket(socket)
+        )
     )
 
     const sendBufferSize = grantedSize(() => sender.getSendBufferSize())
@@ -221,6 +301,8 @@ export const open = (options: OpenOptions): Effect.Effect<DatagramSocket, Transp
       ownAddress = local.address
       ownPort = local.port
     }
+    senderReady = true
+    if (receiver !== undefined) startHotReceive(receiver)
     // The callback costs a process.nextTick per datagram, but without one node:dgram drops send
     // errors silently, and `sendErrors` is what tells a user the kernel refused datagrams.
     const onSent = (err: Error | null) => {
@@ -229,7 +311,7 @@ export const open = (options: OpenOptions): Effect.Effect<DatagramSocket, Transp
         lastSendError = err.message
       }
     }
-    const send = (datagram: Uint8Array): void => {
+    const dgramSend = (datagram: Uint8Array): void => {
       try {
         sender.send(datagram, onSent)
       } catch (err) {
@@ -237,6 +319,9 @@ export const open = (options: OpenOptions): Effect.Effect<DatagramSocket, Transp
         onSent(err as Error)
       }
     }
+    hotSender = hotPath?.sender(sender, hotContext())
+    const send = hotSender?.send ?? dgramSend
+    const flush = hotSender?.flush
 
     // Joining opens a receiving socket again (the group and interface were checked at open);
     // leaving closes it.
@@ -251,6 +336,7 @@ export const open = (options: OpenOptions): Effect.Effect<DatagramSocket, Transp
         return Effect.map(openReceiver, (socket) => {
           if (closed || receiver !== undefined) return release(socket)
           receiver = socket
+          startHotReceive(socket)
         })
       })
 
@@ -258,8 +344,16 @@ export const open = (options: OpenOptions): Effect.Effect<DatagramSocket, Transp
       group,
       localAddress: `${local.address}:${local.port}`,
       send,
+      ...(flush !== undefined ? { flush } : {}),
       setJoined,
       listen,
-      stats: () => ({ sendErrors, lastSendError, queueDrops, recvBufferSize, sendBufferSize })
+      stats: () => ({
+        sendErrors,
+        lastSendError,
+        queueDrops,
+        recvBufferSize,
+        sendBufferSize,
+        backend: hotPath !== undefined && hotSender !== undefined && !hotReceiveFailed ? hotPath.backend : "dgram"
+      })
     } satisfies DatagramSocket
   })

@@ -1,0 +1,362 @@
+/*
+ * Batched UDP I/O for effect-distributor's native transport (src/internal/transport/native.ts):
+ * recvmmsg on a uv_poll handle and sendmmsg, on sockets that node:dgram created, bound and
+ * configured (the socket setup and its typed errors stay in TypeScript; only the per-datagram hot
+ * path moves here). Linux only.
+ *
+ * Receive: the caller stops node's own reading of the socket (UDPWrap.recvStop, which takes the fd
+ * out of libuv's watcher table) before rx_open polls a duplicate of the fd (see rx_open for why).
+ * On each wake-up we read up to RX_VLEN datagrams per recvmmsg, at most RX_ROUNDS times (a busy
+ * socket must not starve the loop; epoll is level-triggered, so what is left wakes us again), and
+ * hand each round to JS as
+ * ONE fresh ArrayBuffer holding the datagrams back to back (the engine keeps views into them, so
+ * it cannot be a reused buffer) plus offsets/lengths/source ip/port in a reused Uint32Array.
+ *
+ * Send: the caller copies queued datagrams back to back into a staging buffer and calls
+ * send_batch once; we send them with sendmmsg (MSG_DONTWAIT) until all left or one failed, and
+ * say how many left and why the next did not.
+ */
+#define _GNU_SOURCE
+/* napi_add_async_cleanup_hook (Node >= 14.10): worker threads can end with a receiver open. */
+#define NAPI_VERSION 8
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <node_api.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <uv.h>
+
+#define RX_VLEN 64
+#define RX_ROUNDS 4
+/* Largest IPv4 UDP payload is 65507: one slot per datagram never truncates. The slots are
+ * malloc'd (mmap'd, so only pages the kernel writes become resident). */
+#define RX_SLOT 65536
+#define TX_VLEN 64
+/* Words of meta per datagram: offset, length, source ip (host order), source port. */
+#define META 4
+
+#define CHECK(call)                                                                                \
+  do {                                                                                             \
+    if ((call) != napi_ok) return NULL;                                                            \
+  } while (0)
+
+typedef struct {
+  uv_poll_t poll;
+  napi_env env;
+  napi_ref callback;
+  napi_ref meta_ref;
+  napi_async_context async;
+  uint32_t *meta;
+  int fd;
+  uint32_t own_ip; /* network order; with own_port < 0 nothing is filtered */
+  int own_port;
+  int closing;
+  int env_gone;
+  napi_async_cleanup_hook_handle hook;
+  uint8_t *slots;
+  struct mmsghdr msgs[RX_VLEN];
+  struct iovec iov[RX_VLEN];
+  struct sockaddr_in from[RX_VLEN];
+} rx_t;
+
+typedef struct {
+  uv_poll_t poll;
+} forget_t;
+
+static void forget_closed(uv_handle_t *h) { free(h); }
+
+static void rx_free(rx_t *rx) {
+  napi_env env = rx->env;
+  /* After the environment's teardown its references are gone with it: only memory is ours. */
+  if (!rx->env_gone) {
+    if (rx->callback) napi_delete_reference(env, rx->callback);
+    if (rx->meta_ref) napi_delete_reference(env, rx->meta_ref);
+    if (rx->async) napi_async_destroy(env, rx->async);
+  }
+  if (rx->fd >= 0) close(rx->fd);
+  free(rx->slots);
+  free(rx);
+}
+
+/* The poll handle is closed: nothing refers to rx any more. Removing the cleanup hook here (and
+ * not when the close starts) makes an environment teardown wait for this callback. */
+static void rx_closed(uv_handle_t *h) {
+  rx_t *rx = h->data;
+  if (rx->hook) napi_remove_async_cleanup_hook(rx->hook);
+  rx_free(rx);
+}
+
+static void rx_stop(rx_t *rx) {
+  if (rx->closing) return;
+  rx->closing = 1;
+  uv_poll_stop(&rx->poll);
+  uv_close((uv_handle_t *)&rx->poll, rx_closed);
+}
+
+/* Environment teardown (a worker thread ending, the process exiting) with the receiver open, or
+ * with its close still pending: node waits until rx_closed removes the hook. */
+static void rx_cleanup_hook(napi_async_cleanup_hook_handle handle, void *arg) {
+  rx_t *rx = arg;
+  rx->env_gone = 1;
+  rx_stop(rx);
+}
+
+/* Hands one round's `count` datagrams (already described in meta) to JS. Never lets a JS exception
+ * reach libuv: the JS side catches everything, and whatever still escapes is cleared here. */
+static void rx_deliver(rx_t *rx, int n, uint32_t count, size_t total) {
+  napi_env env = rx->env;
+  napi_handle_scope scope;
+  if (napi_open_handle_scope(env, &scope) != napi_ok) return;
+  napi_value ab, cb, recv, argv[2], result;
+  void *data = NULL;
+  if (napi_create_arraybuffer(env, total, &data, &ab) == napi_ok) {
+    uint8_t *out = data;
+    for (int i = 0, k = 0; i < n && (uint32_t)k < count; i++) {
+      if (rx->msgs[i].msg_len == UINT32_MAX) continue; /* filtered */
+      memcpy(out + rx->meta[k * META], rx->iov[i].iov_base, rx->meta[k * META + 1]);
+      k++;
+    }
+    if (napi_get_reference_value(env, rx->callback, &cb) == napi_ok && napi_get_global(env, &recv) == napi_ok &&
+        napi_create_uint32(env, count, &argv[1]) == napi_ok) {
+      argv[0] = ab;
+      napi_status s = napi_make_callback(env, rx->async, recv, cb, 2, argv, &result);
+      if (s != napi_ok) {
+        bool pending = false;
+        napi_value exc;
+        if (napi_is_exception_pending(env, &pending) == napi_ok && pending)
+          napi_get_and_clear_last_exception(env, &exc);
+      }
+    }
+  }
+  napi_close_handle_scope(env, scope);
+}
+
+static void rx_readable(uv_poll_t *h, int status, int events) {
+  rx_t *rx = h->data;
+  if (rx->closing) return;
+  if (status < 0) {
+    /* The fd is unusable (e.g. closed under us): stop polling rather than spin. */
+    uv_poll_stop(h);
+    return;
+  }
+  for (int round = 0; round < RX_ROUNDS && !rx->closing; round++) {
+    for (int i = 0; i < RX_VLEN; i++) {
+      rx->msgs[i].msg_hdr.msg_namelen = sizeof(struct sockaddr_in);
+      rx->msgs[i].msg_hdr.msg_flags = 0;
+    }
+    int n;
+    do n = recvmmsg(rx->fd, rx->msgs, RX_VLEN, MSG_DONTWAIT, NULL);
+    while (n < 0 && errno == EINTR);
+    if (n <= 0) return; /* EAGAIN: drained; any other error: the next wake-up tries again */
+    uint32_t count = 0;
+    size_t total = 0;
+    for (int i = 0; i < n; i++) {
+      struct sockaddr_in *a = &rx->from[i];
+      /* Our own datagrams, looped back by the kernel: skipped before they cost anything. */
+      if ((rx->own_port >= 0 && a->sin_addr.s_addr == rx->own_ip && ntohs(a->sin_port) == rx->own_port) ||
+          (rx->msgs[i].msg_hdr.msg_flags & MSG_TRUNC)) {
+        rx->msgs[i].msg_len = UINT32_MAX;
+        continue;
+      }
+      uint32_t *m = rx->meta + count * META;
+      m[0] = (uint32_t)total;
+      m[1] = rx->msgs[i].msg_len;
+      m[2] = ntohl(a->sin_addr.s_addr);
+      m[3] = ntohs(a->sin_port);
+      total += rx->msgs[i].msg_len;
+      count++;
+    }
+    if (count > 0) rx_deliver(rx, n, count, total);
+    if (n < RX_VLEN) return;
+  }
+}
+
+static napi_value get_args(napi_env env, napi_callback_info info, size_t want, napi_value *argv) {
+  size_t argc = want;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < want) {
+    napi_throw_type_error(env, NULL, "wrong number of arguments");
+    return NULL;
+  }
+  return argv[0];
+}
+
+/* rxOpen(fd, ownIp, ownPort, meta: Uint32Array(RX_VLEN * 4), callback(buffer, count)) -> handle */
+static napi_value rx_open(napi_env env, napi_callback_info info) {
+  napi_value argv[5], handle, name;
+  if (!get_args(env, info, 5, argv)) return NULL;
+  int32_t fd, own_port;
+  uint32_t own_ip;
+  CHECK(napi_get_value_int32(env, argv[0], &fd));
+  CHECK(napi_get_value_uint32(env, argv[1], &own_ip));
+  CHECK(napi_get_value_int32(env, argv[2], &own_port));
+  napi_typedarray_type type;
+  size_t length;
+  void *meta;
+  CHECK(napi_get_typedarray_info(env, argv[3], &type, &length, &meta, NULL, NULL));
+  if (type != napi_uint32_array || length < RX_VLEN * META) {
+    napi_throw_type_error(env, NULL, "meta must be a Uint32Array of at least 256 elements");
+    return NULL;
+  }
+  rx_t *rx = calloc(1, sizeof(rx_t));
+  if (!rx) {
+    napi_throw_error(env, "ENOMEM", "out of memory");
+    return NULL;
+  }
+  rx->slots = malloc((size_t)RX_VLEN * RX_SLOT);
+  if (!rx->slots) {
+    free(rx);
+    napi_throw_error(env, "ENOMEM", "out of memory");
+    return NULL;
+  }
+  rx->env = env;
+  rx->fd = -1;
+  rx->own_ip = htonl(own_ip);
+  rx->own_port = own_port;
+  rx->meta = meta;
+  for (int i = 0; i < RX_VLEN; i++) {
+    rx->iov[i].iov_base = rx->slots + (size_t)i * RX_SLOT;
+    rx->iov[i].iov_len = RX_SLOT;
+    rx->msgs[i].msg_hdr.msg_iov = &rx->iov[i];
+    rx->msgs[i].msg_hdr.msg_iovlen = 1;
+    rx->msgs[i].msg_hdr.msg_name = &rx->from[i];
+  }
+  uv_loop_t *loop;
+  int err = 0;
+  forget_t *forget = malloc(sizeof(forget_t));
+  if (!forget) {
+    rx_free(rx);
+    napi_throw_error(env, "ENOMEM", "out of memory");
+    return NULL;
+  }
+  if (napi_get_uv_event_loop(env, &loop) != napi_ok ||
+      napi_create_reference(env, argv[4], 1, &rx->callback) != napi_ok ||
+      napi_create_reference(env, argv[3], 1, &rx->meta_ref) != napi_ok ||
+      napi_create_string_utf8(env, "effect-distributor:udp", NAPI_AUTO_LENGTH, &name) != napi_ok ||
+      napi_async_init(env, NULL, name, &rx->async) != napi_ok) {
+    free(forget);
+    rx_free(rx);
+    napi_throw_error(env, NULL, "could not set up the receiver");
+    return NULL;
+  }
+  /* We poll and read our own duplicate of node's fd: node closes its fd whenever it likes (an
+   * environment teardown closes node's handles before any addon hook runs), and a watcher of ours
+   * still waiting in libuv's queue on a closed fd number would abort the loop. node's fd must
+   * leave libuv's epoll set properly, though (epoll keys on the open socket, which our duplicate
+   * keeps alive, so stale events would come for node's fd number): stopping a throw-away poll
+   * handle on it does that, the way libuv does for its own handles. */
+  if ((err = uv_poll_init(loop, &forget->poll, fd)) != 0) {
+    /* UV_EEXIST: libuv still watches the fd (node's reading was not stopped). */
+    free(forget);
+    rx_free(rx);
+    napi_throw_error(env, uv_err_name(err), uv_strerror(err));
+    return NULL;
+  }
+  uv_poll_stop(&forget->poll);
+  uv_close((uv_handle_t *)&forget->poll, forget_closed);
+  rx->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (rx->fd < 0 || (err = uv_poll_init(loop, &rx->poll, rx->fd)) != 0) {
+    if (rx->fd < 0) err = uv_translate_sys_error(errno);
+    rx_free(rx);
+    napi_throw_error(env, uv_err_name(err), uv_strerror(err));
+    return NULL;
+  }
+  rx->poll.data = rx;
+  if ((err = uv_poll_start(&rx->poll, UV_READABLE, rx_readable)) != 0) {
+    rx->closing = 1;
+    uv_close((uv_handle_t *)&rx->poll, rx_closed);
+    napi_throw_error(env, uv_err_name(err), uv_strerror(err));
+    return NULL;
+  }
+  if (napi_add_async_cleanup_hook(env, rx_cleanup_hook, rx, &rx->hook) != napi_ok) rx->hook = NULL;
+  CHECK(napi_create_external(env, rx, NULL, NULL, &handle));
+  return handle;
+}
+
+/* rxClose(handle): stops polling now (so the fd can be closed right after); memory goes with the
+ * handle's close callback. Idempotent. */
+static napi_value rx_close(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  if (!get_args(env, info, 1, argv)) return NULL;
+  rx_t *rx;
+  CHECK(napi_get_value_external(env, argv[0], (void **)&rx));
+  rx_stop(rx);
+  return NULL;
+}
+
+/* sendBatch(fd, stage: Uint8Array, lengths: Uint32Array, count, status: Int32Array) -> sent.
+ * The datagrams lie back to back in `stage`. Returns how many left; when fewer than `count`,
+ * status[0] is the errno of the first that did not (EAGAIN: the send buffer is full). */
+static napi_value send_batch(napi_env env, napi_callback_info info) {
+  napi_value argv[5], result;
+  if (!get_args(env, info, 5, argv)) return NULL;
+  int32_t fd;
+  uint32_t count;
+  napi_typedarray_type type;
+  size_t stage_len, lens_len, status_len;
+  void *stage, *lens_v, *status_v;
+  CHECK(napi_get_value_int32(env, argv[0], &fd));
+  CHECK(napi_get_typedarray_info(env, argv[1], &type, &stage_len, &stage, NULL, NULL));
+  CHECK(napi_get_typedarray_info(env, argv[2], &type, &lens_len, &lens_v, NULL, NULL));
+  if (type != napi_uint32_array) {
+    napi_throw_type_error(env, NULL, "lengths must be a Uint32Array");
+    return NULL;
+  }
+  CHECK(napi_get_value_uint32(env, argv[3], &count));
+  CHECK(napi_get_typedarray_info(env, argv[4], &type, &status_len, &status_v, NULL, NULL));
+  if (type != napi_int32_array || status_len < 1 || count > lens_len) {
+    napi_throw_type_error(env, NULL, "bad status or count");
+    return NULL;
+  }
+  uint32_t *lens = lens_v;
+  int32_t *status = status_v;
+  struct mmsghdr msgs[TX_VLEN];
+  struct iovec iov[TX_VLEN];
+  uint32_t done = 0;
+  size_t offset = 0;
+  status[0] = 0;
+  while (done < count) {
+    uint32_t n = count - done < TX_VLEN ? count - done : TX_VLEN;
+    size_t o = offset;
+    for (uint32_t i = 0; i < n; i++) {
+      if (o + lens[done + i] > stage_len) {
+        napi_throw_range_error(env, NULL, "lengths exceed the stage");
+        return NULL;
+      }
+      iov[i].iov_base = (uint8_t *)stage + o;
+      iov[i].iov_len = lens[done + i];
+      o += lens[done + i];
+      memset(&msgs[i].msg_hdr, 0, sizeof(struct msghdr));
+      msgs[i].msg_hdr.msg_iov = &iov[i];
+      msgs[i].msg_hdr.msg_iovlen = 1;
+    }
+    int r;
+    do r = sendmmsg(fd, msgs, n, MSG_DONTWAIT);
+    while (r < 0 && errno == EINTR);
+    if (r < 0) {
+      status[0] = errno;
+      break;
+    }
+    for (int i = 0; i < r; i++) offset += lens[done + i];
+    done += (uint32_t)r;
+    /* A short count means the next one failed; sendmmsg reports why on the next call. */
+  }
+  CHECK(napi_create_uint32(env, done, &result));
+  return result;
+}
+
+static napi_value init(napi_env env, napi_value exports) {
+  napi_property_descriptor props[] = {
+    {"rxOpen", NULL, rx_open, NULL, NULL, NULL, napi_default, NULL},
+    {"rxClose", NULL, rx_close, NULL, NULL, NULL, napi_default, NULL},
+    {"sendBatch", NULL, send_batch, NULL, NULL, NULL, napi_default, NULL},
+  };
+  if (napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props) != napi_ok) return NULL;
+  return exports;
+}
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, init)

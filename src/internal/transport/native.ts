@@ -1,0 +1,273 @@
+/**
+ * The native UDP backend (`Transport.layerUdp` on Linux when native/udp is built): the sockets are
+ * node:dgram's, set up by udp.ts exactly as for the dgram backend, and only the per-datagram hot
+ * path moves to the addon.
+ *
+ * Why keep node:dgram for the sockets rather than create them in C: binding, membership, buffer
+ * sizes, TTL, loopback and connect keep their typed `TransportError`s and their behaviour on every
+ * platform, and the C side stays ~350 lines of batching. node:dgram's cost is per datagram (a
+ * `sendmsg`, a libuv request and a `process.nextTick` per send; an epoll round, a `recvmsg`, a
+ * Buffer and a `message` event per receive), and that is what the addon replaces:
+ *
+ * - receive: node's reading of the socket is stopped (which takes the fd out of libuv's watcher
+ *   table) and a `uv_poll` on a duplicate of the fd (udp.c says why) reads up to 64 datagrams per
+ *   `recvmmsg`, skips our own looped-back ones, and makes ONE call into JavaScript per read with
+ *   one fresh ArrayBuffer
+ *   (datagrams back to back: the engine keeps views into them) and offsets / lengths / source in a
+ *   reused Uint32Array. The batch ends with that call.
+ * - send: `send` only queues; `flush` (after each drive of the engine, see connection.ts, or at
+ *   the latest in a microtask) copies the queue into a staging buffer and sends it with one
+ *   `sendmmsg` call into C. When the kernel's send buffer is full (EAGAIN) the rest goes, in order,
+ *   to node:dgram's `send`, which waits for the socket to be writable; later datagrams follow it
+ *   there until node has sent them all, so order holds. Other errors are counted per datagram, as
+ *   node:dgram's callback does.
+ */
+import type * as Dgram from "node:dgram"
+import { existsSync, readFileSync } from "node:fs"
+import { createRequire } from "node:module"
+import * as os from "node:os"
+import { join } from "node:path"
+import { fileURLToPath } from "node:url"
+import * as Util from "node:util"
+import type * as Effect from "effect/Effect"
+import type * as Scope from "effect/Scope"
+import type { TransportError } from "../../DistributorError.js"
+import type { DatagramSocket, OpenOptions, UdpBackend } from "../../Transport.js"
+import { type HotPath, openWith } from "./udp.js"
+
+/** The addon's functions (native/udp/src/udp.c). */
+export interface Addon {
+  readonly rxOpen: (
+    fd: number,
+    ownIp: number,
+    ownPort: number,
+    meta: Uint32Array,
+    callback: (buffer: ArrayBuffer, count: number) => void
+  ) => unknown
+  readonly rxClose: (handle: unknown) => void
+  readonly sendBatch: (fd: number, stage: Uint8Array, lengths: Uint32Array, count: number, status: Int32Array) => number
+}
+
+/** Datagrams per recvmmsg (RX_VLEN in udp.c); 4 words of meta each. */
+const RX_VLEN = 64
+/** Bytes staged per sendBatch call: room for many datagrams, and always for the largest one. */
+const STAGE_BYTES = 256 * 1024
+const STAGE_DATAGRAMS = 1024
+const { EAGAIN, EWOULDBLOCK } = os.constants.errno
+
+const ADDON = join("native", "udp", "build", "Release", "udp.node")
+
+let cached: { readonly backend: UdpBackend; readonly reason: string; readonly addon?: Addon } | undefined
+
+/**
+ * Loads the addon once. Looked for next to the package (src/ and dist/ are both three levels down)
+ * and, for bundles of this code (the benchmarks run bundled workers in a checkout), in the working
+ * directory when that is a checkout of this package — never native code from just any directory.
+ */
+const load = (): NonNullable<typeof cached> => {
+  if (process.env.DISTRIBUTOR_NATIVE === "0") return { backend: "dgram", reason: "DISTRIBUTOR_NATIVE=0" }
+  if (process.platform !== "linux") return { backend: "dgram", reason: `not Linux (${process.platform})` }
+  const candidates: Array<string> = []
+  try {
+    candidates.push(fileURLToPath(new URL(`../../../${ADDON}`, import.meta.url)))
+  } catch {
+    // not a file: URL (a bundle loaded some other way)
+  }
+  try {
+    const pkg = JSON.parse(readFileSync(join(process.cwd(), "package.json"), "utf8")) as { name?: unknown }
+    if (pkg.name === "effect-distributor") candidates.push(join(process.cwd(), ADDON))
+  } catch {
+    // no package.json here
+  }
+  const path = candidates.find((p) => existsSync(p))
+  if (path === undefined) return { backend: "dgram", reason: "addon not built (npm run build:native)" }
+  try {
+    const addon = createRequire(import.meta.url)(path) as Addon
+    if (typeof addon.rxOpen !== "function" || typeof addon.sendBatch !== "function") {
+      return { backend: "dgram", reason: `${path}: not the UDP addon` }
+    }
+    return { backend: "native", reason: path, addon }
+  } catch (err) {
+    return { backend: "dgram", reason: `${path}: ${err instanceof Error ? err.message : String(err)}` }
+  }
+}
+
+export const status = (): { readonly backend: UdpBackend; readonly reason: string } => {
+  cached ??= load()
+  return { backend: cached.backend, reason: cached.reason }
+}
+
+/** node:dgram's libuv handle of a socket (its `fd`, `recvStop`), found by its internal state symbol. */
+interface UdpHandle {
+  readonly fd: number
+  readonly recvStop: () => number
+  readonly recvStart: () => number
+}
+const handleOf = (socket: Dgram.Socket): UdpHandle | undefined => {
+  const sym = Object.getOwnPropertySymbols(socket).find((s) => s.description === "state symbol")
+  const handle = sym && (socket as unknown as Record<symbol, { handle?: UdpHandle }>)[sym]?.handle
+  return handle && typeof handle.fd === "number" && handle.fd >= 0 && typeof handle.recvStop === "function"
+    ? handle
+    : undefined
+}
+
+const ipToNumber = (ip: string): number => {
+  const p = ip.split(".").map(Number)
+  return ((p[0] << 24) | (p[1] << 16) | (p[2] << 8) | p[3]) >>> 0
+}
+
+/** `ip:port` strings by 2^16 * ip + port: the same few senders come back in every batch. */
+const addresses = new Map<number, string>()
+const addressOf = (ip: number, port: number): string => {
+  const key = ip * 65536 + port
+  let a = addresses.get(key)
+  if (a === undefined) {
+    if (addresses.size >= 4096) addresses.clear()
+    a = `${ip >>> 24}.${(ip >>> 16) & 255}.${(ip >>> 8) & 255}.${ip & 255}:${port}`
+    addresses.set(key, a)
+  }
+  return a
+}
+
+const errnoName = (errno: number): string => {
+  try {
+    return Util.getSystemErrorName(-errno)
+  } catch {
+    return `errno ${errno}`
+  }
+}
+
+/** The hot path over `addon` (exported for tests, which give it a fake one). */
+export const makeHotPath = (addon: Addon): HotPath => ({
+  backend: "native",
+  receive: (socket, context) => {
+    const handle = handleOf(socket)
+    if (handle === undefined) return undefined
+    const meta = new Uint32Array(RX_VLEN * 4)
+    const { deliver, endBatch } = context
+    const onBatch = (buffer: ArrayBuffer, count: number) => {
+      // Called from C straight out of libuv: nothing may throw out of here.
+      try {
+        const all = Buffer.from(buffer)
+        for (let i = 0, j = 0; i < count; i++, j += 4) {
+          const offset = meta[j]
+          deliver(all.subarray(offset, offset + meta[j + 1]), addressOf(meta[j + 2], meta[j + 3]))
+        }
+      } catch {
+        // deliver does not throw (the handler's contract); a broken one must not take the loop down
+      }
+      try {
+        endBatch()
+      } catch {
+        // as above
+      }
+    }
+    handle.recvStop()
+    let rx: unknown
+    try {
+      rx = addon.rxOpen(
+        handle.fd,
+        context.own ? ipToNumber(context.own.ip) : 0,
+        context.own ? context.own.port : -1,
+        meta,
+        onBatch
+      )
+    } catch {
+      handle.recvStart()
+      return undefined
+    }
+    return () => addon.rxClose(rx)
+  },
+  sender: (socket, context) => {
+    const handle = handleOf(socket)
+    if (handle === undefined) return undefined
+    const fd = handle.fd
+    const stage = new Uint8Array(STAGE_BYTES)
+    const lengths = new Uint32Array(STAGE_DATAGRAMS)
+    const errno = new Int32Array(1)
+    const { group } = context
+    let queue: Array<Uint8Array> = []
+    let scheduled = false
+    let closed = false
+    // Datagrams handed to node:dgram after EAGAIN and not sent yet: while there are any, later
+    // ones go the same way, behind them.
+    let viaNode = 0
+    const onNodeSent = (err: Error | null) => {
+      viaNode--
+      if (err) context.sendError(err.message)
+    }
+    const nodeSend = (d: Uint8Array) => {
+      viaNode++
+      try {
+        socket.send(d, onNodeSent)
+      } catch (err) {
+        onNodeSent(err as Error)
+      }
+    }
+    const flush = () => {
+      scheduled = false
+      if (queue.length === 0) return
+      const q = queue
+      queue = []
+      let i = 0
+      while (i < q.length) {
+        if (viaNode > 0) {
+          while (i < q.length) nodeSend(q[i++])
+          break
+        }
+        let bytes = 0
+        let n = 0
+        while (i + n < q.length && n < STAGE_DATAGRAMS && bytes + q[i + n].length <= STAGE_BYTES) {
+          const d = q[i + n]
+          stage.set(d, bytes)
+          lengths[n++] = d.length
+          bytes += d.length
+        }
+        let sent: number
+        try {
+          sent = addon.sendBatch(fd, stage, lengths, n, errno)
+        } catch (err) {
+          // Only a bug in the arguments; node:dgram takes what is left.
+          context.sendError(err instanceof Error ? err.message : String(err))
+          while (i < q.length) nodeSend(q[i++])
+          break
+        }
+        i += sent
+        if (sent < n) {
+          const e = errno[0]
+          if (e === EAGAIN || e === EWOULDBLOCK) {
+            // The send buffer is full: node:dgram queues the rest in libuv until it is writable.
+            while (i < q.length) nodeSend(q[i++])
+            break
+          }
+          // That datagram is lost, as node:dgram's callback would report it; the rest go on.
+          context.sendError(`send ${errnoName(e)} ${group}`)
+          i++
+        }
+      }
+    }
+    const send = (d: Uint8Array) => {
+      if (closed) return context.sendError(`send after close ${group}`)
+      if (viaNode > 0 && queue.length === 0) return nodeSend(d)
+      queue.push(d)
+      if (!scheduled) {
+        scheduled = true
+        queueMicrotask(flush)
+      }
+    }
+    const close = () => {
+      flush()
+      closed = true
+    }
+    return { send, flush, close }
+  }
+})
+
+let path: HotPath | undefined
+
+/** `open` of the native backend: falls back to node:dgram where the addon is not available. */
+export const open = (options: OpenOptions): Effect.Effect<DatagramSocket, TransportError, Scope.Scope> => {
+  cached ??= load()
+  if (cached.addon !== undefined) path ??= makeHotPath(cached.addon)
+  return openWith(options, path)
+}

@@ -1,0 +1,185 @@
+/**
+ * The native UDP backend (native/udp): that it is really the one in use when built (a silent
+ * fallback to node:dgram must fail here), the DISTRIBUTOR_NATIVE switch, and its send queue's
+ * behaviour when the kernel's send buffer is full — which loopback never is, so that part runs
+ * against a fake addon and a fake node:dgram socket.
+ */
+import type * as Dgram from "node:dgram"
+import { existsSync } from "node:fs"
+import * as os from "node:os"
+import { resolve } from "node:path"
+import { Worker } from "node:worker_threads"
+import { describe, expect, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import { type Addon, makeHotPath } from "../src/internal/transport/native.js"
+import type { HotPathContext } from "../src/internal/transport/udp.js"
+import * as Transport from "../src/Transport.js"
+import { runScript } from "./fixtures/child.js"
+
+const built = existsSync("native/udp/build/Release/udp.node")
+
+describe("native UDP backend", () => {
+  it.scopedLive.skipIf(!built || process.platform !== "linux" || process.env.DISTRIBUTOR_NATIVE === "0")(
+    "is what layerUdp uses when the addon is built",
+    () =>
+      Effect.gen(function* () {
+        expect(Transport.udpBackend()).toMatchObject({ backend: "native" })
+        const transport = yield* Transport.Transport
+        const socket = yield* transport.open({
+          group: "239.255.40.9",
+          port: 7409,
+          interface: "127.0.0.1",
+          ttl: 1,
+          loopback: true,
+          recvBufferSize: 0,
+          sendBufferSize: 0
+        })
+        expect(socket.stats().backend).toBe("native")
+        expect(socket.flush).toBeTypeOf("function")
+      }).pipe(Effect.provide(Transport.layerUdp))
+  )
+
+  it.live("DISTRIBUTOR_NATIVE=0 turns it off", () =>
+    Effect.promise(async () => {
+      const child = runScript("test/fixtures/backend.ts", [], { stderr: "pipe", env: { DISTRIBUTOR_NATIVE: "0" } })
+      const line = await child.line((l) => l.startsWith("{"))
+      expect(JSON.parse(line)).toEqual({ backend: "dgram", reason: "DISTRIBUTOR_NATIVE=0" })
+      await child.exit
+    })
+  )
+
+  it.live.skipIf(!built || process.platform !== "linux")(
+    "a worker thread that ends with a receiver open, under traffic, does not take the process down",
+    () =>
+      Effect.promise(async () => {
+        // Teardown closes node's handles (and fds) before any addon hook runs: the addon polls its
+        // own duplicate of the fd and closes it in an async cleanup hook (native/udp/src/udp.c).
+        const code = `
+          const { parentPort, workerData } = require("node:worker_threads")
+          const dgram = require("node:dgram")
+          const addon = require(${JSON.stringify(resolve("native/udp/build/Release/udp.node"))})
+          const s = dgram.createSocket({ type: "udp4", reuseAddr: true })
+          s.bind({ port: 7408, address: "239.255.40.8" }, () => {
+            s.addMembership("239.255.40.8", "127.0.0.1")
+            const state = Object.getOwnPropertySymbols(s).find((x) => x.description === "state symbol")
+            const handle = s[state].handle
+            handle.recvStop()
+            addon.rxOpen(handle.fd, 0, -1, new Uint32Array(256), () => {})
+            parentPort.postMessage("open")
+            if (workerData.exit) process.exit(0)
+          })`
+        const dgram = await import("node:dgram")
+        const tx = dgram.createSocket("udp4")
+        await new Promise<void>((r) => tx.bind(0, "127.0.0.1", () => r()))
+        tx.setMulticastInterface("127.0.0.1")
+        const traffic = setInterval(() => {
+          for (let i = 0; i < 20; i++) tx.send(new Uint8Array(100), 7408, "239.255.40.8")
+        }, 1)
+        try {
+          for (let k = 0; k < 6; k++) {
+            const w = new Worker(code, { eval: true, workerData: { exit: k % 2 === 0 } })
+            w.on("message", () => setTimeout(() => w.terminate(), k * 3))
+            await new Promise((r) => w.on("exit", r))
+          }
+        } finally {
+          clearInterval(traffic)
+          tx.close()
+        }
+      })
+  )
+
+  describe("send queue", () => {
+    const { EAGAIN, EPERM } = os.constants.errno
+    /**
+     * A fake addon whose sendBatch sends up to `accept[k]` datagrams on its k-th call and then fails
+     * with `errno[k]`, and a fake node:dgram socket that completes sends when `complete()` is called.
+     */
+    const harness = (accept: Array<number>, errnos: Array<number>) => {
+      const wire: Array<string> = []
+      let call = 0
+      const addon: Addon = {
+        rxOpen: () => undefined,
+        rxClose: () => {},
+        sendBatch: (_fd, stage, lengths, count, status) => {
+          const k = call++
+          const n = Math.min(count, accept[k] ?? count)
+          let o = 0
+          for (let i = 0; i < n; i++) {
+            wire.push(`native:${stage[o]}`)
+            o += lengths[i]
+          }
+          status[0] = n < count ? (errnos[k] ?? EAGAIN) : 0
+          return n
+        }
+      }
+      const pending: Array<() => void> = []
+      const socket = {
+        [Symbol("state symbol")]: { handle: { fd: 99, recvStop: () => 0, recvStart: () => 0 } },
+        send: (d: Uint8Array, cb: (err: Error | null) => void) => {
+          wire.push(`node:${d[0]}`)
+          pending.push(() => cb(null))
+        }
+      } as unknown as Dgram.Socket
+      const errors: Array<string> = []
+      const context: HotPathContext = {
+        group: "239.255.40.9:7409",
+        own: undefined,
+        deliver: () => {},
+        endBatch: () => {},
+        sendError: (m) => errors.push(m)
+      }
+      const sender = makeHotPath(addon).sender(socket, context)!
+      const complete = () => {
+        for (const f of pending.splice(0)) f()
+      }
+      return { wire, sender, errors, complete }
+    }
+    const d = (i: number) => new Uint8Array([i, 0, 0])
+
+    it("EAGAIN: the rest goes to node:dgram in order, later sends follow it until it has sent them", () => {
+      const { wire, sender, errors, complete } = harness([3], [EAGAIN])
+      for (let i = 0; i < 6; i++) sender.send(d(i))
+      sender.flush()
+      expect(wire).toEqual(["native:0", "native:1", "native:2", "node:3", "node:4", "node:5"])
+      // node:dgram still has them: the next datagrams queue behind them.
+      sender.send(d(6))
+      sender.flush()
+      expect(wire.at(-1)).toBe("node:6")
+      complete()
+      sender.send(d(7))
+      sender.flush()
+      expect(wire.at(-1)).toBe("native:7")
+      expect(errors).toEqual([])
+    })
+
+    it("another error loses that datagram only, counted; the rest are sent", () => {
+      const { wire, sender, errors } = harness([2], [EPERM])
+      for (let i = 0; i < 5; i++) sender.send(d(i))
+      sender.flush()
+      expect(wire).toEqual(["native:0", "native:1", "native:3", "native:4"])
+      expect(errors).toEqual(["send EPERM 239.255.40.9:7409"])
+    })
+
+    it("send only queues; a microtask flushes what no one flushed; close flushes, later sends are errors", async () => {
+      const { wire, sender, errors } = harness([], [])
+      sender.send(d(1))
+      sender.send(d(2))
+      expect(wire).toEqual([])
+      await Promise.resolve()
+      expect(wire).toEqual(["native:1", "native:2"])
+      sender.send(d(3))
+      sender.close()
+      expect(wire).toEqual(["native:1", "native:2", "native:3"])
+      sender.send(d(4))
+      expect(errors).toEqual(["send after close 239.255.40.9:7409"])
+    })
+
+    it("a queue bigger than the stage goes in several batches, in order", () => {
+      const { wire, sender } = harness([], [])
+      const big = (i: number) => new Uint8Array(60_000).fill(i)
+      for (let i = 0; i < 10; i++) sender.send(big(i))
+      sender.flush()
+      expect(wire).toEqual(Array.from({ length: 10 }, (_, i) => `native:${i}`))
+    })
+  })
+})
