@@ -56,6 +56,24 @@ export interface SocketStats {
   readonly sendBufferSize: number
   /** Which UDP implementation moves the datagrams (`layerUdp`); absent for other transports. */
   readonly backend?: UdpBackend
+  /**
+   * Native backend only: runs of equal-size datagrams sent as ONE message each (UDP GSO) and runs
+   * received in one read (UDP GRO), with the datagrams they carried. Zero where the kernel or
+   * route does not segment, or the datagrams never came in runs.
+   */
+  readonly segmentation?: Segmentation
+}
+
+/**
+ * GSO / GRO counters of a native-backend socket (`SocketStats.segmentation`).
+ *
+ * @since 0.1.0
+ */
+export interface Segmentation {
+  gsoSends: number
+  gsoDatagrams: number
+  groReads: number
+  groDatagrams: number
 }
 
 /**

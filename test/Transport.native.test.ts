@@ -64,7 +64,7 @@ describe("native UDP backend", () => {
             const state = Object.getOwnPropertySymbols(s).find((x) => x.description === "state symbol")
             const handle = s[state].handle
             handle.recvStop()
-            addon.rxOpen(handle.fd, 0, -1, new Uint32Array(256), () => {})
+            addon.rxOpen(handle.fd, 0, -1, new Uint32Array(64 * 64 * 4), () => {})
             parentPort.postMessage("open")
             if (workerData.exit) process.exit(0)
           })`
@@ -96,12 +96,14 @@ describe("native UDP backend", () => {
      */
     const harness = (accept: Array<number>, errnos: Array<number>) => {
       const wire: Array<string> = []
+      const gsoFlags: Array<boolean> = []
       let call = 0
       const addon: Addon = {
         rxOpen: () => undefined,
         rxClose: () => {},
-        sendBatch: (_fd, stage, lengths, count, status) => {
+        sendBatch: (_fd, stage, lengths, count, status, gso) => {
           const k = call++
+          gsoFlags.push(gso)
           const n = Math.min(count, accept[k] ?? count)
           let o = 0
           for (let i = 0; i < n; i++) {
@@ -126,13 +128,14 @@ describe("native UDP backend", () => {
         own: undefined,
         deliver: () => {},
         endBatch: () => {},
-        sendError: (m) => errors.push(m)
+        sendError: (m) => errors.push(m),
+        segmentation: { gsoSends: 0, gsoDatagrams: 0, groReads: 0, groDatagrams: 0 }
       }
       const sender = makeHotPath(addon).sender(socket, context)!
       const complete = () => {
         for (const f of pending.splice(0)) f()
       }
-      return { wire, sender, errors, complete }
+      return { wire, sender, errors, complete, gsoFlags }
     }
     const d = (i: number) => new Uint8Array([i, 0, 0])
 
@@ -172,6 +175,18 @@ describe("native UDP backend", () => {
       expect(wire).toEqual(["native:1", "native:2", "native:3"])
       sender.send(d(4))
       expect(errors).toEqual(["send after close 239.255.40.9:7409"])
+    })
+
+    it("a route that refuses GSO (EIO): the same datagrams again without it, none lost, and no GSO after", () => {
+      const { wire, sender, errors, gsoFlags } = harness([2], [os.constants.errno.EIO])
+      for (let i = 0; i < 5; i++) sender.send(d(i))
+      sender.flush()
+      expect(wire).toEqual(["native:0", "native:1", "native:2", "native:3", "native:4"])
+      sender.send(d(5))
+      sender.flush()
+      expect(wire.at(-1)).toBe("native:5")
+      expect(gsoFlags).toEqual([true, false, false])
+      expect(errors).toEqual([])
     })
 
     it("a queue bigger than the stage goes in several batches, in order", () => {

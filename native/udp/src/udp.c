@@ -6,15 +6,18 @@
  *
  * Receive: the caller stops node's own reading of the socket (UDPWrap.recvStop, which takes the fd
  * out of libuv's watcher table) before rx_open polls a duplicate of the fd (see rx_open for why).
- * On each wake-up we read up to RX_VLEN datagrams per recvmmsg, at most RX_ROUNDS times (a busy
+ * On each wake-up we read up to RX_VLEN messages per recvmmsg, at most RX_ROUNDS times (a busy
  * socket must not starve the loop; epoll is level-triggered, so what is left wakes us again), and
- * hand each round to JS as
- * ONE fresh ArrayBuffer holding the datagrams back to back (the engine keeps views into them, so
- * it cannot be a reused buffer) plus offsets/lengths/source ip/port in a reused Uint32Array.
+ * hand each round to JS as ONE fresh ArrayBuffer holding the datagrams back to back (the engine
+ * keeps views into them, so it cannot be a reused buffer) plus offsets/lengths/source ip/port in a
+ * reused Uint32Array. With UDP_GRO a message can be a run of datagrams (see below): split here.
  *
  * Send: the caller copies queued datagrams back to back into a staging buffer and calls
  * send_batch once; we send them with sendmmsg (MSG_DONTWAIT) until all left or one failed, and
- * say how many left and why the next did not.
+ * say how many left and why the next did not. With gso, each run of equal-size datagrams is one
+ * message with UDP_SEGMENT (GSO, Linux >= 4.18): the kernel cuts it into those datagrams, so the
+ * wire and every receiver see exactly what was queued, for one trip through the stack per run
+ * instead of one per datagram. On loopback the run reaches a UDP_GRO socket still whole.
  */
 #define _GNU_SOURCE
 /* napi_add_async_cleanup_hook (Node >= 14.10): worker threads can end with a receiver open. */
@@ -23,6 +26,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/udp.h>
 #include <node_api.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -30,6 +34,13 @@
 #include <sys/socket.h>
 #include <unistd.h>
 #include <uv.h>
+
+#ifndef UDP_SEGMENT
+#define UDP_SEGMENT 103
+#endif
+#ifndef UDP_GRO
+#define UDP_GRO 104
+#endif
 
 #define RX_VLEN 64
 #define RX_ROUNDS 4
@@ -39,6 +50,13 @@
 #define TX_VLEN 64
 /* Words of meta per datagram: offset, length, source ip (host order), source port. */
 #define META 4
+/* Datagrams per GSO send at most (the kernel's UDP_MAX_SEGMENTS is 64, 128 since 6.x), and bytes per
+ * GSO send (one UDP payload: at most 65 507). */
+#define GSO_SEGMENTS 64
+#define GSO_BYTES 65000
+/* Meta entries per recvmmsg round: each message may be a GRO run of up to 64 datagrams (the
+ * kernel's UDP_GRO_CNT_MAX), so a round never runs out. */
+#define RX_META (RX_VLEN * GSO_SEGMENTS)
 
 #define CHECK(call)                                                                                \
   do {                                                                                             \
@@ -62,6 +80,10 @@ typedef struct {
   struct mmsghdr msgs[RX_VLEN];
   struct iovec iov[RX_VLEN];
   struct sockaddr_in from[RX_VLEN];
+  /* The UDP_GRO cmsg of each message (the segment size of a coalesced run). */
+  char control[RX_VLEN][CMSG_SPACE(sizeof(int))];
+  /* Datagrams delivered from each message: 1, a GRO run's segments, or 0 (filtered). */
+  uint32_t parts[RX_VLEN];
 } rx_t;
 
 typedef struct {
@@ -108,23 +130,27 @@ static void rx_cleanup_hook(napi_async_cleanup_hook_handle handle, void *arg) {
 
 /* Hands one round's `count` datagrams (already described in meta) to JS. Never lets a JS exception
  * reach libuv: the JS side catches everything, and whatever still escapes is cleared here. */
-static void rx_deliver(rx_t *rx, int n, uint32_t count, size_t total) {
+static void rx_deliver(rx_t *rx, int n, uint32_t count, size_t total, uint32_t runs, uint32_t in_runs) {
   napi_env env = rx->env;
   napi_handle_scope scope;
   if (napi_open_handle_scope(env, &scope) != napi_ok) return;
-  napi_value ab, cb, recv, argv[2], result;
+  napi_value ab, cb, recv, argv[4], result;
   void *data = NULL;
   if (napi_create_arraybuffer(env, total, &data, &ab) == napi_ok) {
     uint8_t *out = data;
+    /* A GRO run's datagrams lie back to back in its slot and stay so in `out`: one copy each. */
     for (int i = 0, k = 0; i < n && (uint32_t)k < count; i++) {
-      if (rx->msgs[i].msg_len == UINT32_MAX) continue; /* filtered */
-      memcpy(out + rx->meta[k * META], rx->iov[i].iov_base, rx->meta[k * META + 1]);
-      k++;
+      if (rx->parts[i] == 0) continue; /* filtered */
+      uint32_t at = rx->meta[k * META];
+      k += rx->parts[i];
+      uint32_t last = (uint32_t)(k - 1) * META;
+      memcpy(out + at, rx->iov[i].iov_base, rx->meta[last] + rx->meta[last + 1] - at);
     }
     if (napi_get_reference_value(env, rx->callback, &cb) == napi_ok && napi_get_global(env, &recv) == napi_ok &&
-        napi_create_uint32(env, count, &argv[1]) == napi_ok) {
+        napi_create_uint32(env, count, &argv[1]) == napi_ok && napi_create_uint32(env, runs, &argv[2]) == napi_ok &&
+        napi_create_uint32(env, in_runs, &argv[3]) == napi_ok) {
       argv[0] = ab;
-      napi_status s = napi_make_callback(env, rx->async, recv, cb, 2, argv, &result);
+      napi_status s = napi_make_callback(env, rx->async, recv, cb, 4, argv, &result);
       if (s != napi_ok) {
         bool pending = false;
         napi_value exc;
@@ -148,30 +174,45 @@ static void rx_readable(uv_poll_t *h, int status, int events) {
     for (int i = 0; i < RX_VLEN; i++) {
       rx->msgs[i].msg_hdr.msg_namelen = sizeof(struct sockaddr_in);
       rx->msgs[i].msg_hdr.msg_flags = 0;
+      rx->msgs[i].msg_hdr.msg_control = rx->control[i];
+      rx->msgs[i].msg_hdr.msg_controllen = sizeof(rx->control[i]);
     }
     int n;
     do n = recvmmsg(rx->fd, rx->msgs, RX_VLEN, MSG_DONTWAIT, NULL);
     while (n < 0 && errno == EINTR);
     if (n <= 0) return; /* EAGAIN: drained; any other error: the next wake-up tries again */
-    uint32_t count = 0;
+    uint32_t count = 0, runs = 0, in_runs = 0;
     size_t total = 0;
     for (int i = 0; i < n; i++) {
       struct sockaddr_in *a = &rx->from[i];
       /* Our own datagrams, looped back by the kernel: skipped before they cost anything. */
+      rx->parts[i] = 0;
       if ((rx->own_port >= 0 && a->sin_addr.s_addr == rx->own_ip && ntohs(a->sin_port) == rx->own_port) ||
-          (rx->msgs[i].msg_hdr.msg_flags & MSG_TRUNC)) {
-        rx->msgs[i].msg_len = UINT32_MAX;
+          (rx->msgs[i].msg_hdr.msg_flags & MSG_TRUNC))
         continue;
+      /* A GRO run (a GSO send on loopback, or same-size datagrams a NIC coalesced) comes as one
+       * message with its segment size in a cmsg: datagrams of that size, the last maybe shorter. */
+      uint32_t len = rx->msgs[i].msg_len, seg = len;
+      for (struct cmsghdr *c = CMSG_FIRSTHDR(&rx->msgs[i].msg_hdr); c; c = CMSG_NXTHDR(&rx->msgs[i].msg_hdr, c)) {
+        if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO) {
+          int g;
+          memcpy(&g, CMSG_DATA(c), sizeof g);
+          if (g > 0 && (uint32_t)g < len) seg = (uint32_t)g;
+        }
       }
-      uint32_t *m = rx->meta + count * META;
-      m[0] = (uint32_t)total;
-      m[1] = rx->msgs[i].msg_len;
-      m[2] = ntohl(a->sin_addr.s_addr);
-      m[3] = ntohs(a->sin_port);
-      total += rx->msgs[i].msg_len;
-      count++;
+      uint32_t ip = ntohl(a->sin_addr.s_addr), port = ntohs(a->sin_port), used = 0;
+      for (uint32_t o = 0; o < len && count < RX_META; o += seg, count++, rx->parts[i]++) {
+        uint32_t *m = rx->meta + count * META;
+        m[0] = (uint32_t)(total + o);
+        m[1] = len - o < seg ? len - o : seg;
+        m[2] = ip;
+        m[3] = port;
+        used = o + m[1];
+      }
+      total += used;
+      if (rx->parts[i] > 1) runs++, in_runs += rx->parts[i];
     }
-    if (count > 0) rx_deliver(rx, n, count, total);
+    if (count > 0) rx_deliver(rx, n, count, total, runs, in_runs);
     if (n < RX_VLEN) return;
   }
 }
@@ -185,7 +226,8 @@ static napi_value get_args(napi_env env, napi_callback_info info, size_t want, n
   return argv[0];
 }
 
-/* rxOpen(fd, ownIp, ownPort, meta: Uint32Array(RX_VLEN * 4), callback(buffer, count)) -> handle */
+/* rxOpen(fd, ownIp, ownPort, meta: Uint32Array(RX_META * 4), callback(buffer, count, runs, inRuns)) -> handle
+ * (runs: GRO reads of more than one datagram in this batch, inRuns: their datagrams) */
 static napi_value rx_open(napi_env env, napi_callback_info info) {
   napi_value argv[5], handle, name;
   if (!get_args(env, info, 5, argv)) return NULL;
@@ -198,8 +240,8 @@ static napi_value rx_open(napi_env env, napi_callback_info info) {
   size_t length;
   void *meta;
   CHECK(napi_get_typedarray_info(env, argv[3], &type, &length, &meta, NULL, NULL));
-  if (type != napi_uint32_array || length < RX_VLEN * META) {
-    napi_throw_type_error(env, NULL, "meta must be a Uint32Array of at least 256 elements");
+  if (type != napi_uint32_array || length < RX_META * META) {
+    napi_throw_type_error(env, NULL, "meta must be a Uint32Array of at least RX_VLEN * 64 * 4 elements");
     return NULL;
   }
   rx_t *rx = calloc(1, sizeof(rx_t));
@@ -265,6 +307,10 @@ static napi_value rx_open(napi_env env, napi_callback_info info) {
     napi_throw_error(env, uv_err_name(err), uv_strerror(err));
     return NULL;
   }
+  /* Coalesced runs in one read where the kernel can (UDP_GRO, Linux >= 5.0); a kernel without it
+   * refuses the option and datagrams come one per message, as before. */
+  int one = 1;
+  setsockopt(rx->fd, SOL_UDP, UDP_GRO, &one, sizeof one);
   rx->poll.data = rx;
   if ((err = uv_poll_start(&rx->poll, UV_READABLE, rx_readable)) != 0) {
     rx->closing = 1;
@@ -288,14 +334,17 @@ static napi_value rx_close(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-/* sendBatch(fd, stage: Uint8Array, lengths: Uint32Array, count, status: Int32Array) -> sent.
+/* sendBatch(fd, stage: Uint8Array, lengths: Uint32Array, count, status: Int32Array(3), gso) -> sent.
+ * status[1], status[2]: GSO messages of more than one datagram sent, and their datagrams.
  * The datagrams lie back to back in `stage`. Returns how many left; when fewer than `count`,
  * status[0] is the errno of the first that did not (EAGAIN: the send buffer is full). */
 static napi_value send_batch(napi_env env, napi_callback_info info) {
-  napi_value argv[5], result;
-  if (!get_args(env, info, 5, argv)) return NULL;
+  napi_value argv[6], result;
+  if (!get_args(env, info, 6, argv)) return NULL;
   int32_t fd;
   uint32_t count;
+  bool gso = false;
+  CHECK(napi_get_value_bool(env, argv[5], &gso));
   napi_typedarray_type type;
   size_t stage_len, lens_len, status_len;
   void *stage, *lens_v, *status_v;
@@ -308,41 +357,71 @@ static napi_value send_batch(napi_env env, napi_callback_info info) {
   }
   CHECK(napi_get_value_uint32(env, argv[3], &count));
   CHECK(napi_get_typedarray_info(env, argv[4], &type, &status_len, &status_v, NULL, NULL));
-  if (type != napi_int32_array || status_len < 1 || count > lens_len) {
+  if (type != napi_int32_array || status_len < 3 || count > lens_len) {
     napi_throw_type_error(env, NULL, "bad status or count");
     return NULL;
   }
   uint32_t *lens = lens_v;
   int32_t *status = status_v;
+  size_t need = 0;
+  for (uint32_t i = 0; i < count; i++) need += lens[i];
+  if (need > stage_len) {
+    napi_throw_range_error(env, NULL, "lengths exceed the stage");
+    return NULL;
+  }
   struct mmsghdr msgs[TX_VLEN];
   struct iovec iov[TX_VLEN];
+  char control[TX_VLEN][CMSG_SPACE(sizeof(uint16_t))];
+  uint32_t runs[TX_VLEN];
   uint32_t done = 0;
   size_t offset = 0;
-  status[0] = 0;
+  status[0] = status[1] = status[2] = 0;
   while (done < count) {
-    uint32_t n = count - done < TX_VLEN ? count - done : TX_VLEN;
+    /* With gso, each message is a run of datagrams of one size (the last may be shorter), back to
+     * back in the stage: ONE iovec and a UDP_SEGMENT cmsg, and the kernel cuts it into exactly
+     * these datagrams (a receiver without UDP_GRO gets them one by one, as if sent so). */
+    uint32_t n = 0, next = done;
     size_t o = offset;
-    for (uint32_t i = 0; i < n; i++) {
-      if (o + lens[done + i] > stage_len) {
-        napi_throw_range_error(env, NULL, "lengths exceed the stage");
-        return NULL;
+    while (next < count && n < TX_VLEN) {
+      uint32_t seg = lens[next], k = 1;
+      size_t bytes = seg;
+      while (gso && next + k < count && k < GSO_SEGMENTS && lens[next + k] <= seg && bytes + lens[next + k] <= GSO_BYTES) {
+        bytes += lens[next + k];
+        if (lens[next + k++] < seg) break;
       }
-      iov[i].iov_base = (uint8_t *)stage + o;
-      iov[i].iov_len = lens[done + i];
-      o += lens[done + i];
-      memset(&msgs[i].msg_hdr, 0, sizeof(struct msghdr));
-      msgs[i].msg_hdr.msg_iov = &iov[i];
-      msgs[i].msg_hdr.msg_iovlen = 1;
+      memset(&msgs[n].msg_hdr, 0, sizeof(struct msghdr));
+      iov[n].iov_base = (uint8_t *)stage + o;
+      iov[n].iov_len = bytes;
+      msgs[n].msg_hdr.msg_iov = &iov[n];
+      msgs[n].msg_hdr.msg_iovlen = 1;
+      if (k > 1) {
+        msgs[n].msg_hdr.msg_control = control[n];
+        msgs[n].msg_hdr.msg_controllen = sizeof(control[n]);
+        struct cmsghdr *c = CMSG_FIRSTHDR(&msgs[n].msg_hdr);
+        c->cmsg_level = SOL_UDP;
+        c->cmsg_type = UDP_SEGMENT;
+        c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+        uint16_t g = (uint16_t)seg;
+        memcpy(CMSG_DATA(c), &g, sizeof g);
+      }
+      runs[n++] = k;
+      o += bytes;
+      next += k;
     }
     int r;
     do r = sendmmsg(fd, msgs, n, MSG_DONTWAIT);
     while (r < 0 && errno == EINTR);
     if (r < 0) {
+      /* EAGAIN: the send buffer is full. EIO / EINVAL with gso: the route cannot segment (no
+       * checksum offload, a segment above the MTU); the caller then sends without gso. */
       status[0] = errno;
       break;
     }
-    for (int i = 0; i < r; i++) offset += lens[done + i];
-    done += (uint32_t)r;
+    for (int i = 0; i < r; i++) {
+      for (uint32_t j = 0; j < runs[i]; j++) offset += lens[done + j];
+      done += runs[i];
+      if (runs[i] > 1) status[1]++, status[2] += (int32_t)runs[i];
+    }
     /* A short count means the next one failed; sendmmsg reports why on the next call. */
   }
   CHECK(napi_create_uint32(env, done, &result));

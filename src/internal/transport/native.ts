@@ -10,14 +10,17 @@
  * Buffer and a `message` event per receive), and that is what the addon replaces:
  *
  * - receive: node's reading of the socket is stopped (which takes the fd out of libuv's watcher
- *   table) and a `uv_poll` on a duplicate of the fd (udp.c says why) reads up to 64 datagrams per
- *   `recvmmsg`, skips our own looped-back ones, and makes ONE call into JavaScript per read with
- *   one fresh ArrayBuffer
+ *   table) and a `uv_poll` on a duplicate of the fd (udp.c says why) reads up to 64 messages per
+ *   `recvmmsg` (with UDP_GRO a message can be a run of up to 64 datagrams, split in C), skips our
+ *   own looped-back ones, and makes ONE call into JavaScript per read with one fresh ArrayBuffer
  *   (datagrams back to back: the engine keeps views into them) and offsets / lengths / source in a
  *   reused Uint32Array. The batch ends with that call.
  * - send: `send` only queues; `flush` (after each drive of the engine, see connection.ts, or at
  *   the latest in a microtask) copies the queue into a staging buffer and sends it with one
- *   `sendmmsg` call into C. When the kernel's send buffer is full (EAGAIN) the rest goes, in order,
+ *   `sendmmsg` call into C, each run of equal-size datagrams (the fragments of a large update,
+ *   same-size updates) as ONE GSO message (UDP_SEGMENT) that the kernel cuts into exactly those
+ *   datagrams; if the route refuses GSO (EIO / EINVAL / EMSGSIZE), the socket stops using it.
+ *   When the kernel's send buffer is full (EAGAIN) the rest goes, in order,
  *   to node:dgram's `send`, which waits for the socket to be writable; later datagrams follow it
  *   there until node has sent them all, so order holds. Other errors are counted per datagram, as
  *   node:dgram's callback does.
@@ -42,18 +45,26 @@ export interface Addon {
     ownIp: number,
     ownPort: number,
     meta: Uint32Array,
-    callback: (buffer: ArrayBuffer, count: number) => void
+    callback: (buffer: ArrayBuffer, count: number, runs: number, inRuns: number) => void
   ) => unknown
   readonly rxClose: (handle: unknown) => void
-  readonly sendBatch: (fd: number, stage: Uint8Array, lengths: Uint32Array, count: number, status: Int32Array) => number
+  readonly sendBatch: (
+    fd: number,
+    stage: Uint8Array,
+    lengths: Uint32Array,
+    count: number,
+    status: Int32Array,
+    gso: boolean
+  ) => number
 }
 
-/** Datagrams per recvmmsg (RX_VLEN in udp.c); 4 words of meta each. */
+/** Messages per recvmmsg (RX_VLEN in udp.c), each up to 64 datagrams (a GRO run); 4 words of meta each. */
 const RX_VLEN = 64
+const RX_META = RX_VLEN * 64
 /** Bytes staged per sendBatch call: room for many datagrams, and always for the largest one. */
 const STAGE_BYTES = 256 * 1024
 const STAGE_DATAGRAMS = 1024
-const { EAGAIN, EWOULDBLOCK } = os.constants.errno
+const { EAGAIN, EWOULDBLOCK, EIO, EINVAL, EMSGSIZE } = os.constants.errno
 
 const ADDON = join("native", "udp", "build", "Release", "udp.node")
 
@@ -143,10 +154,12 @@ export const makeHotPath = (addon: Addon): HotPath => ({
   receive: (socket, context) => {
     const handle = handleOf(socket)
     if (handle === undefined) return undefined
-    const meta = new Uint32Array(RX_VLEN * 4)
-    const { deliver, endBatch } = context
-    const onBatch = (buffer: ArrayBuffer, count: number) => {
+    const meta = new Uint32Array(RX_META * 4)
+    const { deliver, endBatch, segmentation } = context
+    const onBatch = (buffer: ArrayBuffer, count: number, runs: number, inRuns: number) => {
       // Called from C straight out of libuv: nothing may throw out of here.
+      segmentation.groReads += runs
+      segmentation.groDatagrams += inRuns
       try {
         const all = Buffer.from(buffer)
         for (let i = 0, j = 0; i < count; i++, j += 4) {
@@ -184,8 +197,12 @@ export const makeHotPath = (addon: Addon): HotPath => ({
     const fd = handle.fd
     const stage = new Uint8Array(STAGE_BYTES)
     const lengths = new Uint32Array(STAGE_DATAGRAMS)
-    const errno = new Int32Array(1)
+    // [errno of the datagram that did not go, GSO messages sent, their datagrams]
+    const errno = new Int32Array(3)
+    const { segmentation } = context
     const { group } = context
+    // Runs of equal-size datagrams go out as one GSO send each, until the route refuses it.
+    let gso = true
     let queue: Array<Uint8Array> = []
     let scheduled = false
     let closed = false
@@ -225,7 +242,9 @@ export const makeHotPath = (addon: Addon): HotPath => ({
         }
         let sent: number
         try {
-          sent = addon.sendBatch(fd, stage, lengths, n, errno)
+          sent = addon.sendBatch(fd, stage, lengths, n, errno, gso)
+          segmentation.gsoSends += errno[1]
+          segmentation.gsoDatagrams += errno[2]
         } catch (err) {
           // Only a bug in the arguments; node:dgram takes what is left.
           context.sendError(err instanceof Error ? err.message : String(err))
@@ -235,6 +254,12 @@ export const makeHotPath = (addon: Addon): HotPath => ({
         i += sent
         if (sent < n) {
           const e = errno[0]
+          if (gso && (e === EIO || e === EINVAL || e === EMSGSIZE)) {
+            // This route cannot segment (no checksum offload, a segment above its MTU): the rest,
+            // and everything after, one datagram per message.
+            gso = false
+            continue
+          }
           if (e === EAGAIN || e === EWOULDBLOCK) {
             // The send buffer is full: node:dgram queues the rest in libuv until it is writable.
             while (i < q.length) nodeSend(q[i++])

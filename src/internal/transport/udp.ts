@@ -10,7 +10,14 @@ import * as Dgram from "node:dgram"
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import type { TransportError } from "../../DistributorError.js"
-import type { Datagram, DatagramHandler, DatagramSocket, OpenOptions, UdpBackend } from "../../Transport.js"
+import type {
+  Datagram,
+  DatagramHandler,
+  DatagramSocket,
+  OpenOptions,
+  Segmentation,
+  UdpBackend
+} from "../../Transport.js"
 import { transportError } from "./shared.js"
 
 const DEFAULT_QUEUE_CAPACITY = 65_536
@@ -75,6 +82,8 @@ export interface HotPathContext {
   /** The end of the datagrams read in one wake-up. */
   readonly endBatch: () => void
   readonly sendError: (message: string) => void
+  /** GSO / GRO counters the hot path keeps (SocketStats.segmentation). */
+  readonly segmentation: Segmentation
 }
 
 /** Takes over the per-datagram work of sockets that this module set up. */
@@ -177,8 +186,10 @@ export const openWith = (
     const hotEndBatch = () => {
       if (!closed && handler !== undefined) handler.onBatchEnd()
     }
+    const segmentation: Segmentation = { gsoSends: 0, gsoDatagrams: 0, groReads: 0, groDatagrams: 0 }
     const hotContext = (): HotPathContext => ({
       group,
+      segmentation,
       own: ownAddress !== undefined ? { ip: ownAddress, port: ownPort } : undefined,
       deliver,
       endBatch: hotEndBatch,
@@ -353,7 +364,8 @@ export const openWith = (
         queueDrops,
         recvBufferSize,
         sendBufferSize,
-        backend: hotPath !== undefined && hotSender !== undefined && !hotReceiveFailed ? hotPath.backend : "dgram"
+        backend: hotPath !== undefined && hotSender !== undefined && !hotReceiveFailed ? hotPath.backend : "dgram",
+        ...(hotPath !== undefined ? { segmentation: { ...segmentation } } : {})
       })
     } satisfies DatagramSocket
   })
