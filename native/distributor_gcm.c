@@ -137,7 +137,9 @@ static napi_value open_(napi_env env, napi_callback_info info, int encrypt) {
   if (!args(env, info, &k, &bytes, &length, encrypt ? &out : NULL, &out_len)) return status(env, BAD_ARGS);
   if (length <= HEADER + TAG || length > 0x7fffffff) return status(env, BAD_ARGS);
   size_t n = length - HEADER - TAG;
-  if (encrypt && (out_len != n || overlap(out, out_len, bytes, length))) return status(env, BAD_ARGS);
+  /* In place (out is exactly the ciphertext's bytes) is fine for GCM; any other overlap is not. */
+  if (encrypt && (out_len != n || (out != bytes + HEADER && overlap(out, out_len, bytes, length))))
+    return status(env, BAD_ARGS);
   EVP_CIPHER_CTX* c = k->open;
   unsigned char* tag = bytes + HEADER + n;
   if (EVP_DecryptInit_ex(c, NULL, NULL, NULL, bytes + NONCE_AT) != 1 ||

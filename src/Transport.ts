@@ -90,7 +90,8 @@ export type UdpBackend = "native" | "dgram"
  * `onDatagram` is called once per datagram, in arrival order, straight from the socket's event (or
  * the in-memory network's delivery fiber); `onBatchEnd` once after the datagrams read in one wake-up
  * of the socket (one event-loop poll phase for UDP), so the receiver can hand on what the whole
- * batch produced at once. `data` is the receiver's to keep.
+ * batch produced at once. `data` is the receiver's own, to keep and to overwrite (no other receiver
+ * shares its bytes: the engine decrypts secured datagrams in place).
  *
  * @since 0.1.0
  */

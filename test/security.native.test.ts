@@ -149,9 +149,11 @@ describe("native AES-GCM accelerator", () => {
             other[3] = 1
             expect(receiver.ch.open(other, 1000)).toBeUndefined()
             expect(receiver.stats).toEqual({ ...zeroStats(), authFailures: spots.length + 1 })
-            // Nothing forged was recorded as seen: the genuine envelope opens, then is a replay.
+            // Nothing forged was recorded as seen: the genuine envelope opens, then is a replay
+            // (arriving as its own copy, as from a socket: opening decrypts in place).
+            const replay = Buffer.from(sealed)
             expect(Buffer.from(receiver.ch.open(sealed, 1000)!).equals(Buffer.from(inner))).toBe(true)
-            expect(receiver.ch.open(sealed, 1000)).toBeUndefined()
+            expect(receiver.ch.open(replay, 1000)).toBeUndefined()
             expect(receiver.stats.replaysDropped).toBe(1)
           })
         }
@@ -172,13 +174,19 @@ describe("native AES-GCM accelerator", () => {
         expect(addon.openEncrypt(key, out, new Uint8Array(99))).toBe(-1)
         expect(addon.openEncrypt(key, out.subarray(0, 40), new Uint8Array(0))).toBe(-1)
         expect(addon.openAuthenticate(key, 42)).toBe(-1)
-        // Output overlapping the input (no in-place sealing or opening).
+        // Output overlapping the input: refused, except opening exactly in place (into the
+        // ciphertext's own bytes, which is how the envelope opens).
         expect(addon.sealEncrypt(key, new Uint8Array(140), new Uint8Array(240).subarray(0, 100))).toBe(1)
         const shared = new Uint8Array(140)
         expect(addon.sealEncrypt(key, shared, shared.subarray(24, 124))).toBe(-1)
-        expect(addon.openEncrypt(key, out, out.subarray(24, 124))).toBe(-1)
-        const plain = new Uint8Array(100)
+        expect(addon.openEncrypt(key, out, out.subarray(23, 123))).toBe(-1)
+        expect(addon.openEncrypt(key, out, out.subarray(25, 125))).toBe(-1)
+        const plain = new Uint8Array(100).fill(9)
         expect(addon.openEncrypt(key, out, plain)).toBe(1)
+        expect(plain).toEqual(inner)
+        const inPlace = out.slice()
+        expect(addon.openEncrypt(key, inPlace, inPlace.subarray(24, 124))).toBe(1)
+        expect(inPlace.subarray(24, 124)).toEqual(inner)
         out[50] ^= 1
         expect(addon.openEncrypt(key, out, plain)).toBe(0)
       })

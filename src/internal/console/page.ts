@@ -343,6 +343,10 @@ function countersBlock(c) {
     ["Send buffer", c.socket.sendBufferSize ? fmtBytes(c.socket.sendBufferSize) : "n/a"],
     ["UDP backend", c.socket.backend === "native" ? "native (recvmmsg / sendmmsg)" : c.socket.backend || "n/a"]
   ];
+  const seg = c.socket.segmentation;
+  if (seg) sock.push(
+    ["GSO sends (datagrams)", fmtInt(seg.gsoSends) + " (" + fmtInt(seg.gsoDatagrams) + ")", null, "gsoSends", seg.gsoSends],
+    ["GRO reads (datagrams)", fmtInt(seg.groReads) + " (" + fmtInt(seg.groDatagrams) + ")", null, "groReads", seg.groReads]);
   for (const [label, text, tone, field, v] of sock) rows.push(h("tr", null, h("td", null, label),
     h("td", { class: "num" + (tone ? " nz-" + tone : ""), "data-counter": field, "data-value": v }, text)));
   if (c.socket.lastSendError) rows.push(h("tr", null, h("td", null, "Last send error"),

@@ -68,7 +68,11 @@ export const SocketView = Schema.Struct({
   recvBufferSize: Schema.Number,
   sendBufferSize: Schema.Number,
   /** The UDP backend (`Transport.udpBackend`), null for other transports. */
-  backend: Schema.NullOr(Schema.Literal("native", "dgram"))
+  backend: Schema.NullOr(Schema.Literal("native", "dgram")),
+  /** Native backend: GSO runs sent and GRO runs read whole, with their datagrams; null otherwise. */
+  segmentation: Schema.NullOr(
+    Schema.Struct({ gsoSends: Count, gsoDatagrams: Count, groReads: Count, groDatagrams: Count })
+  )
 }).annotations({ identifier: "SocketStats" })
 
 export const PublisherView = Schema.Struct({

@@ -93,7 +93,8 @@ const toConnectionView = (c: ConnectionStats, history: RateHistory, historyLimit
       queueDrops: c.socket.queueDrops,
       recvBufferSize: c.socket.recvBufferSize,
       sendBufferSize: c.socket.sendBufferSize,
-      backend: c.socket.backend ?? null
+      backend: c.socket.backend ?? null,
+      segmentation: c.socket.segmentation ?? null
     },
     rates: { current: rates.current, peak: rates.peak },
     history: rates.history,

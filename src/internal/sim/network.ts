@@ -18,8 +18,8 @@
  * - `node.send(bytes)` multicasts: every OTHER active node gets its own copy through the link
  *   model from→to (a sender does not receive its own datagrams, like IP_MULTICAST_LOOP off). The
  *   bytes are copied once at send time into a Buffer (the kernel would copy too), so the caller may
- *   reuse its buffer. Receivers get `onDatagram(bytes, senderAddress, now)`; all receivers of one send
- *   share that copy, so they must not mutate it.
+ *   reuse its buffer. Receivers get `onDatagram(bytes, senderAddress, now)`, each delivery a copy of
+ *   its own (the receiver owns it, as with a real socket; `copyOnSend: false` shares one, unmutated).
  * - Sends never re-enter: a send made inside a callback only schedules deliveries (at `now + delay`,
  *   after everything already queued for that instant).
  * - Timers: after each callback into a node (onDatagram, onTimer), after each `schedule`d action
@@ -549,7 +549,9 @@ export class SimNetwork {
             size: ev.bytes!.length
           })
         }
-        node.endpoint.onDatagram(ev.bytes!, ev.from!.address, this.clock)
+        // Each delivery its own copy, as a real network gives: the receiver owns it (the engine
+        // decrypts in place), and a duplicate must arrive as sent.
+        node.endpoint.onDatagram(this.copyOnSend ? Buffer.from(ev.bytes!) : ev.bytes!, ev.from!.address, this.clock)
         this._refreshTimer(node)
         return true
       }
