@@ -15,7 +15,7 @@
  * functions with the most self time of one profile.
  */
 import { spawn } from "node:child_process"
-import { existsSync, readFileSync, rmSync } from "node:fs"
+import { readFileSync, rmSync } from "node:fs"
 import * as os from "node:os"
 import { dirname, join, resolve } from "node:path"
 import { createInterface } from "node:readline"
@@ -72,14 +72,10 @@ interface Worker {
 
 const startWorker = (entry: string, cwd: string, args: object, profDir: string | undefined, tag: string): Worker => {
   const prof = profDir ? ["--cpu-prof", `--cpu-prof-dir=${profDir}`, `--cpu-prof-name=${tag}.cpuprofile`] : []
-  // The bundle is in the temp dir: name the tree's native AES-GCM addon (if built) for its security layer.
-  const addon = join(cwd, "native/build/Release/distributor_gcm.node")
-  const env =
-    existsSync(addon) && process.env.DISTRIBUTOR_NATIVE_PATH === undefined ? { DISTRIBUTOR_NATIVE_PATH: addon } : {}
+  // cwd is the tree: the bundled worker finds that tree's native addons there (addon.ts).
   const child = spawn(process.execPath, [...prof, entry, JSON.stringify(args)], {
     stdio: ["pipe", "pipe", "inherit"],
-    cwd,
-    env: { ...process.env, ...env }
+    cwd
   })
   const queued: Array<any> = []
   const waiting: Array<(v: any) => void> = []

@@ -20,7 +20,7 @@ import * as os from "node:os"
 import { dirname, join, resolve } from "node:path"
 import { createInterface } from "node:readline"
 import { fileURLToPath } from "node:url"
-import { ADDON_FILE, gcmBackends } from "../src/internal/security/gcm.js"
+import { gcmBackends } from "../src/internal/security/gcm.js"
 import { type CaseResult, type Results, renderLatencySvg, renderMarkdown, renderThroughputSvg } from "./report.js"
 import type { System, WorkerArgs } from "./worker.js"
 
@@ -216,12 +216,7 @@ const bundleWorker = async () => {
   }
 }
 
-/**
- * The bundled worker sits in the temp dir, where the security layer cannot find this tree's
- * native AES-GCM addon by its own path: name it (unless the caller did, or set DISTRIBUTOR_NATIVE=0).
- */
-const addon = resolve(here, "..", ADDON_FILE)
-if (process.env.DISTRIBUTOR_NATIVE_PATH === undefined && existsSync(addon)) process.env.DISTRIBUTOR_NATIVE_PATH = addon
+// The bundled workers run in this checkout (cwd), where they find its native addons (addon.ts).
 if (systems.some((s) => s === "oursSec" || s === "oursAuth")) {
   const { native, reason } = gcmBackends()
   notes.push(

@@ -15,9 +15,10 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import { loadConnectionConfig } from "../src/DistributorConfig.js"
 import type { EngineSecurity, SecurityMode } from "../src/internal/security/config.js"
-import { ENVELOPE_HEADER_SIZE, SecureChannel, type SecurityStats } from "../src/internal/security/envelope.js"
+import { ENVELOPE_HEADER_SIZE, SecureChannel } from "../src/internal/security/envelope.js"
 import { ADDON_FILE, defaultGcm, type Gcm, gcmBackends, nodeGcm } from "../src/internal/security/gcm.js"
 import { payloadFor } from "./engine.harness.js"
+import { zeroStats } from "./fixtures/security.js"
 
 const root = fileURLToPath(new URL("..", import.meta.url))
 const built = existsSync(join(root, "native/build"))
@@ -26,14 +27,6 @@ const native = gcmBackends().native
 
 const OLD = { id: 1, key: new Uint8Array(32).fill(0x11) }
 const NEW = { id: 2, key: new Uint8Array(32).fill(0x22) }
-
-const zeroStats = (): SecurityStats => ({
-  securityMismatch: 0,
-  unknownKeyIds: 0,
-  authFailures: 0,
-  replaysDropped: 0,
-  staleDropped: 0
-})
 
 const channel = (gcm: Gcm, mode: SecurityMode, keys: EngineSecurity["keys"], prefix = 0) => {
   const stats = zeroStats()

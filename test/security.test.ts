@@ -32,6 +32,7 @@ import { type Gcm, gcmBackends, nodeGcm } from "../src/internal/security/gcm.js"
 import { parseKey, passphraseKey } from "../src/internal/security/keys.js"
 import { MAX_SENDERS, REPLAY_WINDOW, ReplayWindow } from "../src/internal/security/replay.js"
 import { payloadFor, recorder, testConfig } from "./engine.harness.js"
+import { zeroStats } from "./fixtures/security.js"
 
 const KEY_A = new Uint8Array(32).fill(0xa1)
 const KEY_B = new Uint8Array(32).fill(0xb2)
@@ -43,14 +44,6 @@ const security = (overrides: Partial<EngineSecurity> = {}): EngineSecurity => ({
   freshnessMs: 300_000,
   context: "239.255.21.1:47121",
   ...overrides
-})
-
-const zeroStats = (): SecurityStats => ({
-  securityMismatch: 0,
-  unknownKeyIds: 0,
-  authFailures: 0,
-  replaysDropped: 0,
-  staleDropped: 0
 })
 
 const total = (s: SecurityStats): number =>

@@ -14,6 +14,7 @@
  * Fields are read and written byte by byte rather than through DataView/Buffer methods: measured
  * faster here for these short headers and it avoids allocating a DataView per datagram.
  */
+import { slabAllocator } from "../slab.js"
 import {
   type DataBody,
   type DecodeFailure,
@@ -232,23 +233,14 @@ const startPacket = (prefix: SourcePrefix, kind: PacketKind, size: number): Buff
 }
 
 /**
- * Data fragments (a large update is cut into thousands) are bump-allocated from 64 KiB slabs as
- * plain views: `Buffer.allocUnsafe` per fragment cost a FastBuffer and a pool refill every few
- * fragments (~13 % of a 64 KiB publisher's CPU). A slab lives until its last fragment leaves the
- * retransmission cache; fragments are never written again after they are cached, except
+ * Data fragments (a large update is cut into thousands) come from 64 KiB slabs (`Buffer.allocUnsafe`
+ * per fragment was ~13 % of a 64 KiB publisher's CPU). A slab lives until its last fragment leaves
+ * the retransmission cache; fragments are never written again after they are cached, except
  * `markFresh`'s flag, which is their own bytes.
  */
-const FRAGMENT_SLAB = 65_536
-let fragmentSlab: ArrayBufferLike = new ArrayBuffer(0)
-let fragmentFree = 0
+const fragmentBytes = slabAllocator(65_536)
 const startFragment = (prefix: SourcePrefix, size: number): Uint8Array => {
-  if (fragmentSlab.byteLength - fragmentFree < size) {
-    fragmentSlab = Buffer.allocUnsafeSlow(Math.max(FRAGMENT_SLAB, size)).buffer
-    fragmentFree = 0
-  }
-  const buf = new Uint8Array(fragmentSlab, fragmentFree, size)
-  // 8-byte aligned starts, as separate allocations would have.
-  fragmentFree += (size + 7) & ~7
+  const buf = fragmentBytes(size)
   copyInto(buf, 0, prefix.bytes)
   buf[OFF_KIND] = KIND_DATA
   buf[OFF_FLAGS] = 0

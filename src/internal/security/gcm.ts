@@ -11,9 +11,9 @@
  * before use; anything wrong (not built, another ABI, `DISTRIBUTOR_NATIVE=0`) means `node`.
  */
 import { createCipheriv, createDecipheriv, createSecretKey, type KeyObject } from "node:crypto"
-import { existsSync, readFileSync } from "node:fs"
 import { createRequire } from "node:module"
-import { fileURLToPath } from "node:url"
+import { findAddon, nativeDisabled } from "../addon.js"
+import { slabAllocator } from "../slab.js"
 
 const ALGORITHM = "aes-256-gcm"
 /** Kept in step with envelope.ts (importing it would be circular). */
@@ -29,7 +29,9 @@ export interface GcmKey {
   seal(header: Buffer, inner: Uint8Array): Uint8Array
   /**
    * The inner datagram of the envelope `bytes` (longer than header + tag) if its tag checks out,
-   * else undefined. Encrypt: a new buffer; authenticate: a view into `bytes`.
+   * else undefined. Authenticate: a view into `bytes`. Encrypt: a new buffer (node:crypto), or
+   * `bytes`' ciphertext decrypted in place (native; `bytes` is the receiver's own, see
+   * Transport.DatagramHandler, and garbage after a failed open).
    */
   open(bytes: Uint8Array): Uint8Array | undefined
 }
@@ -119,22 +121,11 @@ interface Addon {
 }
 
 /**
- * Sealed datagrams are bump-allocated from 64 KiB slabs as plain views (a Buffer from the pool per
- * datagram cost ~0.3 µs of the seal). A region is never reused: a slab lives until the last of its
- * datagrams has been sent (the retransmission cache keeps the inner datagrams, not these).
+ * Sealed datagrams come from 64 KiB slabs (a pooled Buffer per datagram cost ~0.3 µs of the seal);
+ * a slab lives until the last of its datagrams has been sent (the retransmission cache keeps the
+ * inner datagrams, not these).
  */
-const SEAL_SLAB = 65_536
-let slab: ArrayBufferLike = new ArrayBuffer(0)
-let slabFree = 0
-const sealedSlab = (size: number): Uint8Array => {
-  if (slab.byteLength - slabFree < size) {
-    slab = Buffer.allocUnsafeSlow(Math.max(SEAL_SLAB, size)).buffer
-    slabFree = 0
-  }
-  const out = new Uint8Array(slab, slabFree, size)
-  slabFree += (size + 7) & ~7
-  return out
-}
+const sealedBytes = slabAllocator(65_536)
 
 class NativeKey implements GcmKey {
   constructor(
@@ -144,7 +135,7 @@ class NativeKey implements GcmKey {
   ) {}
 
   seal(header: Buffer, inner: Uint8Array): Uint8Array {
-    const out = sealedSlab(HEADER + inner.length + TAG)
+    const out = sealedBytes(HEADER + inner.length + TAG)
     out.set(header, 0)
     const s = this.encrypt
       ? this.addon.sealEncrypt(this.handle, out, inner)
@@ -177,25 +168,6 @@ const nativeOf = (addon: Addon): Gcm => ({
 
 export const ADDON_FILE = "native/build/Release/distributor_gcm.node"
 
-/**
- * Where the addon is: `DISTRIBUTOR_NATIVE_PATH`, else the package root's native/build (src/ and
- * dist/ both put this module three levels below the root). A bundle elsewhere (the bench workers)
- * has no package root above it and names the file by the variable.
- */
-const addonPath = (): string | undefined => {
-  const env = process.env.DISTRIBUTOR_NATIVE_PATH
-  if (env) return env
-  try {
-    const root = new URL("../../../", import.meta.url)
-    const pkg = JSON.parse(readFileSync(new URL("package.json", root), "utf8"))
-    if (pkg?.name !== "effect-distributor") return undefined
-    const file = fileURLToPath(new URL(ADDON_FILE, root))
-    return existsSync(file) ? file : undefined
-  } catch {
-    return undefined
-  }
-}
-
 /** The same envelope sealed and opened by both backends, both modes: the addon must agree exactly. */
 const agrees = (native: Gcm): string | undefined => {
   const raw = Buffer.alloc(32, 0x5a)
@@ -216,8 +188,9 @@ const agrees = (native: Gcm): string | undefined => {
 let selected: { gcm: Gcm; native: Gcm | undefined; reason: string } | undefined
 
 const load = (): NonNullable<typeof selected> => {
-  if (process.env.DISTRIBUTOR_NATIVE === "0") return { gcm: nodeGcm, native: undefined, reason: "DISTRIBUTOR_NATIVE=0" }
-  const path = addonPath()
+  if (nativeDisabled()) return { gcm: nodeGcm, native: undefined, reason: "DISTRIBUTOR_NATIVE=0" }
+  // `DISTRIBUTOR_NATIVE_PATH` names the file outright; else the package's own build (addon.ts).
+  const path = process.env.DISTRIBUTOR_NATIVE_PATH || findAddon(ADDON_FILE)
   if (path === undefined) return { gcm: nodeGcm, native: undefined, reason: "addon not built (npm run build:native)" }
   try {
     const native = nativeOf(createRequire(import.meta.url)(path) as Addon)

@@ -26,16 +26,15 @@
  *   node:dgram's callback does.
  */
 import type * as Dgram from "node:dgram"
-import { existsSync, readFileSync } from "node:fs"
 import { createRequire } from "node:module"
 import * as os from "node:os"
 import { join } from "node:path"
-import { fileURLToPath } from "node:url"
 import * as Util from "node:util"
 import type * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import type { TransportError } from "../../DistributorError.js"
 import type { DatagramSocket, OpenOptions, UdpBackend } from "../../Transport.js"
+import { findAddon, nativeDisabled } from "../addon.js"
 import { type HotPath, openWith } from "./udp.js"
 
 /** The addon's functions (native/udp/src/udp.c). */
@@ -70,27 +69,11 @@ const ADDON = join("native", "udp", "build", "Release", "udp.node")
 
 let cached: { readonly backend: UdpBackend; readonly reason: string; readonly addon?: Addon } | undefined
 
-/**
- * Loads the addon once. Looked for next to the package (src/ and dist/ are both three levels down)
- * and, for bundles of this code (the benchmarks run bundled workers in a checkout), in the working
- * directory when that is a checkout of this package — never native code from just any directory.
- */
+/** Loads the addon once (where it is looked for: addon.ts). */
 const load = (): NonNullable<typeof cached> => {
-  if (process.env.DISTRIBUTOR_NATIVE === "0") return { backend: "dgram", reason: "DISTRIBUTOR_NATIVE=0" }
+  if (nativeDisabled()) return { backend: "dgram", reason: "DISTRIBUTOR_NATIVE=0" }
   if (process.platform !== "linux") return { backend: "dgram", reason: `not Linux (${process.platform})` }
-  const candidates: Array<string> = []
-  try {
-    candidates.push(fileURLToPath(new URL(`../../../${ADDON}`, import.meta.url)))
-  } catch {
-    // not a file: URL (a bundle loaded some other way)
-  }
-  try {
-    const pkg = JSON.parse(readFileSync(join(process.cwd(), "package.json"), "utf8")) as { name?: unknown }
-    if (pkg.name === "effect-distributor") candidates.push(join(process.cwd(), ADDON))
-  } catch {
-    // no package.json here
-  }
-  const path = candidates.find((p) => existsSync(p))
+  const path = findAddon(ADDON)
   if (path === undefined) return { backend: "dgram", reason: "addon not built (npm run build:native)" }
   try {
     const addon = createRequire(import.meta.url)(path) as Addon

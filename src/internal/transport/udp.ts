@@ -152,6 +152,16 @@ export const openWith = (
     // every socket bound to its address and port once ANY socket on the host joined the group on
     // that interface (IP_MULTICAST_ALL, which node cannot turn off), so merely dropping the
     // membership would not keep the data away.
+    // One received datagram, to the handler or (before `listen`) to `early`. node:dgram's reader
+    // and the hot path's both end here; each ends its own batches.
+    const deliver = (data: Uint8Array, address: string) => {
+      if (handler === undefined) {
+        if (early.length < queueCapacity) early.push({ data, address })
+        else queueDrops++
+        return
+      }
+      handler.onDatagram(data, address)
+    }
     const onMessage = (data: Buffer, rinfo: Dgram.RemoteInfo) => {
       const port = rinfo.port
       const ip = rinfo.address
@@ -163,25 +173,11 @@ export const openWith = (
         lastPort = port
         lastAddress = `${ip}:${port}`
       }
-      if (handler === undefined) {
-        if (early.length < queueCapacity) early.push({ data, address: lastAddress })
-        else queueDrops++
-        return
-      }
-      if (!batchOpen) {
+      if (handler !== undefined && !batchOpen) {
         batchOpen = true
         setImmediate(endBatch)
       }
-      handler.onDatagram(data, lastAddress)
-    }
-    // The same for the hot path, which ends its batches itself (once per read).
-    const deliver = (data: Uint8Array, address: string) => {
-      if (handler === undefined) {
-        if (early.length < queueCapacity) early.push({ data, address })
-        else queueDrops++
-        return
-      }
-      handler.onDatagram(data, address)
+      deliver(data, lastAddress)
     }
     const hotEndBatch = () => {
       if (!closed && handler !== undefined) handler.onBatchEnd()
