@@ -29,7 +29,8 @@ import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Runtime from "effect/Runtime"
 import * as Scope from "effect/Scope"
-import * as Stream from "effect/Stream"
+import type * as Stream from "effect/Stream"
+import * as Connection from "../src/Connection.js"
 import * as Distributor from "../src/Distributor.js"
 import * as Gateway from "../src/Gateway.js"
 import * as GatewayClient from "../src/GatewayClient.js"
@@ -390,17 +391,15 @@ const consume = <E>(
   on: OnMessage,
   onLoss: () => void
 ) =>
-  Stream.runForEachChunk(stream, (chunk) =>
-    Effect.sync(() => {
-      for (const item of chunk) {
-        if ("payload" in item) {
-          const seq = seqOf(item.payload)
-          const t = sentAtOf(item.payload)
-          on(seq, t, item.payload)
-        } else onLoss()
-      }
-    })
-  )
+  Connection.forEachChunk(stream, (chunk) => {
+    for (const item of chunk) {
+      if ("payload" in item) {
+        const seq = seqOf(item.payload)
+        const t = sentAtOf(item.payload)
+        on(seq, t, item.payload)
+      } else onLoss()
+    }
+  })
 
 const oursSub = async (a: WorkerArgs, on: OnMessage, onLoss: () => void): Promise<Sub> => {
   const scope = Effect.runSync(Scope.make())

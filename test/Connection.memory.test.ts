@@ -12,6 +12,7 @@ import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as TestClock from "effect/TestClock"
 import type * as Connection from "../src/Connection.js"
+import * as ConnectionModule from "../src/Connection.js"
 import * as Distributor from "../src/Distributor.js"
 import {
   InvalidOption,
@@ -554,5 +555,64 @@ describe("Connection over Transport.layerMemory", () => {
         "/s/last"
       ])
     }).pipe(Effect.provide(Transport.layerMemory({ seed: 21 })))
+  )
+})
+
+describe("Connection.forEachChunk", () => {
+  it.effect("runs f on every chunk in order, synchronously, and ends with the stream", () =>
+    Effect.gen(function* () {
+      const seen: Array<ReadonlyArray<number>> = []
+      const stream = Stream.fromChunks(Chunk.make(1, 2), Chunk.make(3), Chunk.make(4, 5, 6))
+      yield* ConnectionModule.forEachChunk(stream, (chunk) => {
+        seen.push(Chunk.toReadonlyArray(chunk))
+      })
+      expect(seen).toEqual([[1, 2], [3], [4, 5, 6]])
+      // data-last, as in a pipe
+      let n = 0
+      yield* stream.pipe(
+        ConnectionModule.forEachChunk((chunk) => {
+          n += chunk.length
+        })
+      )
+      expect(n).toBe(6)
+    })
+  )
+
+  it.effect("fails with the stream's error after the chunks before it; a throw from f is a defect", () =>
+    Effect.gen(function* () {
+      const seen: Array<number> = []
+      const failing = Stream.concat(Stream.make(1, 2), Stream.fail("boom" as const))
+      const exit = yield* Effect.exit(
+        ConnectionModule.forEachChunk(failing, (chunk) => {
+          for (const x of chunk) seen.push(x)
+        })
+      )
+      expect(exit).toStrictEqual(Exit.fail("boom"))
+      expect(seen).toEqual([1, 2])
+
+      const thrown = new Error("handler bug")
+      const defect = yield* Effect.exit(
+        ConnectionModule.forEachChunk(Stream.make(1, 2, 3), () => {
+          throw thrown
+        })
+      )
+      expect(defect).toStrictEqual(Exit.die(thrown))
+    })
+  )
+
+  it.scopedLive("consumes a subscription over the memory transport", () =>
+    Effect.gen(function* () {
+      const { ca, cb } = yield* twoNodes()
+      const n = 500
+      const received: Array<string> = []
+      const stream = yield* cb.subscribeScoped("/f/...")
+      const done = yield* ConnectionModule.forEachChunk(Stream.take(stream, n), (chunk) => {
+        for (const u of chunk) received.push(decode(u as Connection.Update))
+      }).pipe(Effect.fork)
+      const publisher = yield* ca.publisher
+      for (let i = 0; i < n; i++) yield* publisher.publish(`/f/${i % 3}`, payloadOf(i))
+      yield* Fiber.join(done)
+      expect(received).toEqual(Array.from({ length: n }, (_, i) => `update-${i}`))
+    }).pipe(Effect.provide(Transport.layerMemory({ seed: 11, link: { loss: 0.05, reorder: 0.02 } })))
   )
 })

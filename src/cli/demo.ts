@@ -16,8 +16,7 @@ import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
-import * as Stream from "effect/Stream"
-import type * as Connection from "../Connection.js"
+import * as Connection from "../Connection.js"
 import * as Distributor from "../Distributor.js"
 import * as Topic from "../Topic.js"
 import * as Transport from "../Transport.js"
@@ -121,12 +120,10 @@ const run = (o: DemoOptions) =>
         side.stats = connection.stats
         const stream = yield* connection.subscribeScoped(PATTERN, { onLoss: "notify" })
         yield* Effect.forkScoped(
-          Stream.runForEachChunk(stream, (chunk) =>
-            Effect.sync(() => {
-              const now = preciseNow()
-              for (const item of chunk) side.verifier.onItem(item, now)
-            })
-          )
+          Connection.forEachChunk(stream, (chunk) => {
+            const now = preciseNow()
+            for (const item of chunk) side.verifier.onItem(item, now)
+          })
         )
       }
       const connection = yield* pubD.connection(config)

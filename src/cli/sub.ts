@@ -18,7 +18,7 @@ import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
-import type * as Connection from "../Connection.js"
+import * as Connection from "../Connection.js"
 import * as Distributor from "../Distributor.js"
 import {
   type GatewayError,
@@ -300,12 +300,11 @@ const run = (o: SubOptions) =>
         }
       })
 
-      const handle = (v: Verifier) => (chunk: Iterable<Connection.Update | Notice>) =>
-        Effect.sync(() => {
-          const now = preciseNow()
-          for (const item of chunk) v.onItem(item, now)
-          if (Option.isSome(o.count) && received() >= o.count.value) Deferred.unsafeDone(done, Exit.succeed("count"))
-        })
+      const handle = (v: Verifier) => (chunk: Iterable<Connection.Update | Notice>) => {
+        const now = preciseNow()
+        for (const item of chunk) v.onItem(item, now)
+        if (Option.isSome(o.count) && received() >= o.count.value) Deferred.unsafeDone(done, Exit.succeed("count"))
+      }
 
       // Registered now, before anything is published that we must not miss.
       const consumers: Array<Effect.Effect<void, GatewayError>> = []
@@ -313,7 +312,7 @@ const run = (o: SubOptions) =>
         const v = verifiers[i]
         const stream = yield* feed.subscribe(patterns[i], o.onLoss === "report")
         consumers.push(
-          Stream.runForEachChunk(stream, handle(v)).pipe(
+          Connection.forEachChunk(stream, handle(v)).pipe(
             Effect.catchAll((error) =>
               // A stopped gateway client (taken over, refused) is a failure of the run, not a loss.
               error._tag === "GatewayError"

@@ -29,11 +29,11 @@ import * as FiberSet from "effect/FiberSet"
 import * as Mailbox from "effect/Mailbox"
 import * as Option from "effect/Option"
 import * as Scope from "effect/Scope"
-import * as Stream from "effect/Stream"
 import type * as Connection from "../../Connection.js"
 import { GatewayError, type IrrecoverableLoss, type SubscriberOverflow } from "../../DistributorError.js"
 import * as Topic from "../../Topic.js"
 import * as Guard from "../console/guard.js"
+import { forEachChunk } from "../consume.js"
 import * as HttpListen from "../httpListen.js"
 import type { SessionInfo } from "../protocol/engine.js"
 import { topicBytes } from "../protocol/wire.js"
@@ -372,10 +372,7 @@ export const start = (
           .pipe(Scope.extend(scope), Effect.orDie)
         // Interruptible explicitly: this may run in a fiber that is not (a socket's), and a fork
         // inherits that, which would make closing the route wait forever.
-        yield* Stream.runForEachChunk(stream, (chunk) => Effect.sync(() => deliver(route, chunk))).pipe(
-          Effect.interruptible,
-          Effect.forkIn(scope)
-        )
+        yield* forEachChunk(stream, (chunk) => deliver(route, chunk)).pipe(Effect.interruptible, Effect.forkIn(scope))
       })
 
     const closeRoute = (route: Route): Effect.Effect<void> => {
