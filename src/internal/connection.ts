@@ -67,6 +67,10 @@ export interface MakeOptions {
   readonly random?: () => number
 }
 
+
+/** `publishAll` reads the clock once per this many updates. */
+const CLOCK_EVERY = 64
+
 export const make = (
   options: MakeOptions
 ): Effect.Effect<Connection.ConnectionService, TransportError, Transport | Scope.Scope> =>
@@ -353,6 +357,9 @@ export const make = (
         if (iterator instanceof InvalidPayload) return Effect.fail(iterator)
         const loop: Effect.Effect<void, Connection.PublishError> = Effect.suspend(() => {
           let t = now()
+          // The clock is read once per CLOCK_EVERY updates (a burst of them takes microseconds;
+          // the engine's times are in ms), not per update: it showed as ~5 % of a 64 B burst.
+          let sinceClock = 0
           for (;;) {
             if (sender.backlog && open && !closed) {
               endpoint.endBatch(sender, t)
@@ -374,7 +381,10 @@ export const make = (
               dispatch()
               return Effect.fail(error)
             }
-            t = now()
+            if (++sinceClock === CLOCK_EVERY) {
+              sinceClock = 0
+              t = now()
+            }
           }
           endpoint.endBatch(sender, t)
           dispatch()
