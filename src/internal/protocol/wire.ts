@@ -264,15 +264,19 @@ const startFragment = (prefix: SourcePrefix, size: number): Uint8Array => {
  */
 /** Slab size of a PackedSegmentWriter: ~45 full 1 400-byte datagrams per allocation. */
 const SLAB_BYTES = 64 * 1024
+/** Not zero-filled: every datagram's bytes are written before it is handed out. */
+const newSlab = (segmentSize: number): ArrayBuffer =>
+  Buffer.allocUnsafeSlow(Math.max(SLAB_BYTES, segmentSize)).buffer as ArrayBuffer
 
 export class PackedSegmentWriter {
   readonly segmentSize: number
   private readonly prefix: Uint8Array
-  private slab: Buffer
+  private slab: ArrayBuffer
   /** First free byte of `slab`. */
   private free = 0
-  /** The open datagram: `segmentSize` bytes of `slab` from `free`. */
-  private scratch: Buffer
+  /** The open datagram: `segmentSize` bytes of `slab` from `free` (a plain view: a Buffer's
+   * `subarray` goes through the species constructor, twice per datagram). */
+  private scratch: Uint8Array
   private _count = 0
   private _size = 0
   private _open = false
@@ -284,8 +288,8 @@ export class PackedSegmentWriter {
     }
     this.segmentSize = segmentSize
     this.prefix = prefix.bytes
-    this.slab = Buffer.allocUnsafeSlow(Math.max(SLAB_BYTES, segmentSize))
-    this.scratch = this.slab
+    this.slab = newSlab(segmentSize)
+    this.scratch = new Uint8Array(this.slab)
   }
 
   /** Updates in the open datagram (0 when none is open). */
@@ -303,11 +307,11 @@ export class PackedSegmentWriter {
   begin(seq: number): void {
     if (this._open) throw new RangeError("PackedSegmentWriter.begin: a datagram is already open")
     checkSeq("seq", seq)
-    if (this.slab.length - this.free < this.segmentSize) {
-      this.slab = Buffer.allocUnsafeSlow(Math.max(SLAB_BYTES, this.segmentSize))
+    if (this.slab.byteLength - this.free < this.segmentSize) {
+      this.slab = newSlab(this.segmentSize)
       this.free = 0
     }
-    this.scratch = this.slab.subarray(this.free, this.free + this.segmentSize)
+    this.scratch = new Uint8Array(this.slab, this.free, this.segmentSize)
     // Everything up to the seq field is the same in every datagram of this writer.
     copyInto(this.scratch, 0, this.prefix)
     this.scratch[OFF_KIND] = KIND_DATA
@@ -353,7 +357,7 @@ export class PackedSegmentWriter {
     if (this._count === 0) throw new RangeError("PackedSegmentWriter.finish: a packed segment needs >= 1 update")
     writeU16(this.scratch, this.prefix.length + DATA_FIELDS, this._count)
     const size = this._size
-    const out = this.scratch.subarray(0, size)
+    const out = new Uint8Array(this.slab, this.free, size)
     this.free += size
     this._open = false
     this._count = 0
