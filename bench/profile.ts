@@ -3,7 +3,7 @@
  * `node:dgram`, A/B across source trees in one run (see "Profiles" in bench/README.md).
  *
  *   npx tsx bench/profile.ts [--tree label=DIR]... [--sizes 64,1024] [--reps 3] [--duration 3000]
- *                            [--systems ours,dgram] [--prof DIR] [--port 7680]
+ *                            [--systems ours,dgram] [--prof DIR] [--gc] [--port 7680]
  *   npx tsx bench/profile.ts --top FILE.cpuprofile [--n 15]
  *
  * Each `--tree` is a checkout of this repository (default: this one, labelled "this"); its
@@ -11,7 +11,9 @@
  * 239.255.68.x / 127.0.0.1, the publisher sending bursts of 100 as fast as it can. The cases of all
  * trees are interleaved (A B A B …), so they share the machine state. CPU is `process.cpuUsage`
  * (user + system) of each process over the load, which a busy shared machine disturbs far less
- * than wall-clock rates. `--prof DIR` adds `--cpu-prof` to every worker; `--top` prints the
+ * than wall-clock rates. `--prof DIR` adds `--cpu-prof` to every worker; `--gc` adds
+ * `--trace-gc-nvp` and reports, per update, the bytes each process allocated and promoted (survived
+ * two young-generation collections) and its time in young-generation pauses; `--top` prints the
  * functions with the most self time of one profile.
  */
 import { spawn } from "node:child_process"
@@ -63,15 +65,37 @@ const top = (file: string, n: number) => {
 
 // ---- workers ----------------------------------------------------------------------------------
 
+/** What `--trace-gc-nvp` reported for one process: bytes allocated / promoted, scavenge pauses. */
+interface GcTotals {
+  allocated: number
+  promoted: number
+  scavengeMs: number
+}
+
 interface Worker {
+  readonly gc: GcTotals
   readonly next: (timeoutMs: number) => Promise<any>
   readonly send: (line: string) => void
   readonly done: Promise<void>
   readonly pid: number
 }
 
-const startWorker = (entry: string, cwd: string, args: object, profDir: string | undefined, tag: string): Worker => {
+const nvp = (line: string, key: string): number => {
+  const m = new RegExp(`\\b${key}=([0-9.]+)`).exec(line)
+  return m ? Number(m[1]) : 0
+}
+
+const startWorker = (
+  entry: string,
+  cwd: string,
+  args: object,
+  profDir: string | undefined,
+  traceGc: boolean,
+  tag: string
+): Worker => {
   const prof = profDir ? ["--cpu-prof", `--cpu-prof-dir=${profDir}`, `--cpu-prof-name=${tag}.cpuprofile`] : []
+  if (traceGc) prof.push("--trace-gc-nvp")
+  const gc: GcTotals = { allocated: 0, promoted: 0, scavengeMs: 0 }
   // cwd is the tree: the bundled worker finds that tree's native addons there (addon.ts).
   const child = spawn(process.execPath, [...prof, entry, JSON.stringify(args)], {
     stdio: ["pipe", "pipe", "inherit"],
@@ -80,7 +104,15 @@ const startWorker = (entry: string, cwd: string, args: object, profDir: string |
   const queued: Array<any> = []
   const waiting: Array<(v: any) => void> = []
   createInterface({ input: child.stdout! }).on("line", (l) => {
-    if (!l.startsWith("{")) return
+    if (!l.startsWith("{")) {
+      // --trace-gc-nvp: one line per collection; `allocated` is what was allocated since the last.
+      if (l.includes(" gc=")) {
+        gc.allocated += nvp(l, "allocated")
+        gc.promoted += nvp(l, "promoted")
+        if (l.includes(" gc=s ")) gc.scavengeMs += nvp(l, "pause")
+      }
+      return
+    }
     const v = JSON.parse(l)
     const w = waiting.shift()
     if (w) w(v)
@@ -96,7 +128,7 @@ const startWorker = (entry: string, cwd: string, args: object, profDir: string |
         res(v)
       })
     })
-  return { next, send: (line) => child.stdin!.write(line + "\n"), done, pid: child.pid! }
+  return { gc, next, send: (line) => child.stdin!.write(line + "\n"), done, pid: child.pid! }
 }
 
 const bundle = async (tree: string, label: string): Promise<string> => {
@@ -126,6 +158,8 @@ interface Row {
   subCpuUs: number
   received: number
   datagramsIn: number
+  pubGc: GcTotals
+  subGc: GcTotals
 }
 
 const runCase = async (
@@ -137,6 +171,7 @@ const runCase = async (
   port: number,
   durationMs: number,
   profDir: string | undefined,
+  traceGc: boolean,
   rep: number
 ): Promise<Row> => {
   const common = {
@@ -153,9 +188,9 @@ const runCase = async (
     sendLoss: 0
   }
   const tag = `${label}-${system}-${size}-${rep}`
-  const sub = startWorker(entry, cwd, { ...common, role: "sub" }, profDir, `${tag}-sub`)
+  const sub = startWorker(entry, cwd, { ...common, role: "sub" }, profDir, traceGc, `${tag}-sub`)
   await sub.next(20_000)
-  const pub = startWorker(entry, cwd, { ...common, role: "pub" }, profDir, `${tag}-pub`)
+  const pub = startWorker(entry, cwd, { ...common, role: "pub" }, profDir, traceGc, `${tag}-pub`)
   await pub.next(20_000)
   await new Promise((r) => setTimeout(r, 300))
   pub.send("go")
@@ -174,8 +209,16 @@ const runCase = async (
     datagramsOut: p.datagramsOut ?? p.sent,
     subCpuUs: s.cpuUs,
     received: s.distinct,
-    datagramsIn: s.datagramsIn ?? s.received
+    datagramsIn: s.datagramsIn ?? s.received,
+    pubGc: pub.gc,
+    subGc: sub.gc
   }
+}
+
+/** Medians over the rounds: B allocated / promoted per update sent (pub) or received (sub), pauses. */
+const gcCells = (rs: Array<Row>): string => {
+  const per = (f: (r: Row) => number) => median(rs.map(f)).toFixed(0)
+  return ` ${per((r) => r.pubGc.allocated / r.sent)} / ${per((r) => r.pubGc.promoted / r.sent)} | ${per((r) => r.subGc.allocated / r.received)} / ${per((r) => r.subGc.promoted / r.received)} | ${per((r) => r.pubGc.scavengeMs)} / ${per((r) => r.subGc.scavengeMs)} |`
 }
 
 const median = (xs: Array<number>) => {
@@ -195,6 +238,7 @@ const main = async () => {
   const reps = Number(opt("reps", "3"))
   const durationMs = Number(opt("duration", "3000"))
   const profDir = argv.includes("--prof") ? resolve(opt("prof", "profiles")) : undefined
+  const traceGc = argv.includes("--gc")
   let port = Number(opt("port", "7680"))
   const entries = new Map<string, string>()
   for (const t of trees) entries.set(t.label, await bundle(t.dir, t.label))
@@ -205,7 +249,18 @@ const main = async () => {
         // raw dgram does not depend on the tree: once per round
         for (const t of system === "dgram" ? trees.slice(0, 1) : trees) {
           const label = system === "dgram" ? "-" : t.label
-          const row = await runCase(entries.get(t.label)!, t.dir, label, system, size, port++, durationMs, profDir, rep)
+          const row = await runCase(
+            entries.get(t.label)!,
+            t.dir,
+            label,
+            system,
+            size,
+            port++,
+            durationMs,
+            profDir,
+            traceGc,
+            rep
+          )
           rows.push(row)
           process.stderr.write(
             `${rep} ${label} ${system} ${size} B: pub ${(row.pubCpuUs / row.sent).toFixed(2)} µs/update, sub ${(row.subCpuUs / row.received).toFixed(2)} µs/update, ${row.received}/${row.sent}\n`
@@ -221,17 +276,20 @@ const main = async () => {
       .join(" ")}, node ${process.version}`
   )
   console.log(`medians of ${reps} runs of ${durationMs} ms, bursts of 100 as fast as the publisher can\n`)
+  const gcHeader = traceGc
+    ? " pub B allocated / promoted per update | sub B allocated / promoted per update | pub / sub scavenge ms |"
+    : ""
   console.log(
-    "| tree | system | size | pub µs/update | pub µs/datagram | updates/datagram | sub µs/update | sub µs/datagram | delivered |"
+    `| tree | system | size | pub µs/update | pub µs/datagram | updates/datagram | sub µs/update | sub µs/datagram | delivered |${gcHeader}`
   )
-  console.log("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+  console.log(`| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |${traceGc ? " ---: | ---: | ---: |" : ""}`)
   const keys = [...new Set(rows.map((r) => `${r.tree}|${r.system}|${r.size}`))]
   for (const k of keys) {
     const rs = rows.filter((r) => `${r.tree}|${r.system}|${r.size}` === k)
     const [tree, system, size] = k.split("|")
     const f = (x: number) => x.toFixed(2)
     console.log(
-      `| ${tree} | ${system} | ${size} | ${f(median(rs.map((r) => r.pubCpuUs / r.sent)))} | ${f(median(rs.map((r) => r.pubCpuUs / r.datagramsOut)))} | ${f(median(rs.map((r) => r.sent / r.datagramsOut)))} | ${f(median(rs.map((r) => r.subCpuUs / r.received)))} | ${f(median(rs.map((r) => r.subCpuUs / r.datagramsIn)))} | ${(100 * median(rs.map((r) => r.received / r.sent))).toFixed(0)} % |`
+      `| ${tree} | ${system} | ${size} | ${f(median(rs.map((r) => r.pubCpuUs / r.sent)))} | ${f(median(rs.map((r) => r.pubCpuUs / r.datagramsOut)))} | ${f(median(rs.map((r) => r.sent / r.datagramsOut)))} | ${f(median(rs.map((r) => r.subCpuUs / r.received)))} | ${f(median(rs.map((r) => r.subCpuUs / r.datagramsIn)))} | ${(100 * median(rs.map((r) => r.received / r.sent))).toFixed(0)} % |${traceGc ? gcCells(rs) : ""}`
     )
   }
 }
