@@ -67,7 +67,6 @@ export interface MakeOptions {
   readonly random?: () => number
 }
 
-
 /** `publishAll` reads the clock once per this many updates. */
 const CLOCK_EVERY = 64
 

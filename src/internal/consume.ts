@@ -1,7 +1,7 @@
 /**
  * Synchronous chunk consumers for subscription streams (`Connection.forEachChunk`): `f` runs
- * before the shared `Effect.void` is returned, so no Effect is allocated per chunk. Why that matters
- * is in Connection.ts; bench/consume.bench.ts measures it.
+ * before the shared `Effect.void` is returned, so no Effect that references the chunk is allocated
+ * per chunk. Why that matters is in Connection.ts; bench/consume.bench.ts measures it.
  */
 import type * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
