@@ -83,6 +83,36 @@ describe("Connection over Transport.layerMemory", () => {
     }).pipe(Effect.provide(Transport.layerMemory()))
   )
 
+  it.scopedLive("publishAll: an array, a Set and a generator alike; the same effect run twice publishes twice", () =>
+    Effect.gen(function* () {
+      const { ca, cb } = yield* twoNodes()
+      const received = yield* cb.subscribe("/r/...").pipe(Stream.take(7), Stream.runCollect, Effect.fork)
+      yield* awaitSubscriptions(cb, 1)
+      const p = yield* ca.publisher
+      const twice = p.publishAll([
+        ["/r/a", "1"],
+        ["/r/b", "2"]
+      ])
+      yield* twice
+      yield* twice
+      yield* p.publishAll(new Set([["/r/c", "3"] as const, ["/r/d", "4"] as const]))
+      yield* p.publishAll(
+        (function* () {
+          yield ["/r/e", "5"] as const
+        })()
+      )
+      expect(Chunk.toReadonlyArray(yield* Fiber.join(received)).map(decode)).toEqual([
+        "1",
+        "2",
+        "1",
+        "2",
+        "3",
+        "4",
+        "5"
+      ])
+    }).pipe(Effect.provide(Transport.layerMemory()))
+  )
+
   it.scopedLive("segments and reassembles a 1 MiB update under loss", () =>
     Effect.gen(function* () {
       const { ca, cb } = yield* twoNodes()
