@@ -525,3 +525,21 @@ describe("engine sender", () => {
     expect(last.seq).toBe(s.highestSeq)
   })
 })
+
+describe("local delivery", () => {
+  it("publishes reach the sink's deliver only while it has local subscribers; the datagrams are the same", () => {
+    const { endpoint, sink } = make()
+    let subscribers = false
+    const counted = Object.assign(sink, { hasLocalSubscribers: () => subscribers })
+    const sender = endpoint.openSender(0)
+    endpoint.publish(sender, "/a", payloadFor(1, 10), 0)
+    endpoint.endBatch(sender, 0)
+    expect(counted.updates).toHaveLength(0)
+    subscribers = true
+    endpoint.publish(sender, "/a", payloadFor(2, 10), 1)
+    endpoint.endBatch(sender, 1)
+    expect(counted.updates.map((u) => u.sequence)).toEqual([dataPackets(sink)[1].seq])
+    // Both publishes left as data, subscribers or not.
+    expect(dataPackets(sink).map((p) => p.body.fragment === 0 && p.body.updates.length)).toEqual([1, 1])
+  })
+})

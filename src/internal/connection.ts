@@ -120,6 +120,7 @@ export const make = (
       send: socket.send,
       ...(control !== undefined ? { sendControl: control.send } : {}),
       deliver: (update) => fanout.route(update),
+      hasLocalSubscribers: () => fanout.size > 0,
       loss: (report) => {
         const error = lossError(key, report)
         if (recentLosses.length >= RECENT_LOSSES) recentLosses.shift()

@@ -346,6 +346,7 @@ export class Endpoint implements SenderHost, ReceiverHost {
   }
 
   deliverLocal(sender: LocalSender, topic: string, payload: Uint8Array, sequence: number): void {
+    if (this.sink.hasLocalSubscribers?.() === false) return
     this.sink.deliver({ topic, payload, source: sender.session, sequence })
   }
 

@@ -201,6 +201,11 @@ export interface EngineSink {
   sendControl?(datagram: Uint8Array): void
   /** Deliver an update in order (remote sessions, and local publishes for local subscribers). */
   deliver(update: ReceivedUpdate): void
+  /**
+   * Whether anything here subscribes (absent: yes). Local publishes are not turned into updates
+   * while it says no, so a publish-only process builds no object per update it publishes.
+   */
+  hasLocalSubscribers?(): boolean
   loss(loss: LossReport): void
   event(event: SessionEvent): void
 }
