@@ -8,6 +8,8 @@
  *   npm run bench -- --only ours,dgram   a subset of systems (ours, dgram, zeromq, nats, redis)
  *   npm run bench -- --scenario throughput,latency   a subset of scenarios (throughput, large, latency, recovery, fanout, gateway)
  *   npm run bench -- --out DIR           where to write results (default bench/results)
+ *   npm run bench -- --rounds N          throughput rounds (default 3, --quick 1): each round measures
+ *                                        every system once, the median round is reported
  *
  * Peers are installed by `npm run bench:setup`; a missing peer is skipped with a note. Writes
  * results.md, results.json, throughput.svg and latency.svg; see bench/README.md.
@@ -21,7 +23,14 @@ import { dirname, join, resolve } from "node:path"
 import { createInterface } from "node:readline"
 import { fileURLToPath } from "node:url"
 import { gcmBackends } from "../src/internal/security/gcm.js"
-import { type CaseResult, type Results, renderLatencySvg, renderMarkdown, renderThroughputSvg } from "./report.js"
+import {
+  type CaseResult,
+  medianOfRounds,
+  type Results,
+  renderLatencySvg,
+  renderMarkdown,
+  renderThroughputSvg
+} from "./report.js"
 import type { System, WorkerArgs } from "./worker.js"
 
 const here = dirname(fileURLToPath(import.meta.url))
@@ -69,6 +78,14 @@ for (const s of scenarios)
   if (!["throughput", "large", "latency", "recovery", "fanout", "gateway"].includes(s))
     throw new Error(`--scenario: unknown ${s}`)
 const LARGE = quick ? 4 * 2 ** 20 : 64 * 2 ** 20
+/**
+ * Throughput rounds. On a shared machine the speed drifts by tens of percent within minutes, and the
+ * cases run grouped by system (a server runs only while its cases do), so one system's throughput
+ * could be measured minutes after another's. Each round measures every system once; per system and
+ * size the round with the median rate is the one reported (all rounds' rates stay in results.json).
+ */
+const rounds = Number(option("--rounds") ?? (quick ? "1" : "3"))
+if (!(Number.isInteger(rounds) && rounds >= 1 && rounds <= 9)) throw new Error("--rounds must be 1..9")
 const outDir = resolve(option("--out") ?? join(here, "results"))
 /** Ports: `base` .. `base + 19` for multicast (rotating per case), `base + 20..22` for the servers. */
 const base = Number(option("--port-base") ?? "7600")
@@ -297,6 +314,8 @@ interface Case {
   readonly sendLoss: number
   /** Longest a subscriber waits for the tail once the publisher is done. */
   readonly waitMs: number
+  /** Throughput round (0-based); every other case runs once, in round 0. */
+  readonly round?: number
 }
 
 let caseIndex = 0
@@ -493,7 +512,19 @@ for (const system of withVariants("ours65k")) {
     const batch = size <= 64 ? 256 : size <= 1024 ? 16 : 1
     // The quick run keeps the variant's 1 KiB case only (the one the targets use).
     if (quick && system === "ours65k" && size !== 1024) continue
-    add({ scenario: "throughput", system, subscribers: 2, size, mode: "burst", rate: 0, batch, durationMs: tDur })
+    for (let round = 0; round < rounds; round++) {
+      add({
+        scenario: "throughput",
+        system,
+        subscribers: 2,
+        size,
+        mode: "burst",
+        rate: 0,
+        batch,
+        durationMs: tDur,
+        round
+      })
+    }
   }
 }
 // One large update at default settings; a subscriber reports once it has it, once it went quiet
@@ -601,8 +632,11 @@ const main = async () => {
   progress(`bench: ${plan.length} cases, systems: ${systems.join(", ")}${quick ? " (quick)" : ""}`)
   for (const n of notes) process.stderr.write(`${process.stderr.isTTY ? "\n" : ""}note: ${n}\n`)
   const results: Array<CaseResult> = []
-  // Cases are grouped by system so that each server runs only while its cases do.
-  const order = [...plan].sort((a, b) => ALL.indexOf(a.system) - ALL.indexOf(b.system))
+  // Cases are grouped by system so that each server runs only while its cases do; throughput rounds
+  // come first, one after the other, each with every system.
+  const order = [...plan].sort(
+    (a, b) => (a.round ?? rounds) - (b.round ?? rounds) || ALL.indexOf(a.system) - ALL.indexOf(b.system)
+  )
   let server: ChildProcess | undefined
   let serverFor: System | undefined
   const t0 = Date.now()
@@ -632,7 +666,8 @@ const main = async () => {
                 ? `${c.subscribers} clients`
                 : `N=${c.subscribers}`
       const elapsed = Math.round((Date.now() - t0) / 1000)
-      progress(`bench [${k + 1}/${order.length}] ${elapsed}s  ${c.scenario} ${label}  ${c.system}`)
+      const round = c.round !== undefined && rounds > 1 ? ` (round ${c.round + 1}/${rounds})` : ""
+      progress(`bench [${k + 1}/${order.length}] ${elapsed}s  ${c.scenario}${round} ${label}  ${c.system}`)
       const r = await runCase(c)
       if (!r.ok && !r.na) process.stderr.write(`${process.stderr.isTTY ? "\n" : ""}  failed: ${r.error}\n`)
       results.push(r)
@@ -649,7 +684,7 @@ const main = async () => {
     machine: { ...before, loadAverageAtEnd: os.loadavg().map((x) => Math.round(x * 100) / 100) },
     systems,
     notes,
-    cases: results
+    cases: medianOfRounds(results)
   }
   if (!existsSync(outDir)) mkdirSync(outDir, { recursive: true })
   const md = renderMarkdown(out)

@@ -9,6 +9,7 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
+import { type CaseResult, medianOfRounds } from "../bench/report.js"
 
 const run = (args: ReadonlyArray<string>) =>
   new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
@@ -82,4 +83,56 @@ describe("benchmark suite", () => {
       }),
     240_000
   )
+})
+
+describe("throughput rounds", () => {
+  const tp = (system: string, size: number, round: number, rate: number | undefined, extra: Partial<CaseResult> = {}) =>
+    ({
+      scenario: "throughput",
+      system,
+      subscribers: 2,
+      size,
+      rate: 0,
+      sendLoss: 0,
+      ok: rate !== undefined,
+      round,
+      ratePerSubscriber: rate,
+      deliveredPct: 100,
+      perSubscriber: [{ lossNotices: 0 }, { lossNotices: 0 }],
+      ...extra
+    }) as unknown as CaseResult
+
+  it("reports the median round per system and size, and what every round delivered", () => {
+    const latency = { scenario: "latency", system: "ours", subscribers: 2, size: 64, rate: 1000, sendLoss: 0, ok: true }
+    const cases = [
+      tp("ours", 64, 0, 300),
+      tp("ours", 1024, 0, 10, { deliveredPct: 99.5, perSubscriber: [{ lossNotices: 2 }, { lossNotices: 1 }] }),
+      tp("nats", 64, 0, 50),
+      tp("ours", 64, 1, 100),
+      tp("ours", 1024, 1, 30),
+      tp("nats", 64, 1, undefined, { error: "timeout" }),
+      tp("ours", 64, 2, 200),
+      tp("ours", 1024, 2, 20),
+      tp("nats", 64, 2, 70),
+      latency as unknown as CaseResult
+    ]
+    const merged = medianOfRounds(cases)
+    expect(merged.map((c) => `${c.scenario} ${c.system} ${c.size}`)).toEqual([
+      "throughput ours 64",
+      "throughput ours 1024",
+      "throughput nats 64",
+      "latency ours 64"
+    ])
+    const [o64, o1k, nats] = merged
+    expect(o64.ratePerSubscriber).toBe(200)
+    expect(o64.round).toBe(2)
+    expect(o64.allRounds).toEqual({ rates: [300, 100, 200], deliveredPct: 100, lossNotices: 0, failed: 0 })
+    // The worst round's delivery and every round's notices, whichever round is the median.
+    expect(o1k.ratePerSubscriber).toBe(20)
+    expect(o1k.allRounds).toEqual({ rates: [10, 30, 20], deliveredPct: 99.5, lossNotices: 3, failed: 0 })
+    // Two measured rounds: the lower middle; the failed one is counted.
+    expect(nats.ratePerSubscriber).toBe(50)
+    expect(nats.allRounds).toEqual({ rates: [50, null, 70], deliveredPct: 100, lossNotices: 0, failed: 1 })
+    expect(merged[3]).toBe(latency)
+  })
 })
