@@ -25,9 +25,11 @@ export interface CaseResult {
   readonly [key: string]: unknown
 }
 
-/** Throughput cases measured in several rounds (the case itself is the median round's). */
+/** Cases measured in several rounds (the case itself is the median round's). */
 export interface AllRounds {
   readonly rates: ReadonlyArray<number | null>
+  /** Latency cases: each round's p50, µs. */
+  readonly p50s?: ReadonlyArray<number | null>
   readonly deliveredPct: number
   readonly lossNotices: number
   readonly failed: number
@@ -35,20 +37,26 @@ export interface AllRounds {
 const allRoundsOf = (c: CaseResult | undefined): AllRounds | undefined => c?.allRounds as AllRounds | undefined
 
 /**
- * One case per system and size of the throughput rounds: the round with the median rate per
- * subscriber (the lower middle of an even count), carrying every round's rate, worst delivery and
- * loss notices as `allRounds`.
- * Rounds that failed or measured nothing do not count; with none left the first round stays.
+ * One case per system and size (throughput) or per system and rate (latency) of the rounds: the
+ * round with the median figure — rate per subscriber, or p50 latency — (the lower middle of an even
+ * count), carrying every round's figures, worst delivery and loss notices as `allRounds`. Rounds
+ * that failed or measured nothing do not count; with none left the first round stays.
  */
 export const medianOfRounds = (cases: ReadonlyArray<CaseResult>): Array<CaseResult> => {
+  const keyOf = (c: CaseResult) =>
+    c.round === undefined || (c.scenario !== "throughput" && c.scenario !== "latency")
+      ? undefined
+      : `${c.scenario}|${c.system}|${c.size}|${c.rate}`
+  const figure = (c: CaseResult): number | undefined =>
+    c.scenario === "latency" ? c.latencyUs?.p50 : c.ratePerSubscriber
   const out: Array<CaseResult> = []
   const groups = new Map<string, Array<CaseResult>>()
   for (const c of cases) {
-    if (c.scenario !== "throughput" || c.round === undefined) {
+    const key = keyOf(c)
+    if (key === undefined) {
       out.push(c)
       continue
     }
-    const key = `${c.system}|${c.size}`
     const g = groups.get(key)
     if (g === undefined) {
       groups.set(key, [c])
@@ -56,18 +64,20 @@ export const medianOfRounds = (cases: ReadonlyArray<CaseResult>): Array<CaseResu
     } else g.push(c)
   }
   return out.map((c) => {
-    const g = c.scenario === "throughput" ? groups.get(`${c.system}|${c.size}`) : undefined
+    const key = keyOf(c)
+    const g = key === undefined ? undefined : groups.get(key)
     if (g === undefined) return c
-    const measured = g.filter((x) => x.ok && x.ratePerSubscriber !== undefined)
+    const measured = g.filter((x) => x.ok && figure(x) !== undefined && !Number.isNaN(figure(x)))
     // What every round delivered (the targets are judged on the worst round, not the median).
-    const allRounds = {
+    const allRounds: AllRounds = {
       rates: g.map((x) => x.ratePerSubscriber ?? null),
+      ...(c.scenario === "latency" ? { p50s: g.map((x) => x.latencyUs?.p50 ?? null) } : {}),
       deliveredPct: Math.min(...measured.map((x) => x.deliveredPct ?? 0)),
       lossNotices: g.reduce((n, x) => n + (x.perSubscriber ?? []).reduce((a, y) => a + (y.lossNotices ?? 0), 0), 0),
       failed: g.length - measured.length
     }
     if (measured.length === 0) return { ...g[0], allRounds }
-    const sorted = [...measured].sort((a, b) => a.ratePerSubscriber! - b.ratePerSubscriber!)
+    const sorted = [...measured].sort((a, b) => figure(a)! - figure(b)!)
     return { ...sorted[Math.floor((sorted.length - 1) / 2)], allRounds }
   })
 }
@@ -363,6 +373,22 @@ export const renderMarkdown = (r: Results): string => {
         "same library with holdback off. " +
         "Lower ratios are better."
     )
+    const n = Math.max(...r.cases.filter((c) => c.scenario === "latency").map((c) => allRoundsOf(c)?.rates.length ?? 1))
+    if (n > 1) {
+      L.push("")
+      L.push(`Each row is the median (by p50) of ${n} rounds, measured like the throughput rounds; every round's p50:`)
+      L.push("")
+      L.push(`| system | ${rates.map((rate) => `${rate}/s p50, each round`).join(" | ")} |`)
+      L.push(`| --- | ${rates.map(() => "---:").join(" | ")} |`)
+      for (const sys of systemsOf(r, "latency")) {
+        const cells = rates.map((rate) =>
+          (allRoundsOf(find(r, "latency", sys, (c) => c.rate === rate))?.p50s ?? [])
+            .map((v) => (v === null ? "failed" : fmtUs(v)))
+            .join(" / ")
+        )
+        L.push(`| ${NAMES[sys]} | ${cells.join(" | ")} |`)
+      }
+    }
   }
 
   // Recovery

@@ -8,8 +8,8 @@
  *   npm run bench -- --only ours,dgram   a subset of systems (ours, dgram, zeromq, nats, redis)
  *   npm run bench -- --scenario throughput,latency   a subset of scenarios (throughput, large, latency, recovery, fanout, gateway)
  *   npm run bench -- --out DIR           where to write results (default bench/results)
- *   npm run bench -- --rounds N          throughput rounds (default 3, --quick 1): each round measures
- *                                        every system once, the median round is reported
+ *   npm run bench -- --rounds N          throughput and latency rounds (default 3, --quick 1): each
+ *                                        round measures every system once, the median round is reported
  *
  * Peers are installed by `npm run bench:setup`; a missing peer is skipped with a note. Writes
  * results.md, results.json, throughput.svg and latency.svg; see bench/README.md.
@@ -79,10 +79,11 @@ for (const s of scenarios)
     throw new Error(`--scenario: unknown ${s}`)
 const LARGE = quick ? 4 * 2 ** 20 : 64 * 2 ** 20
 /**
- * Throughput rounds. On a shared machine the speed drifts by tens of percent within minutes, and the
- * cases run grouped by system (a server runs only while its cases do), so one system's throughput
- * could be measured minutes after another's. Each round measures every system once; per system and
- * size the round with the median rate is the one reported (all rounds' rates stay in results.json).
+ * Rounds of the throughput and latency scenarios. On a shared machine the speed drifts by tens of
+ * percent within minutes, and the cases run grouped by system (a server runs only while its cases
+ * do), so one system could be measured minutes after another. Each round measures every system
+ * once; per case the round with the median rate (throughput) or p50 (latency) is the one reported
+ * (every round's figures stay in results.json and in a table).
  */
 const rounds = Number(option("--rounds") ?? (quick ? "1" : "3"))
 if (!(Number.isInteger(rounds) && rounds >= 1 && rounds <= 9)) throw new Error("--rounds must be 1..9")
@@ -314,7 +315,7 @@ interface Case {
   readonly sendLoss: number
   /** Longest a subscriber waits for the tail once the publisher is done. */
   readonly waitMs: number
-  /** Throughput round (0-based); every other case runs once, in round 0. */
+  /** Throughput or latency round (0-based); every other case runs once, after the rounds. */
   readonly round?: number
 }
 
@@ -546,17 +547,18 @@ for (const system of systems) {
 // The latency scenario also runs effect-distributor with holdback off, to show what it costs.
 for (const system of withVariants("ours0")) {
   for (const rate of [1000, 10_000]) {
-    add({
-      scenario: "latency",
+    const latencyCase = {
+      scenario: "latency" as const,
       system,
       subscribers: 2,
       size: 64,
-      mode: "paced",
+      mode: "paced" as const,
       rate,
       batch: 1,
       durationMs: quick ? 800 : 6000,
       latency: true
-    })
+    }
+    for (let round = 0; round < rounds; round++) add({ ...latencyCase, round })
   }
 }
 if (systems.includes("ours")) {
@@ -632,8 +634,8 @@ const main = async () => {
   progress(`bench: ${plan.length} cases, systems: ${systems.join(", ")}${quick ? " (quick)" : ""}`)
   for (const n of notes) process.stderr.write(`${process.stderr.isTTY ? "\n" : ""}note: ${n}\n`)
   const results: Array<CaseResult> = []
-  // Cases are grouped by system so that each server runs only while its cases do; throughput rounds
-  // come first, one after the other, each with every system.
+  // Cases are grouped by system so that each server runs only while its cases do; the rounds
+  // (throughput, latency) come first, one after the other, each with every system.
   const order = [...plan].sort(
     (a, b) => (a.round ?? rounds) - (b.round ?? rounds) || ALL.indexOf(a.system) - ALL.indexOf(b.system)
   )

@@ -135,4 +135,25 @@ describe("throughput rounds", () => {
     expect(nats.allRounds).toEqual({ rates: [50, null, 70], deliveredPct: 100, lossNotices: 0, failed: 1 })
     expect(merged[3]).toBe(latency)
   })
+
+  it("takes the median round of a latency case by its p50", () => {
+    const lat = (round: number, p50: number) =>
+      ({
+        scenario: "latency",
+        system: "ours",
+        subscribers: 2,
+        size: 64,
+        rate: 1000,
+        sendLoss: 0,
+        ok: true,
+        round,
+        ratePerSubscriber: 1000,
+        deliveredPct: 100,
+        perSubscriber: [],
+        latencyUs: { count: 10, p50, p99: p50 * 10, p999: p50 * 20, max: p50 * 30 }
+      }) as unknown as CaseResult
+    const [merged] = medianOfRounds([lat(0, 300), lat(1, 120), lat(2, 200)])
+    expect(merged.latencyUs).toEqual({ count: 10, p50: 200, p99: 2000, p999: 4000, max: 6000 })
+    expect((merged.allRounds as { p50s: Array<number> }).p50s).toEqual([300, 120, 200])
+  })
 })
