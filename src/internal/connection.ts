@@ -307,8 +307,9 @@ export const make = (
       const publishOne = (topic: string, payload: Uint8Array | string, t: number) => {
         if (closed) return connectionClosed
         if (!open) return publisherClosed
+        // Each distinct topic is validated once (it was validated on every publish).
         if (!validTopics.has(topic)) {
-          const invalid = Topic.validateTopic(topic)
+          const invalid = fanout.admitTopic(topic)
           if (invalid) return invalid
         }
         const badPayload = Inputs.checkPayload(topic, payload)

@@ -25,7 +25,7 @@ import * as Exit from "effect/Exit"
 import * as Mailbox from "effect/Mailbox"
 import * as Option from "effect/Option"
 import type * as Stream from "effect/Stream"
-import type { GatewayError, GatewayLoss, IrrecoverableLoss } from "../DistributorError.js"
+import type { GatewayError, GatewayLoss, InvalidTopic, IrrecoverableLoss } from "../DistributorError.js"
 import { SubscriberOverflow } from "../DistributorError.js"
 import * as Topic from "../Topic.js"
 import type { ShellStats } from "./counters.js"
@@ -139,7 +139,7 @@ export class FanOut {
     const subs = this.matcher.match(update.topic)
     const n = subs.length
     if (n === 0) return
-    if (!this.validTopics.has(update.topic) && !this.admitTopic(update.topic)) {
+    if (!this.validTopics.has(update.topic) && this.admitTopic(update.topic) !== undefined) {
       this.counters.invalidTopicsDropped++
       return
     }
@@ -207,14 +207,19 @@ export class FanOut {
     }))
   }
 
-  // ---- internals --------------------------------------------------------------------------------
-
-  private admitTopic(topic: string): boolean {
-    if (Topic.validateTopic(topic) !== undefined) return false
+  /**
+   * Validates a topic not in `validTopics` and remembers it when valid (at most 65 536, then the set
+   * starts over), so each distinct topic — received or published — is checked once.
+   */
+  admitTopic(topic: string): InvalidTopic | undefined {
+    const invalid = Topic.validateTopic(topic)
+    if (invalid !== undefined) return invalid
     if (this.validTopics.size >= 65_536) this.validTopics.clear()
     this.validTopics.add(topic)
-    return true
+    return undefined
   }
+
+  // ---- internals --------------------------------------------------------------------------------
 
   private finish(sub: Subscriber, exit: Exit.Exit<void, SubscriberError>): void {
     sub.done = true
