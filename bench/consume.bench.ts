@@ -77,13 +77,13 @@ const runOne = async (name: Name, chunks: number, perChunk: number) => {
   return { cpuNs: ((cpu.user + cpu.system) * 1000) / updates, minorMs: gc.minor, majorMs: gc.major }
 }
 
-const [chunks = 3000, perChunk = 1088] = process.argv.slice(3).map(Number)
-const child = process.argv[2]
-if (child !== undefined && child in VARIANTS) {
-  const r = await runOne(child as Name, chunks, perChunk)
-  process.stdout.write(JSON.stringify(r))
+// `consume.bench.ts [chunks] [perChunk]` runs every variant, each in a child started as
+// `consume.bench.ts <variant> chunks perChunk`.
+const child = process.argv[2] !== undefined && process.argv[2] in VARIANTS ? (process.argv[2] as Name) : undefined
+const [c = 3000, p = 1088] = process.argv.slice(child === undefined ? 2 : 3).map(Number)
+if (child !== undefined) {
+  process.stdout.write(JSON.stringify(await runOne(child, c, p)))
 } else {
-  const [c = 3000, p = 1088] = process.argv.slice(2).map(Number)
   console.log(`${c} chunks of ${p} updates, one chunk per macrotask; node ${process.version}\n`)
   console.log("| consumer | CPU ns/update | young-gen GC ms | full GC ms |")
   console.log("| --- | ---: | ---: | ---: |")

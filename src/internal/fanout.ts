@@ -76,7 +76,7 @@ export class FanOut {
   private readonly matcher = Topic.make<Subscriber>()
   private readonly subscribers = new Set<Subscriber>()
   private readonly touched: Array<Subscriber> = []
-  /** Topics that passed validation (received topics are validated once; publishers reuse it). */
+  /** Topics that passed validation (`admitTopic`): each distinct received or published topic is checked once. */
   readonly validTopics = new Set<string>()
 
   constructor(

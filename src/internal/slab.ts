@@ -10,8 +10,7 @@ export const slabAllocator = (slabBytes: number): ((size: number) => Uint8Array)
   let free = 0
   return (size) => {
     if (slab.byteLength - free < size) {
-      // Not zero-filled: every caller writes all of its bytes.
-      slab = Buffer.allocUnsafeSlow(Math.max(slabBytes, size)).buffer
+      slab = newSlab(Math.max(slabBytes, size))
       free = 0
     }
     const view = new Uint8Array(slab, free, size)
@@ -19,3 +18,6 @@ export const slabAllocator = (slabBytes: number): ((size: number) => Uint8Array)
     return view
   }
 }
+
+/** A fresh slab of `bytes`, not zero-filled: whoever carves it writes every byte it hands out. */
+export const newSlab = (bytes: number): ArrayBuffer => Buffer.allocUnsafeSlow(bytes).buffer as ArrayBuffer

@@ -14,7 +14,7 @@
  * Fields are read and written byte by byte rather than through DataView/Buffer methods: measured
  * faster here for these short headers and it avoids allocating a DataView per datagram.
  */
-import { slabAllocator } from "../slab.js"
+import { newSlab, slabAllocator } from "../slab.js"
 import {
   type DataBody,
   type DecodeFailure,
@@ -264,9 +264,6 @@ const startFragment = (prefix: SourcePrefix, size: number): Uint8Array => {
  */
 /** Slab size of a PackedSegmentWriter: ~45 full 1 400-byte datagrams per allocation. */
 const SLAB_BYTES = 64 * 1024
-/** Not zero-filled: every datagram's bytes are written before it is handed out. */
-const newSlab = (segmentSize: number): ArrayBuffer =>
-  Buffer.allocUnsafeSlow(Math.max(SLAB_BYTES, segmentSize)).buffer as ArrayBuffer
 
 export class PackedSegmentWriter {
   readonly segmentSize: number
@@ -288,7 +285,7 @@ export class PackedSegmentWriter {
     }
     this.segmentSize = segmentSize
     this.prefix = prefix.bytes
-    this.slab = newSlab(segmentSize)
+    this.slab = newSlab(Math.max(SLAB_BYTES, segmentSize))
     this.scratch = new Uint8Array(this.slab)
   }
 
@@ -308,7 +305,7 @@ export class PackedSegmentWriter {
     if (this._open) throw new RangeError("PackedSegmentWriter.begin: a datagram is already open")
     checkSeq("seq", seq)
     if (this.slab.byteLength - this.free < this.segmentSize) {
-      this.slab = newSlab(this.segmentSize)
+      this.slab = newSlab(Math.max(SLAB_BYTES, this.segmentSize))
       this.free = 0
     }
     this.scratch = new Uint8Array(this.slab, this.free, this.segmentSize)
