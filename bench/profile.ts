@@ -14,7 +14,9 @@
  * than wall-clock rates. `--prof DIR` adds `--cpu-prof` to every worker; `--gc` adds
  * `--trace-gc-nvp` and reports, per update, the bytes each process allocated and promoted (survived
  * two young-generation collections) and its time in young-generation pauses; `--top` prints the
- * functions with the most self time of one profile.
+ * functions with the most self time of one profile. Environment: `BENCH_NODE_FLAGS` adds node flags
+ * to every worker (`TAG` in them becomes the worker's tag, e.g. `--heap-prof-name=TAG.heapprofile`);
+ * `BENCH_TRACE=1` prints each publisher's result (system CPU, GSO sends) to stderr.
  */
 import { spawn } from "node:child_process"
 import { readFileSync, rmSync } from "node:fs"
@@ -95,6 +97,7 @@ const startWorker = (
 ): Worker => {
   const prof = profDir ? ["--cpu-prof", `--cpu-prof-dir=${profDir}`, `--cpu-prof-name=${tag}.cpuprofile`] : []
   if (traceGc) prof.push("--trace-gc-nvp")
+  if (process.env.BENCH_NODE_FLAGS) prof.push(...process.env.BENCH_NODE_FLAGS.replaceAll("TAG", tag).split(" "))
   const gc: GcTotals = { allocated: 0, promoted: 0, scavengeMs: 0 }
   // cwd is the tree: the bundled worker finds that tree's native addons there (addon.ts).
   const child = spawn(process.execPath, [...prof, entry, JSON.stringify(args)], {
@@ -195,6 +198,7 @@ const runCase = async (
   await new Promise((r) => setTimeout(r, 300))
   pub.send("go")
   const p = (await pub.next(durationMs + 30_000)).result
+  if (process.env.BENCH_TRACE) process.stderr.write(`pub result: ${JSON.stringify(p)}\n`)
   sub.send(`stop ${p.sent}`)
   const s = (await sub.next(60_000)).result
   pub.send("exit")

@@ -52,10 +52,17 @@ const utf8Length = (s: string) => Buffer.byteLength(s, "utf8")
 
 // ---- helpers ----------------------------------------------------------------------------------
 
-/** Packets with byte arrays replaced by hex, so Buffer/Uint8Array views compare by content. */
+/**
+ * Packets with byte arrays replaced by hex, so Buffer/Uint8Array views compare by content. A
+ * decoded update also holds the `source` and `sequence` the receiver fills in on delivery
+ * (packets.ts `decodedUpdate`); what the wire carries of it is its topic and payload.
+ */
 const plain = (u: unknown): unknown => {
   if (u instanceof Uint8Array) return `bytes:${Buffer.from(u.buffer, u.byteOffset, u.byteLength).toString("hex")}`
   if (Array.isArray(u)) return u.map(plain)
+  if (u !== null && typeof u === "object" && "topic" in u && "payload" in u && "sequence" in u) {
+    return { topic: u.topic, payload: plain(u.payload) }
+  }
   if (u !== null && typeof u === "object") {
     return Object.fromEntries(Object.entries(u).map(([k, v]) => [k, plain(v)]))
   }

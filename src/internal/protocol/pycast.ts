@@ -15,7 +15,7 @@
  * every datagram pycast sends (tested on the captures). Encoders throw `RangeError` on values the
  * format cannot carry (sequence numbers beyond u32, strings over 65 535 characters).
  */
-import type { DecodeFailure, DecodeFailureReason, PackedUpdate } from "./packets.js"
+import { type DecodeFailure, type DecodeFailureReason, decodedUpdate, type PackedUpdate } from "./packets.js"
 import { readU16, readU32, writeU16, writeU32 } from "./wire.js"
 
 export const PYCAST_HEADER_SIZE = 20
@@ -297,7 +297,7 @@ const decodeUpdate = (type: 1 | 2, header: PycastHeader, r: Reader): PycastUpdat
       for (let i = 0; i < count; i++) {
         const topic = r.string("subject")
         const payload = r.bytes("update data")
-        updates.push({ topic, payload })
+        updates.push(decodedUpdate(topic, payload))
       }
       r.end()
       body = { kind: "updates", updates }

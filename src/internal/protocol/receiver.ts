@@ -23,6 +23,7 @@
  * held until the update's end is seen, because a subscription fails on its first loss by default
  * and should learn of it at once.
  */
+import type { Mutable } from "effect/Types"
 import type { LossReason } from "../../DistributorError.js"
 import {
   type ConflictReason,
@@ -620,8 +621,11 @@ export class RemoteSession {
         const updates = body.updates
         const source = this.info
         for (let k = 0; k < updates.length; k++) {
-          const u = updates[k]
-          host.deliver({ topic: u.topic, payload: u.payload, source, sequence: seq })
+          // The decoders built each update in the delivered shape (packets.ts `decodedUpdate`).
+          const u = updates[k] as Mutable<ReceivedUpdate>
+          u.source = source
+          u.sequence = seq
+          host.deliver(u)
         }
         this.delivered += updates.length
         host.stats.updatesIn += updates.length

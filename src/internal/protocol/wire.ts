@@ -19,6 +19,7 @@ import {
   type DataBody,
   type DecodeFailure,
   type DecodeFailureReason,
+  decodedUpdate,
   FLAG_FRESH,
   FLAG_RETRANSMISSION,
   Fragment,
@@ -801,7 +802,7 @@ const decodePacked = (b: Uint8Array, o: number, len: number): ReadonlyArray<Pack
     if (topic === undefined) return failure("InvalidField", `update ${i}: topic is not valid UTF-8`)
     const payloadEnd = topicEnd + 4 + readU32(b, topicEnd)
     if (payloadEnd > len) return truncated(`update ${i} payload`, payloadEnd, len)
-    updates[i] = { topic, payload: view(b, topicEnd + 4, payloadEnd) }
+    updates[i] = decodedUpdate(topic, view(b, topicEnd + 4, payloadEnd))
     o = payloadEnd
   }
   if (o < len) return failure("TrailingBytes", `${len - o} bytes after ${count} updates`)
