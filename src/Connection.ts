@@ -375,14 +375,25 @@ export const layer = (
 /**
  * Runs `f` synchronously on each chunk of a subscription (of any stream) until it ends: what
  * `Stream.runForEachChunk(stream, (chunk) => Effect.sync(() => f(chunk)))` does, for much less CPU
- * at high rates. That form allocates, per chunk, an Effect that references the chunk, and measured
- * on Node 20 this keeps chunks, their updates and their payload views alive through V8's
- * young-generation collections: they are copied and promoted instead of dying young (about 100
- * promoted bytes per 64-byte update, against 4 with this helper), and the collector's work became
- * most of a subscriber's CPU. V8 pretenuring Effect's primitives is part of it
- * (`--no-allocation-site-pretenuring` removed about a third). This helper calls `f` first and
- * returns the shared `Effect.void`. A throw from `f` is a defect of the returned effect.
- * bench/consume.bench.ts measures both (bench/README.md "Consuming a subscription").
+ * and latency. The result fails as the stream would (an `IrrecoverableLoss` after the updates
+ * before it, …); a throw from `f` is a defect of the returned effect.
+ *
+ * On a subscription's own stream — as `subscribe` / `subscribeScoped` return it without a
+ * `schema`, not piped through other operators — `f` runs from the connection's receive path:
+ * first on what the subscription buffered before, then on each socket wake-up's chunk as soon as
+ * the engine has it, with no Mailbox, Stream or fiber wake-up in between (at 1 000 updates/s that
+ * hand-off was 20–40 µs of each update's latency here). `f` is never re-entered: a chunk that
+ * arrives while it runs (a local publish from `f`) is handed over when it returns. There is no
+ * buffer, so `bufferSize` does not apply: a slow `f` holds up the connection's receive loop, the
+ * socket's buffer absorbs it and flow control slows the publishers. Interrupted, the subscription
+ * goes back to buffering for its stream.
+ *
+ * On any other stream, `f` runs and the shared `Effect.void` is returned. The `Effect.sync` form
+ * allocates, per chunk, an Effect that references the chunk, and measured on Node 20 this keeps
+ * chunks, their updates and their payload views alive through V8's young-generation collections
+ * (about 100 promoted bytes per 64-byte update, against 4 here), and the collector's work became
+ * most of a subscriber's CPU; V8 pretenuring Effect's primitives is part of it. bench/README.md
+ * "Consuming a subscription" has the measurements.
  *
  * @since 0.1.0
  * @category consuming

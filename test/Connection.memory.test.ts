@@ -630,6 +630,32 @@ describe("Connection.forEachChunk", () => {
     })
   )
 
+  it.scopedLive(
+    "on a subscription's own stream, f runs from the connection's drive, and the subscription ends with it",
+    () =>
+      Effect.gen(function* () {
+        const { ca } = yield* twoNodes()
+        const seen: Array<string> = []
+        // `subscribe`: registered when the consumer starts, ended with it.
+        const consumer = yield* ConnectionModule.forEachChunk(ca.subscribe("/d/..."), (chunk) => {
+          for (const u of chunk) seen.push(decode(u as Connection.Update))
+        }).pipe(Effect.fork)
+        yield* awaitSubscriptions(ca, 1)
+        const publisher = yield* ca.publisher
+        yield* publisher.publish("/d/1", payloadOf(1))
+        // A local publish is delivered by the publish's own drive: seen before anything yields.
+        expect(seen).toEqual(["update-1"])
+        yield* publisher.publishAll([
+          ["/d/2", payloadOf(2)],
+          ["/e/x", payloadOf(-1)],
+          ["/d/3", payloadOf(3)]
+        ])
+        expect(seen).toEqual(["update-1", "update-2", "update-3"])
+        yield* Fiber.interrupt(consumer)
+        expect((yield* ca.stats).subscriptions).toEqual([])
+      }).pipe(Effect.provide(Transport.layerMemory({ seed: 12 })))
+  )
+
   it.scopedLive("consumes a subscription over the memory transport", () =>
     Effect.gen(function* () {
       const { ca, cb } = yield* twoNodes()

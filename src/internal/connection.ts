@@ -31,6 +31,7 @@ import {
 } from "../DistributorError.js"
 import * as Topic from "../Topic.js"
 import { type SocketStats, Transport } from "../Transport.js"
+import { forEachChunk, withDirect } from "./consume.js"
 import { zeroShellStats } from "./counters.js"
 import { FanOut, type Item, type SubscriberError } from "./fanout.js"
 import * as Inputs from "./inputs.js"
@@ -540,9 +541,15 @@ export const make = (
         options?.schema === undefined ? raw : decodeWith(raw, options.schema)
       )) as Connection.SubscribeScopedFn
 
-    // The same subscription, registered when the stream starts and ended with it.
-    const subscribe = ((pattern: string, options?: AnySubscribeOptions) =>
-      Stream.unwrapScoped(subscribeScoped(pattern, options))) as Connection.SubscribeFn
+    // The same subscription, registered when the stream starts and ended with it (and so when
+    // `forEachChunk` runs it directly).
+    const subscribe = ((pattern: string, options?: AnySubscribeOptions) => {
+      const stream = Stream.unwrapScoped(subscribeScoped(pattern, options))
+      if (options?.schema !== undefined) return stream
+      return withDirect(stream as Stream.Stream<Item, SubscriberError | InvalidTopic | InvalidOption>, (f) =>
+        Effect.scoped(Effect.flatMap(registerRaw(pattern, options), (raw) => forEachChunk(raw, f)))
+      )
+    }) as Connection.SubscribeFn
 
     // ---- events ------------------------------------------------------------------------------
 
