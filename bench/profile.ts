@@ -113,6 +113,7 @@ const startWorker = (
         gc.allocated += nvp(l, "allocated")
         gc.promoted += nvp(l, "promoted")
         if (l.includes(" gc=s ")) gc.scavengeMs += nvp(l, "pause")
+        else if (process.env.BENCH_TRACE) process.stderr.write(`${tag}: ${l.slice(0, 160)}\n`)
       }
       return
     }
