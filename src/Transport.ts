@@ -113,10 +113,15 @@ export interface DatagramSocket {
   /**
    * Multicast one datagram to the group. Never throws; failures are counted in `stats`. A socket
    * with `flush` may hold datagrams back until `flush` (or at the latest the end of the current
-   * microtask checkpoint); order is kept. The datagram is the socket's from then on.
+   * microtask checkpoint); order is kept. The datagram is the socket's from then on (with
+   * `flush`: until `flush` returns).
    */
   readonly send: (datagram: Uint8Array) => void
-  /** Sends what `send` queued, in one batch. The connection calls it after each drive of its engine. */
+  /**
+   * Sends what `send` queued, in one batch. The connection calls it after each drive of its engine.
+   * A socket with `flush` is done with every datagram it was given once `flush` returns (sent, or
+   * copied for a later send): the connection's senders then reuse that memory.
+   */
   readonly flush?: () => void
   /**
    * Join (`true`) or leave the group: whether datagrams sent to it reach `listen`. Sending does not

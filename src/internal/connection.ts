@@ -134,7 +134,13 @@ export const make = (
       }
     }
     const endpoint = new Endpoint({
-      config: { ...toEngineConfig(options.distributor, config), listening: false },
+      // A socket with `flush` is done with every datagram once flushed (Transport.ts), and
+      // `dispatch` tells the engine after each flush: senders reuse their evicted memory.
+      config: {
+        ...toEngineConfig(options.distributor, config),
+        listening: false,
+        reuseSendMemory: socket.flush !== undefined
+      },
       sink,
       random: options.random ?? Math.random,
       now: openedAt
@@ -215,7 +221,10 @@ export const make = (
 
     /** Hand the outputs of the last engine call to subscribers and event listeners. */
     const dispatch = () => {
-      flushSockets?.()
+      if (flushSockets !== undefined) {
+        flushSockets()
+        endpoint.afterFlush()
+      }
       fanout.flush()
       syncListening()
       if (pendingEvents.length > 0) {

@@ -9,6 +9,7 @@
  * does not send (`undefined` from an encoder), and the engine's behaviour degrades as documented
  * in docs/PROTOCOL.md.
  */
+import { SlabPool } from "../slab.js"
 import type { DecodeFailure, Packet, SeqRange, Source } from "./packets.js"
 import {
   asRetransmission,
@@ -59,6 +60,13 @@ export interface SessionCodec {
   lost(ranges: ReadonlyArray<SeqRange>): Uint8Array | undefined
   /** A copy (or the same bytes) of a cached datagram marked as a retransmission. */
   retransmission(datagram: Uint8Array): Uint8Array
+  /**
+   * With `reuseMemory` (dialects that can): the sender's cache no longer holds `datagram` (data it
+   * encoded); its memory may be reused after the next `recycle`.
+   */
+  release?(datagram: Uint8Array): void
+  /** The sockets are done with every datagram sent so far (the shell flushed them). */
+  recycle?(): void
   /** Marks a datagram fresh, in place (no-op where the dialect has no such mark). */
   markFresh(datagram: Uint8Array): Uint8Array
 }
@@ -75,7 +83,11 @@ export interface Dialect {
   decode(bytes: Uint8Array, now: number): Packet | DecodeFailure | undefined
   /** A new session id; undefined: the endpoint draws a random 64-bit id. */
   sessionId?(random: () => number, wallClockMs: number): bigint
-  session(source: Source, segmentSize: number): SessionCodec
+  /**
+   * `reuseMemory`: the shell's sockets are done with a datagram once they are flushed, so data
+   * memory may come back (`release`, `recycle`).
+   */
+  session(source: Source, segmentSize: number, reuseMemory?: boolean): SessionCodec
   /** The encoders of this endpoint's control session (the source of its NAKs). */
   control(source: Source, segmentSize: number): ControlCodec
 }
@@ -87,18 +99,42 @@ export interface ControlCodec {
   nak(target: bigint, ranges: ReadonlyArray<SeqRange>): ReadonlyArray<Uint8Array>
 }
 
+/** Slabs of a session's fragments (a 64 KiB update is ~47 of them). */
+const FRAGMENT_SLAB_BYTES = 256 * 1024
+
 /** The native protocol (docs/PROTOCOL.md): the codec in wire.ts. */
 export const nativeDialect: Dialect = {
   name: "native",
   status: true,
   decode,
-  session(source, segmentSize) {
+  session(source, segmentSize, reuseMemory = false) {
     const prefix = makeSourcePrefix(source)
+    const writer = new PackedSegmentWriter(prefix, segmentSize)
+    // Fragments from their own pool: a packed segment may stay open (holdback) while they are cut.
+    const fragments = new SlabPool(FRAGMENT_SLAB_BYTES)
+    const allocFragment = (size: number) => fragments.alloc(size)
+    const reuse: Pick<SessionCodec, "release" | "recycle"> = {}
+    if (reuseMemory) {
+      writer.pool.enable()
+      fragments.enable()
+      Object.assign(reuse, {
+        release: (datagram: Uint8Array) => {
+          writer.pool.release(datagram)
+          fragments.release(datagram)
+        },
+        recycle: () => {
+          writer.pool.recycle()
+          fragments.recycle()
+        }
+      })
+    }
     return {
-      writer: new PackedSegmentWriter(prefix, segmentSize),
+      writer,
       updateOverhead: PACKED_UPDATE_OVERHEAD,
       fragmentCapacity: (tb) => fragmentCapacity(prefix, segmentSize, tb),
-      fragment: (seq, fragment, chunk, tb, total) => encodeFragment(prefix, seq, fragment, chunk, tb, total),
+      fragment: reuseMemory
+        ? (seq, fragment, chunk, tb, total) => encodeFragment(prefix, seq, fragment, chunk, tb, total, allocFragment)
+        : (seq, fragment, chunk, tb, total) => encodeFragment(prefix, seq, fragment, chunk, tb, total),
       heartbeat: (highestSeq, oldestCached) => encodeHeartbeat(prefix, highestSeq, oldestCached),
       announce: (highestSeq, startedAt) => [
         markFresh(encodeAnnounce(prefix, highestSeq, Math.max(0, Math.floor(startedAt))))
@@ -107,7 +143,8 @@ export const nativeDialect: Dialect = {
       goodbye: (highestSeq) => encodeGoodbye(prefix, highestSeq),
       lost: (ranges) => encodeLost(prefix, ranges),
       retransmission: asRetransmission,
-      markFresh
+      markFresh,
+      ...reuse
     }
   },
   control(source, segmentSize) {

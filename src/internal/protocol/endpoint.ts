@@ -320,6 +320,15 @@ export class Endpoint implements SenderHost, ReceiverHost {
   // Output helpers (SenderHost / ReceiverHost)
   // ---------------------------------------------------------------------------------------------
 
+  /**
+   * The shell flushed its sockets: with `reuseSendMemory`, what the senders' caches evicted so far
+   * may be carved again (see `EngineConfig.reuseSendMemory`).
+   */
+  afterFlush(): void {
+    const senders = this.senders
+    for (let i = 0; i < senders.length; i++) senders[i].recycle()
+  }
+
   /** Data-channel packets: data, retransmissions, heartbeats, announce, lost, goodbye. */
   emit(datagram: Uint8Array, now: number): void {
     this.sink.send(this.account(datagram, now))

@@ -49,6 +49,12 @@ export interface EngineConfig {
    * has subscriptions); `setListening` changes it at run time.
    */
   readonly listening?: boolean
+  /**
+   * The shell's sockets are done with every datagram once flushed (the native UDP backend), and
+   * the shell calls `Endpoint.afterFlush` after flushing: senders then reuse the memory of data
+   * datagrams their cache evicted instead of allocating fresh slabs.
+   */
+  readonly reuseSendMemory?: boolean
   /** This endpoint's name as a receiver (presence), "" for none. */
   readonly receiverName: string
   /** Data bytes this endpoint accepts in flight as a receiver, shared by the sessions it receives. */

@@ -167,7 +167,8 @@ export class LocalSender {
         host: session.host,
         application: session.application
       },
-      config.segmentSize
+      config.segmentSize,
+      config.reuseSendMemory === true
     )
     this.writer = this.codec.writer
     this.updateOverhead = this.codec.updateOverhead
@@ -421,8 +422,10 @@ export class LocalSender {
 
   private cacheDropOldest(): void {
     const i = this.cHead
-    this.cachedBytes -= this.cData[i]!.length
+    const datagram = this.cData[i]!
+    this.cachedBytes -= datagram.length
     this.cData[i] = undefined
+    this.codec.release?.(datagram)
     this.cHead = (i + 1) & (this.cData.length - 1)
     this.cCount--
     this.oldestSeq++
@@ -601,6 +604,11 @@ export class LocalSender {
     this.lingerUntil = now + closeGraceMs(this.host.config)
     this.hbInterval = this.hbInitial
     this.hbDue = now + this.hbInitial
+  }
+
+  /** The sockets are done with every datagram sent so far: evicted memory may be reused. */
+  recycle(): void {
+    this.codec.recycle?.()
   }
 
   /** Drops the cache (endpoint close / end of linger). */

@@ -14,7 +14,7 @@
  * Fields are read and written byte by byte rather than through DataView/Buffer methods: measured
  * faster here for these short headers and it avoids allocating a DataView per datagram.
  */
-import { newSlab, slabAllocator } from "../slab.js"
+import { SlabPool, slabAllocator } from "../slab.js"
 import {
   type DataBody,
   type DecodeFailure,
@@ -240,8 +240,8 @@ const startPacket = (prefix: SourcePrefix, kind: PacketKind, size: number): Buff
  * `markFresh`'s flag, which is their own bytes.
  */
 const fragmentBytes = slabAllocator(65_536)
-const startFragment = (prefix: SourcePrefix, size: number): Uint8Array => {
-  const buf = fragmentBytes(size)
+const startFragment = (prefix: SourcePrefix, size: number, alloc: (size: number) => Uint8Array): Uint8Array => {
+  const buf = alloc(size)
   copyInto(buf, 0, prefix.bytes)
   buf[OFF_KIND] = KIND_DATA
   buf[OFF_FLAGS] = 0
@@ -269,12 +269,15 @@ const SLAB_BYTES = 64 * 1024
 export class PackedSegmentWriter {
   readonly segmentSize: number
   private readonly prefix: Uint8Array
-  private slab: ArrayBuffer
-  /** First free byte of `slab`. */
-  private free = 0
-  /** The open datagram: `segmentSize` bytes of `slab` from `free` (a plain view: a Buffer's
-   * `subarray` goes through the species constructor, twice per datagram). */
-  private scratch: Uint8Array
+  /**
+   * Where datagrams are carved: the open one is reserved whole (`segmentSize`), then only the bytes
+   * written are kept. Its own pool: a packed segment stays open across calls (holdback) while
+   * fragments are cut, so the two must not share a slab's free space.
+   */
+  readonly pool: SlabPool
+  /** The open datagram: `segmentSize` bytes (a plain view: a Buffer's `subarray` goes through the
+   * species constructor, twice per datagram). */
+  private scratch: Uint8Array = new Uint8Array(0)
   private _count = 0
   private _size = 0
   private _open = false
@@ -286,8 +289,7 @@ export class PackedSegmentWriter {
     }
     this.segmentSize = segmentSize
     this.prefix = prefix.bytes
-    this.slab = newSlab(Math.max(SLAB_BYTES, segmentSize))
-    this.scratch = new Uint8Array(this.slab)
+    this.pool = new SlabPool(Math.max(SLAB_BYTES, 4 * segmentSize))
   }
 
   /** Updates in the open datagram (0 when none is open). */
@@ -305,11 +307,7 @@ export class PackedSegmentWriter {
   begin(seq: number): void {
     if (this._open) throw new RangeError("PackedSegmentWriter.begin: a datagram is already open")
     checkSeq("seq", seq)
-    if (this.slab.byteLength - this.free < this.segmentSize) {
-      this.slab = newSlab(Math.max(SLAB_BYTES, this.segmentSize))
-      this.free = 0
-    }
-    this.scratch = new Uint8Array(this.slab, this.free, this.segmentSize)
+    this.scratch = this.pool.reserve(this.segmentSize)
     // Everything up to the seq field is the same in every datagram of this writer.
     copyInto(this.scratch, 0, this.prefix)
     this.scratch[OFF_KIND] = KIND_DATA
@@ -354,9 +352,7 @@ export class PackedSegmentWriter {
     if (!this._open) throw new RangeError("PackedSegmentWriter.finish: no open datagram")
     if (this._count === 0) throw new RangeError("PackedSegmentWriter.finish: a packed segment needs >= 1 update")
     writeU16(this.scratch, this.prefix.length + DATA_FIELDS, this._count)
-    const size = this._size
-    const out = new Uint8Array(this.slab, this.free, size)
-    this.free += size
+    const out = this.pool.commit(this._size)
     this._open = false
     this._count = 0
     this._size = 0
@@ -380,7 +376,9 @@ export const encodeFragment = (
   fragment: 1 | 2 | 3,
   chunk: Uint8Array,
   topicBytes?: Uint8Array,
-  totalLength?: number
+  totalLength?: number,
+  /** Where the datagram is carved (a session's pool); module-wide 64 KiB slabs by default. */
+  alloc: (size: number) => Uint8Array = fragmentBytes
 ): Uint8Array => {
   checkSeq("seq", seq)
   if (chunk.length === 0) throw new RangeError("encodeFragment: chunk must not be empty")
@@ -396,7 +394,7 @@ export const encodeFragment = (
       )
     }
     const o = at + DATA_FIELDS
-    const buf = startFragment(prefix, o + FIRST_FRAGMENT_OVERHEAD + topicBytes.length + chunk.length)
+    const buf = startFragment(prefix, o + FIRST_FRAGMENT_OVERHEAD + topicBytes.length + chunk.length, alloc)
     writeU64(buf, at, seq)
     buf[at + 8] = FRAG_FIRST
     writeU32(buf, o, totalLength)
@@ -408,7 +406,7 @@ export const encodeFragment = (
   if (fragment !== FRAG_MIDDLE && fragment !== FRAG_LAST) {
     throw new RangeError(`encodeFragment: bad fragment ${fragment}`)
   }
-  const buf = startFragment(prefix, at + DATA_FIELDS + chunk.length)
+  const buf = startFragment(prefix, at + DATA_FIELDS + chunk.length, alloc)
   writeU64(buf, at, seq)
   buf[at + 8] = fragment
   buf.set(chunk, at + DATA_FIELDS)

@@ -199,7 +199,9 @@ export const makeHotPath = (addon: Addon): HotPath => ({
     const nodeSend = (d: Uint8Array) => {
       viaNode++
       try {
-        socket.send(d, onNodeSent)
+        // A copy: node:dgram sends later, and once `flush` returns the sender may reuse `d`'s
+        // memory (Transport.ts `flush`). Only after EAGAIN, so rare.
+        socket.send(Uint8Array.prototype.slice.call(d), onNodeSent)
       } catch (err) {
         onNodeSent(err as Error)
       }
