@@ -24,11 +24,11 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Mailbox from "effect/Mailbox"
 import * as Option from "effect/Option"
-import * as Stream from "effect/Stream"
+import type * as Stream from "effect/Stream"
 import type { GatewayError, GatewayLoss, InvalidTopic, IrrecoverableLoss } from "../DistributorError.js"
 import { SubscriberOverflow } from "../DistributorError.js"
 import * as Topic from "../Topic.js"
-import { withDirect } from "./consume.js"
+import { forEachChunk, withDirect } from "./consume.js"
 import type { ShellStats } from "./counters.js"
 import type { ReceivedUpdate, SessionInfo } from "./protocol/engine.js"
 
@@ -185,7 +185,7 @@ export class FanOut {
   consume(sub: Subscriber, f: (chunk: Chunk.Chunk<Item>) => void): Effect.Effect<void, SubscriberError> {
     return Effect.async<void, SubscriberError>((resume) => {
       if (sub.direct !== undefined) {
-        resume(Stream.runForEachChunk(Mailbox.toStream(sub.mailbox), (chunk) => Effect.sync(() => f(chunk))))
+        resume(forEachChunk(Mailbox.toStream(sub.mailbox), f))
         return
       }
       // Everything below is synchronous, so nothing is offered between the draining and the attaching.

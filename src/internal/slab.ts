@@ -6,17 +6,9 @@
  * its slab. Starts are 8-byte aligned, as separate allocations would be.
  */
 export const slabAllocator = (slabBytes: number): ((size: number) => Uint8Array) => {
-  let slab: ArrayBufferLike = new ArrayBuffer(0)
-  let free = 0
-  return (size) => {
-    if (slab.byteLength - free < size) {
-      slab = newSlab(Math.max(slabBytes, size))
-      free = 0
-    }
-    const view = new Uint8Array(slab, free, size)
-    free += (size + 7) & ~7
-    return view
-  }
+  // A pool never enabled: slabs are only carved, and left to the GC.
+  const pool = new SlabPool(slabBytes)
+  return (size) => pool.alloc(size)
 }
 
 /** A fresh slab of `bytes`, not zero-filled: whoever carves it writes every byte it hands out. */
@@ -63,9 +55,8 @@ export class SlabPool {
 
   /** `size` bytes, counted on their slab until released. */
   alloc(size: number): Uint8Array {
-    const view = this.reserve(size)
-    this.commit(size)
-    return view
+    if (this.slab.byteLength - this.free < size) this.next(size)
+    return this.commit(size)
   }
 
   /**

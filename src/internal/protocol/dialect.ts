@@ -110,31 +110,20 @@ export const nativeDialect: Dialect = {
   session(source, segmentSize, reuseMemory = false) {
     const prefix = makeSourcePrefix(source)
     const writer = new PackedSegmentWriter(prefix, segmentSize)
-    // Fragments from their own pool: a packed segment may stay open (holdback) while they are cut.
-    const fragments = new SlabPool(FRAGMENT_SLAB_BYTES)
-    const allocFragment = (size: number) => fragments.alloc(size)
-    const reuse: Pick<SessionCodec, "release" | "recycle"> = {}
-    if (reuseMemory) {
+    // Reusing memory, fragments come from the session's own pool (a packed segment may stay open,
+    // holdback, while they are cut); else from wire.ts's module-wide slabs.
+    const fragments = reuseMemory ? new SlabPool(FRAGMENT_SLAB_BYTES) : undefined
+    const allocFragment = fragments && ((size: number) => fragments.alloc(size))
+    if (fragments !== undefined) {
       writer.pool.enable()
       fragments.enable()
-      Object.assign(reuse, {
-        release: (datagram: Uint8Array) => {
-          writer.pool.release(datagram)
-          fragments.release(datagram)
-        },
-        recycle: () => {
-          writer.pool.recycle()
-          fragments.recycle()
-        }
-      })
     }
     return {
       writer,
       updateOverhead: PACKED_UPDATE_OVERHEAD,
       fragmentCapacity: (tb) => fragmentCapacity(prefix, segmentSize, tb),
-      fragment: reuseMemory
-        ? (seq, fragment, chunk, tb, total) => encodeFragment(prefix, seq, fragment, chunk, tb, total, allocFragment)
-        : (seq, fragment, chunk, tb, total) => encodeFragment(prefix, seq, fragment, chunk, tb, total),
+      fragment: (seq, fragment, chunk, tb, total) =>
+        encodeFragment(prefix, seq, fragment, chunk, tb, total, allocFragment),
       heartbeat: (highestSeq, oldestCached) => encodeHeartbeat(prefix, highestSeq, oldestCached),
       announce: (highestSeq, startedAt) => [
         markFresh(encodeAnnounce(prefix, highestSeq, Math.max(0, Math.floor(startedAt))))
@@ -144,7 +133,18 @@ export const nativeDialect: Dialect = {
       lost: (ranges) => encodeLost(prefix, ranges),
       retransmission: asRetransmission,
       markFresh,
-      ...reuse
+      ...(fragments !== undefined
+        ? {
+            release: (datagram: Uint8Array) => {
+              writer.pool.release(datagram)
+              fragments.release(datagram)
+            },
+            recycle: () => {
+              writer.pool.recycle()
+              fragments.recycle()
+            }
+          }
+        : {})
     }
   },
   control(source, segmentSize) {
