@@ -244,6 +244,7 @@ if (systems.some((s) => s === "oursSec" || s === "oursAuth")) {
 
 const startWorker = (args: WorkerArgs): Worker => {
   const prof = process.env.BENCH_CPU_PROF ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : []
+  if (process.env.BENCH_NODE_FLAGS) prof.push(...process.env.BENCH_NODE_FLAGS.split(" "))
   const child = spawn(process.execPath, [...prof, ...workerEntry, JSON.stringify(args)], {
     stdio: ["pipe", "pipe", "pipe"],
     cwd: resolve(here, ".."),

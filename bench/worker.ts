@@ -205,7 +205,9 @@ const oursConfig = (a: WorkerArgs) => ({
   loopback: true,
   recvBufferSize: RECV_BUFFER,
   sendBufferSize: RECV_BUFFER,
-  ...VARIANTS[a.system]
+  ...VARIANTS[a.system],
+  // Experiments only (bench/profile.ts): connection settings over the variant's.
+  ...(process.env.BENCH_OURS_CONFIG ? JSON.parse(process.env.BENCH_OURS_CONFIG) : {})
 })
 
 /**
@@ -255,7 +257,8 @@ const oursPub = async (a: WorkerArgs): Promise<Pub> => {
         simulatedSendDrops: drops?.send ?? 0,
         sendErrors: s.socket.sendErrors,
         gsoSends: s.socket.segmentation?.gsoSends ?? 0,
-        gsoDatagrams: s.socket.segmentation?.gsoDatagrams ?? 0
+        gsoDatagrams: s.socket.segmentation?.gsoDatagrams ?? 0,
+        flowControlWaits: s.flowControlWaits
       }
     },
     close: () => Effect.runPromise(Scope.close(scope, Exit.void)),
