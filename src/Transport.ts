@@ -59,7 +59,8 @@ export interface SocketStats {
   /**
    * Native backend only: runs of equal-size datagrams sent as ONE message each (UDP GSO) and runs
    * received in one read (UDP GRO), with the datagrams they carried. Zero where the kernel or
-   * route does not segment, or the datagrams never came in runs.
+   * route does not segment, or the datagrams never came in runs. Also the reads that reused the
+   * memory of an earlier one.
    */
   readonly segmentation?: Segmentation
 }
@@ -74,6 +75,8 @@ export interface Segmentation {
   gsoDatagrams: number
   groReads: number
   groDatagrams: number
+  /** Reads into the memory of an earlier read of which the handler kept nothing (`DatagramHandler`). */
+  reusedReads: number
 }
 
 /**
@@ -91,12 +94,15 @@ export type UdpBackend = "native" | "dgram"
  * the in-memory network's delivery fiber); `onBatchEnd` once after the datagrams read in one wake-up
  * of the socket (one event-loop poll phase for UDP), so the receiver can hand on what the whole
  * batch produced at once. `data` is the receiver's own, to keep and to overwrite (no other receiver
- * shares its bytes: the engine decrypts secured datagrams in place).
+ * shares its bytes: the engine decrypts secured datagrams in place). `onDatagram` returns `false`
+ * when it kept no reference to `data`'s memory past the call: a socket may then read later
+ * datagrams into that memory (the native backend does, for the fragments of large updates, which
+ * the engine copies out). Any other result, or none, counts as kept.
  *
  * @since 0.1.0
  */
 export interface DatagramHandler {
-  readonly onDatagram: (data: Uint8Array, address: string) => void
+  readonly onDatagram: (data: Uint8Array, address: string) => unknown
   readonly onBatchEnd: () => void
 }
 

@@ -129,7 +129,7 @@ describe("native UDP backend", () => {
         deliver: () => {},
         endBatch: () => {},
         sendError: (m) => errors.push(m),
-        segmentation: { gsoSends: 0, gsoDatagrams: 0, groReads: 0, groDatagrams: 0 }
+        segmentation: { gsoSends: 0, gsoDatagrams: 0, groReads: 0, groDatagrams: 0, reusedReads: 0 }
       }
       const sender = makeHotPath(addon).sender(socket, context)!
       const complete = () => {

@@ -153,6 +153,50 @@ describe.each(backends)("Transport.layerUdp ($name)", ({ name, layer, skip }) =>
     })
   )
 
+  it.scopedLive("memory a handler released is read into again; memory it kept never is", () =>
+    Effect.gen(function* () {
+      const transport = yield* Transport.Transport
+      const opts = { ...options, group: "239.255.40.5", port: 7405, recvBufferSize: 4 << 20 }
+      const a = yield* transport.open(opts)
+      const releasing = yield* transport.open(opts)
+      const keeping = yield* transport.open(opts)
+      // One copies each datagram out and says it kept nothing; the other keeps the views.
+      const copies: Array<Uint8Array> = []
+      releasing.listen({
+        onDatagram: (d) => {
+          copies.push(Uint8Array.from(d))
+          return false
+        },
+        onBatchEnd: () => {}
+      })
+      const views: Array<Uint8Array> = []
+      keeping.listen({ onDatagram: (d) => views.push(d), onBatchEnd: () => {} })
+      const datagram = (i: number) => new Uint8Array(1000 + (i % 7) * 50).fill(i & 0xff)
+      // Waves of datagrams, each read in rounds of its own.
+      const waves = 20
+      const perWave = 30
+      for (let w = 0; w < waves; w++) {
+        for (let k = 0; k < perWave; k++) a.send(datagram(w * perWave + k))
+        a.flush?.()
+        yield* Effect.sleep("5 millis")
+      }
+      const total = waves * perWave
+      yield* Effect.repeat(Effect.sleep("10 millis"), {
+        until: () => copies.length >= total && views.length >= total,
+        times: 300
+      })
+      const intact = (got: Array<Uint8Array>) =>
+        got.length === total && got.every((d, i) => d.length === datagram(i).length && d.every((x) => x === (i & 0xff)))
+      expect(intact(copies)).toBe(true)
+      // Read after all the others: none of them was written over.
+      expect(intact(views)).toBe(true)
+      if (backend === "native") {
+        expect(releasing.stats().segmentation!.reusedReads).toBeGreaterThan(0)
+        expect(keeping.stats().segmentation!.reusedReads).toBe(0)
+      } else expect(releasing.stats().segmentation).toBeUndefined()
+    }).pipe(Effect.provide(layer))
+  )
+
   it.scopedLive("datagrams that arrive before listen are handed over by it; leaving and rejoining works", () =>
     Effect.gen(function* () {
       const transport = yield* Transport.Transport

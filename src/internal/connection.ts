@@ -243,15 +243,16 @@ export const make = (
     // fiber wakes per batch; the clock is read once per batch.
     let batchNow = -1
     const handlerFor = (channel: "data" | "control" | undefined) => ({
-      onDatagram: (data: Uint8Array, address: string) => {
-        if (closed) return
+      onDatagram: (data: Uint8Array, address: string): boolean => {
+        if (closed) return false
         if (batchNow < 0) batchNow = now()
         // The engine never throws by contract; if it ever did, count and log it and go on with
         // the next datagram rather than break the socket's handler.
         try {
-          endpoint.onDatagram(data, address, batchNow, channel)
+          return endpoint.onDatagram(data, address, batchNow, channel)
         } catch (err) {
           logFault("received datagram", err)
+          return true
         }
       },
       onBatchEnd: () => {

@@ -57,6 +57,8 @@
 /* Meta entries per recvmmsg round: each message may be a GRO run of up to 64 datagrams (the
  * kernel's UDP_GRO_CNT_MAX), so a round never runs out. */
 #define RX_META (RX_VLEN * GSO_SEGMENTS)
+/* Smallest buffer made while rounds come back (see rx_deliver). */
+#define RX_SPARE_MIN (256 * 1024)
 
 #define CHECK(call)                                                                                \
   do {                                                                                             \
@@ -84,6 +86,11 @@ typedef struct {
   char control[RX_VLEN][CMSG_SPACE(sizeof(int))];
   /* Datagrams delivered from each message: 1, a GRO run's segments, or 0 (filtered). */
   uint32_t parts[RX_VLEN];
+  /* The last round's buffer when JS said it kept nothing of it (its callback returned true): the
+   * next round that fits is read into it instead of a fresh one. */
+  napi_ref spare;
+  void *spare_data;
+  size_t spare_cap;
 } rx_t;
 
 typedef struct {
@@ -98,6 +105,7 @@ static void rx_free(rx_t *rx) {
   if (!rx->env_gone) {
     if (rx->callback) napi_delete_reference(env, rx->callback);
     if (rx->meta_ref) napi_delete_reference(env, rx->meta_ref);
+    if (rx->spare) napi_delete_reference(env, rx->spare);
     if (rx->async) napi_async_destroy(env, rx->async);
   }
   if (rx->fd >= 0) close(rx->fd);
@@ -136,7 +144,22 @@ static void rx_deliver(rx_t *rx, int n, uint32_t count, size_t total, uint32_t r
   if (napi_open_handle_scope(env, &scope) != napi_ok) return;
   napi_value ab, cb, recv, argv[4], result;
   void *data = NULL;
-  if (napi_create_arraybuffer(env, total, &data, &ab) == napi_ok) {
+  napi_status made = napi_generic_failure;
+  if (rx->spare && total <= rx->spare_cap && napi_get_reference_value(env, rx->spare, &ab) == napi_ok && ab) {
+    data = rx->spare_data;
+    made = napi_ok;
+  } else {
+    /* While rounds come back (large updates, cut into fragments the engine copies out), a fresh
+     * buffer gets room for the next rounds too; otherwise exactly this round's bytes (whatever
+     * JS keeps a view of keeps the whole buffer). */
+    size_t size = rx->spare && total < RX_SPARE_MIN ? RX_SPARE_MIN : total;
+    if (rx->spare) {
+      napi_delete_reference(env, rx->spare);
+      rx->spare = NULL;
+    }
+    made = napi_create_arraybuffer(env, size, &data, &ab);
+  }
+  if (made == napi_ok) {
     uint8_t *out = data;
     /* A GRO run's datagrams lie back to back in its slot and stay so in `out`: one copy each. */
     for (int i = 0, k = 0; i < n && (uint32_t)k < count; i++) {
@@ -151,11 +174,24 @@ static void rx_deliver(rx_t *rx, int n, uint32_t count, size_t total, uint32_t r
         napi_create_uint32(env, in_runs, &argv[3]) == napi_ok) {
       argv[0] = ab;
       napi_status s = napi_make_callback(env, rx->async, recv, cb, 4, argv, &result);
+      bool free_again = false;
       if (s != napi_ok) {
         bool pending = false;
         napi_value exc;
         if (napi_is_exception_pending(env, &pending) == napi_ok && pending)
           napi_get_and_clear_last_exception(env, &exc);
+      } else if (napi_get_value_bool(env, result, &free_again) != napi_ok) {
+        free_again = false;
+      }
+      size_t cap = 0;
+      if (free_again && !rx->closing && napi_get_arraybuffer_info(env, ab, NULL, &cap) == napi_ok) {
+        if (!rx->spare && napi_create_reference(env, ab, 1, &rx->spare) != napi_ok) rx->spare = NULL;
+        rx->spare_data = data;
+        rx->spare_cap = cap;
+      } else if (rx->spare) {
+        /* JS keeps views of it: it is no longer ours to write. */
+        napi_delete_reference(env, rx->spare);
+        rx->spare = NULL;
       }
     }
   }

@@ -346,7 +346,8 @@ function countersBlock(c) {
   const seg = c.socket.segmentation;
   if (seg) sock.push(
     ["GSO sends (datagrams)", fmtInt(seg.gsoSends) + " (" + fmtInt(seg.gsoDatagrams) + ")", null, "gsoSends", seg.gsoSends],
-    ["GRO reads (datagrams)", fmtInt(seg.groReads) + " (" + fmtInt(seg.groDatagrams) + ")", null, "groReads", seg.groReads]);
+    ["GRO reads (datagrams)", fmtInt(seg.groReads) + " (" + fmtInt(seg.groDatagrams) + ")", null, "groReads", seg.groReads],
+    ["Reads into reused memory", fmtInt(seg.reusedReads), null, "reusedReads", seg.reusedReads]);
   for (const [label, text, tone, field, v] of sock) rows.push(h("tr", null, h("td", null, label),
     h("td", { class: "num" + (tone ? " nz-" + tone : ""), "data-counter": field, "data-value": v }, text)));
   if (c.socket.lastSendError) rows.push(h("tr", null, h("td", null, "Last send error"),

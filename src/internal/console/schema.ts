@@ -71,7 +71,7 @@ export const SocketView = Schema.Struct({
   backend: Schema.NullOr(Schema.Literal("native", "dgram")),
   /** Native backend: GSO runs sent and GRO runs read whole, with their datagrams; null otherwise. */
   segmentation: Schema.NullOr(
-    Schema.Struct({ gsoSends: Count, gsoDatagrams: Count, groReads: Count, groDatagrams: Count })
+    Schema.Struct({ gsoSends: Count, gsoDatagrams: Count, groReads: Count, groDatagrams: Count, reusedReads: Count })
   )
 }).annotations({ identifier: "SocketStats" })
 

@@ -221,6 +221,15 @@ export class Endpoint implements SenderHost, ReceiverHost {
   private readonly memSession: Array<RemoteSession | undefined> = new Array(REMEMBERED_DATAGRAMS).fill(undefined)
   private readonly memSeq = new Float64Array(REMEMBERED_DATAGRAMS)
   private readonly memSize = new Int32Array(REMEMBERED_DATAGRAMS)
+  /** Where each entry's copy is in `memRing`, or -1 for an entry that is a view of its datagram. */
+  private readonly memOffset = new Int32Array(REMEMBERED_DATAGRAMS)
+  /**
+   * Copies of remembered fragments (allocated at the first), so that their datagrams' memory can
+   * go back to the socket. Filled in FIFO order, wrapping at the end: the live copies form one arc
+   * from the oldest to `memTail`.
+   */
+  private memRing: Uint8Array | undefined = undefined
+  private memTail = 0
   private memHead = 0
   private memCount = 0
   /** Bytes counted in that FIFO (an entry a session already replaced counts until it leaves it). */
@@ -379,24 +388,54 @@ export class Endpoint implements SenderHost, ReceiverHost {
     this.sink.event({ _tag: "Conflict", session: session.info, reason, detail })
   }
 
-  remember(session: RemoteSession, seq: number, size: number): void {
+  remember(session: RemoteSession, seq: number, bytes: Uint8Array, copy: boolean): Uint8Array {
+    const size = bytes.length
     while (
       this.memCount > 0 &&
       (this.memCount === REMEMBERED_DATAGRAMS || this.rememberedBytes + size > REMEMBERED_BYTES)
     ) {
-      const i = this.memHead
-      this.memSession[i]!.forget(this.memSeq[i])
-      this.memSession[i] = undefined
-      this.rememberedBytes -= this.memSize[i]
-      this.memHead = (i + 1) & (REMEMBERED_DATAGRAMS - 1)
-      this.memCount--
+      this.forgetOldest()
+    }
+    let offset = -1
+    let kept = bytes
+    if (copy) {
+      const ring = (this.memRing ??= new Uint8Array(REMEMBERED_BYTES))
+      if (this.memTail + size > ring.length) this.memTail = 0
+      offset = this.memTail
+      this.memTail += size
+      // The oldest copies lie right after the tail: forget them until the new one fits.
+      while (this.memCount > 0 && this.oldestCopyOverlaps(offset, size)) this.forgetOldest()
+      kept = new Uint8Array(ring.buffer, offset, size)
+      kept.set(bytes)
     }
     const i = (this.memHead + this.memCount) & (REMEMBERED_DATAGRAMS - 1)
     this.memSession[i] = session
     this.memSeq[i] = seq
     this.memSize[i] = size
+    this.memOffset[i] = offset
     this.memCount++
     this.rememberedBytes += size
+    return kept
+  }
+
+  private forgetOldest(): void {
+    const i = this.memHead
+    this.memSession[i]!.forget(this.memSeq[i])
+    this.memSession[i] = undefined
+    this.rememberedBytes -= this.memSize[i]
+    this.memHead = (i + 1) & (REMEMBERED_DATAGRAMS - 1)
+    this.memCount--
+  }
+
+  /** Whether the oldest remembered copy (entries before it are views) overlaps `[offset, +size)`. */
+  private oldestCopyOverlaps(offset: number, size: number): boolean {
+    for (let k = 0; k < this.memCount; k++) {
+      const i = (this.memHead + k) & (REMEMBERED_DATAGRAMS - 1)
+      const at = this.memOffset[i]
+      if (at < 0) continue
+      return at < offset + size && offset < at + this.memSize[i]
+    }
+    return false
   }
 
   buffered(session: RemoteSession, delta: number): void {
@@ -543,6 +582,8 @@ export class Endpoint implements SenderHost, ReceiverHost {
     this.memSession.fill(undefined)
     this.memCount = 0
     this.rememberedBytes = 0
+    this.memRing = undefined
+    this.memTail = 0
     this.lastSource = undefined
     this.lastSession = undefined
   }
@@ -556,32 +597,32 @@ export class Endpoint implements SenderHost, ReceiverHost {
    * ("Channels" in docs/PROTOCOL.md): each accepts only its own kinds, so a connection on the port
    * next to another's cannot take that one's traffic for its own. Omitted: one channel, any kind.
    */
-  onDatagram(bytes: Uint8Array, address: string, now: number, channel?: "data" | "control"): void {
+  onDatagram(bytes: Uint8Array, address: string, now: number, channel?: "data" | "control"): boolean {
     const stats = this.stats
     stats.datagramsIn++
     stats.bytesIn += bytes.length
-    if (this.closed) return
+    if (this.closed) return false
     // Nothing reaches the decoder unless it is authentic, fresh and new (docs/PROTOCOL.md "Security").
     if (this.channel !== undefined) {
       const inner = this.channel.open(bytes, now)
-      if (inner === undefined) return
+      if (inner === undefined) return false
       bytes = inner
     } else if (looksSealed(bytes)) {
       stats.securityMismatch++
-      return
+      return false
     }
     const p = this.dialect.decode(bytes, now)
-    if (p === undefined) return
+    if (p === undefined) return false
     if (isDecodeFailure(p)) {
       stats.decodeErrors++
-      return
+      return false
     }
     if (
       channel !== undefined &&
       (p.kind === PacketKind.Nak || p.kind === PacketKind.Status) !== (channel === "control")
     ) {
       stats.wrongChannel++
-      return
+      return false
     }
     const source = p.source
     let session: RemoteSession | undefined
@@ -589,21 +630,23 @@ export class Endpoint implements SenderHost, ReceiverHost {
       session = this.lastSession
     } else {
       const id = source.sessionId
-      if (this.ownIds.has(id)) return
+      if (this.ownIds.has(id)) return false
       session = this.receivers.get(id)
       if (session !== undefined) {
         this.lastSource = source
         this.lastSession = session
       }
     }
+    // Whether `bytes` is referenced after this call (the socket may reuse its memory if not).
+    let kept = true
     switch (p.kind) {
       case PacketKind.Data: {
         if (session === undefined) {
-          if (p.retransmission) return
+          if (p.retransmission) return false
           session = this.join(source, address, now, p.seq, p.fresh && this.listenedSinceStart(source, now) ? 1 : p.seq)
-          if (session === undefined) return
+          if (session === undefined) return false
         }
-        session.onData(p, now, bytes)
+        kept = session.onData(p, now, bytes)
         if (session.bufferedBytes > 0 && this.bufferedBytes > this.bufferBudget) this.enforceBudget(session, now)
         if (this.unconfirmed.size > 0 && session.proven) this.unconfirmed.delete(session)
         if (this.listening) {
@@ -624,17 +667,17 @@ export class Endpoint implements SenderHost, ReceiverHost {
             p.highestSeq,
             p.fresh && this.listenedSinceStart(source, now) ? 1 : p.highestSeq + 1
           )
-          if (session === undefined) return
+          if (session === undefined) return true
         }
         session.onHeartbeat(p.highestSeq, p.kind === PacketKind.Heartbeat ? p.oldestCached : -1, now)
         break
       }
       case PacketKind.Lost:
-        if (session === undefined) return
+        if (session === undefined) return true
         session.onLost(p.ranges, now)
         break
       case PacketKind.Goodbye:
-        if (session === undefined) return
+        if (session === undefined) return true
         session.onGoodbye(p.highestSeq, now)
         break
       case PacketKind.Nak: {
@@ -643,7 +686,7 @@ export class Endpoint implements SenderHost, ReceiverHost {
         if (sender !== undefined) {
           this.countNakRequester(source.host)
           if (this.answerNak(sender, p.ranges, address, now)) this.stats.naksThrottled++
-          return
+          return true
         }
         // Another receiver's NAK for a session we receive too: suppression.
         const heard = this.receivers.get(target)
@@ -651,15 +694,16 @@ export class Endpoint implements SenderHost, ReceiverHost {
           heard.onHeardNak(p.ranges, now)
           this.heap.schedule(heard, heard.deadline())
         }
-        return
+        return true
       }
       case PacketKind.Status:
         this.onStatus(p, address, now)
-        return
+        return true
     }
     if (session.closingDone) this.endSession(session, "closed", now)
     else this.heap.schedule(session, session.deadline())
     if (this.statusNow) this.sendStatus(now, false)
+    return kept
   }
 
   // ---------------------------------------------------------------------------------------------

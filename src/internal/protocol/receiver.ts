@@ -43,6 +43,9 @@ const PLAUSIBLE_WINDOWS = 64
 
 /** Raw datagrams remembered per session to notice a sequence number arriving with other bytes. */
 const RECENT = 16
+/** Reassembly starts with at most this much memory and doubles as fragments arrive. */
+const ASM_INITIAL_BYTES = 1024 * 1024
+const EMPTY = new Uint8Array(0)
 
 /** What a receiver needs from its endpoint. */
 export interface ReceiverHost {
@@ -57,10 +60,11 @@ export interface ReceiverHost {
   /** Reorder + reassembly bytes held by this session changed by `delta` (per-connection budget). */
   buffered(session: RemoteSession, delta: number): void
   /**
-   * This session now remembers datagram `seq` (`size` bytes) for the duplicate-content check; the
-   * host bounds what all sessions remember together and calls `forget` for the oldest.
+   * This session now remembers datagram `seq` for the duplicate-content check; the host bounds
+   * what all sessions remember together and calls `forget` for the oldest. With `copy` the host
+   * keeps a copy (returned), so that `bytes` is not kept; otherwise `bytes` itself.
    */
-  remember(session: RemoteSession, seq: number, size: number): void
+  remember(session: RemoteSession, seq: number, bytes: Uint8Array, copy: boolean): Uint8Array
   readonly stats: {
     updatesIn: number
     duplicates: number
@@ -143,8 +147,9 @@ export class RemoteSession {
   private asmTopic = ""
   private asmTotal = 0
   private asmReceived = 0
-  private asmChunks: Array<Uint8Array> = []
-  /** Bytes of `asmChunks` (counted in `bufferedBytes`). */
+  /** The update being reassembled: its fragments' chunks, copied in as they arrive. */
+  private asmBuf: Uint8Array = EMPTY
+  /** Bytes received of it (counted in `bufferedBytes`). */
   private asmHeld = 0
   /** Topic of the update whose segments the accumulated loss covers exactly, if known. */
   private skipTopic: string | undefined = undefined
@@ -222,7 +227,8 @@ export class RemoteSession {
   // Inputs
   // ---------------------------------------------------------------------------------------------
 
-  onData(p: DataPacket, now: number, bytes?: Uint8Array): void {
+  /** Returns whether `bytes` (or the packet's views of it) is kept past this call. */
+  onData(p: DataPacket, now: number, bytes?: Uint8Array): boolean {
     this.lastHeardAt = now
     if (p.retransmission) {
       this.retransmissionsReceived++
@@ -237,11 +243,11 @@ export class RemoteSession {
     const next = this.next
     if (s < next) {
       this.duplicate(s, bytes, now)
-      return
+      return false
     }
     if (s - next >= this.window) {
       this.host.stats.outOfWindow++
-      return
+      return false
     }
     if (this.goodbyeHeard && s > this.goodbyeSeq && !p.retransmission) {
       this.cancelClose(`data ${s} after a Goodbye at ${this.goodbyeSeq}`, now)
@@ -250,18 +256,21 @@ export class RemoteSession {
       // Not buffered yet and inside a gap: fill it. Otherwise it is a duplicate.
       if (this.slots[s & this.mask]?.seq === s || !this.removeFromGaps(s)) {
         this.duplicate(s, bytes, now)
-        return
+        return false
       }
     } else {
       if (s > this.highest + 1) this.addGap(this.highest + 1, s - 1, now)
       this.highest = s
     }
     if (s > this.dataHighest) this.dataHighest = s
+    // A packed segment's updates are views of `bytes` (kept by whoever receives them); of a
+    // fragment nothing is kept (its chunk is copied into the update, the content record takes a
+    // copy) unless it waits in the reorder buffer.
+    let kept = p.body.fragment === Fragment.None
     if (bytes !== undefined) {
       const r = s & (RECENT - 1)
-      this.recent[r] = bytes
+      this.recent[r] = this.host.remember(this, s, bytes, !kept)
       this.recentSeq[r] = s
-      this.host.remember(this, s, bytes.length)
     }
     if (s === next) {
       this.process(p)
@@ -274,8 +283,10 @@ export class RemoteSession {
       this.slots[i] = p
       this.slotBytes[i] = size
       this.addBuffered(size)
+      kept = true
     }
     if (this.bufferedBytes > this.sessionBudget) this.shed(this.sessionBudget, now)
+    return kept
   }
 
   /** Drops datagram `seq` from the duplicate-content record, if it is still there (host's bound). */
@@ -649,7 +660,9 @@ export class RemoteSession {
         this.asmTopic = body.topic
         this.asmTotal = body.totalLength
         this.asmReceived = body.chunk.length
-        this.asmChunks.push(body.chunk)
+        // Grown as fragments arrive: a First fragment's claim alone does not allocate 64 MiB.
+        this.asmBuf = new Uint8Array(Math.min(body.totalLength, ASM_INITIAL_BYTES))
+        this.asmBuf.set(body.chunk)
         this.asmHeld = body.chunk.length
         this.addBuffered(body.chunk.length)
         return
@@ -662,6 +675,7 @@ export class RemoteSession {
           this.addLoss(seq, seq, this.skipReason ?? "ReassemblyFailed", this.skipTopic)
           return
         }
+        const at = this.asmReceived
         this.asmReceived += body.chunk.length
         if (this.asmReceived > this.asmTotal) {
           this.addLoss(this.asmStart, seq, "ReassemblyFailed", this.asmTopic)
@@ -670,7 +684,12 @@ export class RemoteSession {
           this.skipReason = "ReassemblyFailed"
           return
         }
-        this.asmChunks.push(body.chunk)
+        if (this.asmReceived > this.asmBuf.length) {
+          const grown = new Uint8Array(Math.min(this.asmTotal, Math.max(this.asmReceived, 2 * this.asmBuf.length)))
+          grown.set(this.asmBuf.subarray(0, at))
+          this.asmBuf = grown
+        }
+        this.asmBuf.set(body.chunk, at)
         this.asmHeld += body.chunk.length
         this.addBuffered(body.chunk.length)
         if (body.fragment === Fragment.Middle) return
@@ -679,13 +698,8 @@ export class RemoteSession {
           this.resetAssembly()
           return
         }
-        const payload = new Uint8Array(this.asmTotal)
-        const chunks = this.asmChunks
-        let o = 0
-        for (let k = 0; k < chunks.length; k++) {
-          payload.set(chunks[k], o)
-          o += chunks[k].length
-        }
+        // Filled to its last byte (the buffer never grows past the update's length).
+        const payload = this.asmBuf
         const topic = this.asmTopic
         this.resetAssembly()
         if (this.pendFirst !== 0) this.flushLoss()
@@ -705,7 +719,7 @@ export class RemoteSession {
     this.asmTopic = ""
     this.asmTotal = 0
     this.asmReceived = 0
-    this.asmChunks = []
+    this.asmBuf = EMPTY
   }
 
   /** Accumulates a loss range; contiguous ranges fold into one report (the first one's reason). */

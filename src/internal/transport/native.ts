@@ -44,7 +44,8 @@ export interface Addon {
     ownIp: number,
     ownPort: number,
     meta: Uint32Array,
-    callback: (buffer: ArrayBuffer, count: number, runs: number, inRuns: number) => void
+    /** Returns whether nothing keeps a view of `buffer`: the addon may then read the next round into it. */
+    callback: (buffer: ArrayBuffer, count: number, runs: number, inRuns: number) => boolean
   ) => unknown
   readonly rxClose: (handle: unknown) => void
   readonly sendBatch: (
@@ -139,24 +140,33 @@ export const makeHotPath = (addon: Addon): HotPath => ({
     if (handle === undefined) return undefined
     const meta = new Uint32Array(RX_META * 4)
     const { deliver, endBatch, segmentation } = context
-    const onBatch = (buffer: ArrayBuffer, count: number, runs: number, inRuns: number) => {
+    // The buffer of the last round, when it went back to the addon (to count its reuse).
+    let returned: ArrayBuffer | undefined
+    const onBatch = (buffer: ArrayBuffer, count: number, runs: number, inRuns: number): boolean => {
       // Called from C straight out of libuv: nothing may throw out of here.
       segmentation.groReads += runs
       segmentation.groDatagrams += inRuns
+      if (buffer === returned) segmentation.reusedReads++
+      // The buffer comes back to the addon only if the handler kept none of its datagrams.
+      let free = true
       try {
         // Plain Uint8Array views (as the handler's type says): a Buffer view costs a FastBuffer
         // construction here and in every subarray the decoders take of it.
         for (let i = 0, j = 0; i < count; i++, j += 4) {
-          deliver(new Uint8Array(buffer, meta[j], meta[j + 1]), addressOf(meta[j + 2], meta[j + 3]))
+          if (deliver(new Uint8Array(buffer, meta[j], meta[j + 1]), addressOf(meta[j + 2], meta[j + 3])) !== false)
+            free = false
         }
       } catch {
         // deliver does not throw (the handler's contract); a broken one must not take the loop down
+        free = false
       }
       try {
         endBatch()
       } catch {
         // as above
       }
+      returned = free ? buffer : undefined
+      return free
     }
     handle.recvStop()
     let rx: unknown

@@ -78,7 +78,8 @@ export interface HotPathContext {
   /** The sending socket's ip/port, when known (see `ownAddress` below): datagrams to skip. */
   readonly own: { readonly ip: string; readonly port: number } | undefined
   /** One received datagram, in order; `address` is `ip:port`. */
-  readonly deliver: (data: Uint8Array, address: string) => void
+  /** `false` when nothing keeps `data` (DatagramHandler.onDatagram). */
+  readonly deliver: (data: Uint8Array, address: string) => unknown
   /** The end of the datagrams read in one wake-up. */
   readonly endBatch: () => void
   readonly sendError: (message: string) => void
@@ -154,13 +155,13 @@ export const openWith = (
     // membership would not keep the data away.
     // One received datagram, to the handler or (before `listen`) to `early`. node:dgram's reader
     // and the hot path's both end here; each ends its own batches.
-    const deliver = (data: Uint8Array, address: string) => {
+    const deliver = (data: Uint8Array, address: string): unknown => {
       if (handler === undefined) {
         if (early.length < queueCapacity) early.push({ data, address })
         else queueDrops++
         return
       }
-      handler.onDatagram(data, address)
+      return handler.onDatagram(data, address)
     }
     const onMessage = (data: Buffer, rinfo: Dgram.RemoteInfo) => {
       const port = rinfo.port
@@ -182,7 +183,7 @@ export const openWith = (
     const hotEndBatch = () => {
       if (!closed && handler !== undefined) handler.onBatchEnd()
     }
-    const segmentation: Segmentation = { gsoSends: 0, gsoDatagrams: 0, groReads: 0, groDatagrams: 0 }
+    const segmentation: Segmentation = { gsoSends: 0, gsoDatagrams: 0, groReads: 0, groDatagrams: 0, reusedReads: 0 }
     const hotContext = (): HotPathContext => ({
       group,
       segmentation,
