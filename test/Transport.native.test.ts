@@ -101,15 +101,11 @@ describe("native UDP backend", () => {
       const addon: Addon = {
         rxOpen: () => undefined,
         rxClose: () => {},
-        sendBatch: (_fd, stage, lengths, count, status, gso) => {
+        sendBatch: (_fd, bases, which, offsets, _lengths, count, status, gso) => {
           const k = call++
           gsoFlags.push(gso)
           const n = Math.min(count, accept[k] ?? count)
-          let o = 0
-          for (let i = 0; i < n; i++) {
-            wire.push(`native:${stage[o]}`)
-            o += lengths[i]
-          }
+          for (let i = 0; i < n; i++) wire.push(`native:${new Uint8Array(bases[which[i]])[offsets[i]]}`)
           status[0] = n < count ? (errnos[k] ?? EAGAIN) : 0
           return n
         }

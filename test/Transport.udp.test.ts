@@ -121,8 +121,13 @@ describe.each(backends)("Transport.layerUdp ($name)", ({ name, layer, skip }) =>
         2000,
         1
       ]
+      // Every other datagram is a view into one shared buffer (as a sender's slab), at an offset.
+      const shared = new ArrayBuffer(sizes.reduce((x, y) => x + y + 8, 0))
+      let at = 3
       const datagram = (i: number) => {
-        const d = new Uint8Array(sizes[i]).fill(i & 0xff)
+        const d = i % 2 === 0 ? new Uint8Array(shared, at, sizes[i]) : new Uint8Array(sizes[i])
+        if (i % 2 === 0) at += sizes[i] + 5
+        d.fill(i & 0xff)
         d[0] = i >> 8
         return d
       }

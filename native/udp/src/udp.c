@@ -12,12 +12,13 @@
  * keeps views into them, so it cannot be a reused buffer) plus offsets/lengths/source ip/port in a
  * reused Uint32Array. With UDP_GRO a message can be a run of datagrams (see below): split here.
  *
- * Send: the caller copies queued datagrams back to back into a staging buffer and calls
- * send_batch once; we send them with sendmmsg (MSG_DONTWAIT) until all left or one failed, and
- * say how many left and why the next did not. With gso, each run of equal-size datagrams is one
- * message with UDP_SEGMENT (GSO, Linux >= 4.18): the kernel cuts it into those datagrams, so the
- * wire and every receiver see exactly what was queued, for one trip through the stack per run
- * instead of one per datagram. On loopback the run reaches a UDP_GRO socket still whole.
+ * Send: the caller passes the queued datagrams where they lie (the ArrayBuffers they are views of,
+ * and each one's buffer, offset and length) to ONE send_batch call; we send them with sendmmsg
+ * (MSG_DONTWAIT), one iovec per datagram and no copy, until all left or one failed, and say how
+ * many left and why the next did not. With gso, each run of equal-size datagrams is one message
+ * with UDP_SEGMENT (GSO, Linux >= 4.18): the kernel cuts it into those datagrams, so the wire and
+ * every receiver see exactly what was queued, for one trip through the stack per run instead of
+ * one per datagram. On loopback the run reaches a UDP_GRO socket still whole.
  */
 #define _GNU_SOURCE
 /* napi_add_async_cleanup_hook (Node >= 14.10): worker threads can end with a receiver open. */
@@ -48,6 +49,8 @@
  * malloc'd (mmap'd, so only pages the kernel writes become resident). */
 #define RX_SLOT 65536
 #define TX_VLEN 64
+/* Datagrams (and distinct base buffers) per sendBatch call at most (STAGE_DATAGRAMS in native.ts). */
+#define TX_MAX 1024
 /* Words of meta per datagram: offset, length, source ip (host order), source port. */
 #define META 4
 /* Datagrams per GSO send at most (the kernel's UDP_MAX_SEGMENTS is 64, 128 since 6.x), and bytes per
@@ -374,50 +377,69 @@ static napi_value rx_close(napi_env env, napi_callback_info info) {
  * status[1], status[2]: GSO messages of more than one datagram sent, and their datagrams.
  * The datagrams lie back to back in `stage`. Returns how many left; when fewer than `count`,
  * status[0] is the errno of the first that did not (EAGAIN: the send buffer is full). */
+/* sendBatch(fd, bases: ArrayBuffer[], which, offsets, lengths: Uint32Array, count, status: Int32Array(3), gso)
+ * -> datagrams sent. Datagram i is lengths[i] bytes at offsets[i] of bases[which[i]]: sent from
+ * where it lies (one iovec each), no copy. */
 static napi_value send_batch(napi_env env, napi_callback_info info) {
-  napi_value argv[6], result;
-  if (!get_args(env, info, 6, argv)) return NULL;
+  napi_value argv[8], result;
+  if (!get_args(env, info, 8, argv)) return NULL;
   int32_t fd;
-  uint32_t count;
+  uint32_t count, nbases;
   bool gso = false;
-  CHECK(napi_get_value_bool(env, argv[5], &gso));
-  napi_typedarray_type type;
-  size_t stage_len, lens_len, status_len;
-  void *stage, *lens_v, *status_v;
   CHECK(napi_get_value_int32(env, argv[0], &fd));
-  CHECK(napi_get_typedarray_info(env, argv[1], &type, &stage_len, &stage, NULL, NULL));
-  CHECK(napi_get_typedarray_info(env, argv[2], &type, &lens_len, &lens_v, NULL, NULL));
-  if (type != napi_uint32_array) {
-    napi_throw_type_error(env, NULL, "lengths must be a Uint32Array");
+  CHECK(napi_get_array_length(env, argv[1], &nbases));
+  CHECK(napi_get_value_uint32(env, argv[5], &count));
+  CHECK(napi_get_value_bool(env, argv[7], &gso));
+  napi_typedarray_type type;
+  size_t len;
+  void *arr[4];
+  size_t lens_of[4];
+  for (int a = 0; a < 3; a++) {
+    CHECK(napi_get_typedarray_info(env, argv[2 + a], &type, &lens_of[a], &arr[a], NULL, NULL));
+    if (type != napi_uint32_array) {
+      napi_throw_type_error(env, NULL, "which, offsets and lengths must be Uint32Arrays");
+      return NULL;
+    }
+  }
+  CHECK(napi_get_typedarray_info(env, argv[6], &type, &len, &arr[3], NULL, NULL));
+  if (type != napi_int32_array || len < 3 || count > TX_MAX || nbases > TX_MAX || count > lens_of[0] ||
+      count > lens_of[1] || count > lens_of[2]) {
+    napi_throw_range_error(env, NULL, "bad status, count or bases");
     return NULL;
   }
-  CHECK(napi_get_value_uint32(env, argv[3], &count));
-  CHECK(napi_get_typedarray_info(env, argv[4], &type, &status_len, &status_v, NULL, NULL));
-  if (type != napi_int32_array || status_len < 3 || count > lens_len) {
-    napi_throw_type_error(env, NULL, "bad status or count");
-    return NULL;
+  uint32_t *which = arr[0], *offsets = arr[1], *lens = arr[2];
+  int32_t *status = arr[3];
+  uint8_t *base[TX_MAX];
+  size_t base_len[TX_MAX];
+  for (uint32_t b = 0; b < nbases; b++) {
+    napi_value v;
+    void *data = NULL;
+    CHECK(napi_get_element(env, argv[1], b, &v));
+    if (napi_get_arraybuffer_info(env, v, &data, &base_len[b]) != napi_ok) {
+      napi_throw_type_error(env, NULL, "bases must be ArrayBuffers");
+      return NULL;
+    }
+    base[b] = data;
   }
-  uint32_t *lens = lens_v;
-  int32_t *status = status_v;
-  size_t need = 0;
-  for (uint32_t i = 0; i < count; i++) need += lens[i];
-  if (need > stage_len) {
-    napi_throw_range_error(env, NULL, "lengths exceed the stage");
-    return NULL;
+  struct iovec iov[TX_MAX];
+  for (uint32_t i = 0; i < count; i++) {
+    if (which[i] >= nbases || (size_t)offsets[i] + lens[i] > base_len[which[i]]) {
+      napi_throw_range_error(env, NULL, "a datagram lies outside its base");
+      return NULL;
+    }
+    iov[i].iov_base = base[which[i]] + offsets[i];
+    iov[i].iov_len = lens[i];
   }
   struct mmsghdr msgs[TX_VLEN];
-  struct iovec iov[TX_VLEN];
   char control[TX_VLEN][CMSG_SPACE(sizeof(uint16_t))];
   uint32_t runs[TX_VLEN];
   uint32_t done = 0;
-  size_t offset = 0;
   status[0] = status[1] = status[2] = 0;
   while (done < count) {
-    /* With gso, each message is a run of datagrams of one size (the last may be shorter), back to
-     * back in the stage: ONE iovec and a UDP_SEGMENT cmsg, and the kernel cuts it into exactly
-     * these datagrams (a receiver without UDP_GRO gets them one by one, as if sent so). */
+    /* With gso, each message is a run of datagrams of one size (the last may be shorter): their
+     * iovecs and a UDP_SEGMENT cmsg, and the kernel cuts it into exactly these datagrams (a
+     * receiver without UDP_GRO gets them one by one, as if sent so). */
     uint32_t n = 0, next = done;
-    size_t o = offset;
     while (next < count && n < TX_VLEN) {
       uint32_t seg = lens[next], k = 1;
       size_t bytes = seg;
@@ -426,10 +448,8 @@ static napi_value send_batch(napi_env env, napi_callback_info info) {
         if (lens[next + k++] < seg) break;
       }
       memset(&msgs[n].msg_hdr, 0, sizeof(struct msghdr));
-      iov[n].iov_base = (uint8_t *)stage + o;
-      iov[n].iov_len = bytes;
-      msgs[n].msg_hdr.msg_iov = &iov[n];
-      msgs[n].msg_hdr.msg_iovlen = 1;
+      msgs[n].msg_hdr.msg_iov = &iov[next];
+      msgs[n].msg_hdr.msg_iovlen = k;
       if (k > 1) {
         msgs[n].msg_hdr.msg_control = control[n];
         msgs[n].msg_hdr.msg_controllen = sizeof(control[n]);
@@ -441,7 +461,6 @@ static napi_value send_batch(napi_env env, napi_callback_info info) {
         memcpy(CMSG_DATA(c), &g, sizeof g);
       }
       runs[n++] = k;
-      o += bytes;
       next += k;
     }
     int r;
@@ -454,7 +473,6 @@ static napi_value send_batch(napi_env env, napi_callback_info info) {
       break;
     }
     for (int i = 0; i < r; i++) {
-      for (uint32_t j = 0; j < runs[i]; j++) offset += lens[done + j];
       done += runs[i];
       if (runs[i] > 1) status[1]++, status[2] += (int32_t)runs[i];
     }

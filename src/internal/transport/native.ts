@@ -12,12 +12,14 @@
  * - receive: node's reading of the socket is stopped (which takes the fd out of libuv's watcher
  *   table) and a `uv_poll` on a duplicate of the fd (udp.c says why) reads up to 64 messages per
  *   `recvmmsg` (with UDP_GRO a message can be a run of up to 64 datagrams, split in C), skips our
- *   own looped-back ones, and makes ONE call into JavaScript per read with one fresh ArrayBuffer
- *   (datagrams back to back: the engine keeps views into them) and offsets / lengths / source in a
- *   reused Uint32Array. The batch ends with that call.
+ *   own looped-back ones, and makes ONE call into JavaScript per read with one ArrayBuffer
+ *   (datagrams back to back) and offsets / lengths / source in a reused Uint32Array. The batch
+ *   ends with that call, which says whether the handler kept any of them: if not, the next read
+ *   goes into the same buffer (the fragments of large updates; packed updates are views the
+ *   engine hands on).
  * - send: `send` only queues; `flush` (after each drive of the engine, see connection.ts, or at
- *   the latest in a microtask) copies the queue into a staging buffer and sends it with one
- *   `sendmmsg` call into C, each run of equal-size datagrams (the fragments of a large update,
+ *   the latest in a microtask) passes the queue where it lies (no copy) to one `sendBatch` call
+ *   into C, a loop of `sendmmsg`, each run of equal-size datagrams (the fragments of a large update,
  *   same-size updates) as ONE GSO message (UDP_SEGMENT) that the kernel cuts into exactly those
  *   datagrams; if the route refuses GSO (EIO / EINVAL / EMSGSIZE), the socket stops using it.
  *   When the kernel's send buffer is full (EAGAIN) the rest goes, in order,
@@ -48,9 +50,15 @@ export interface Addon {
     callback: (buffer: ArrayBuffer, count: number, runs: number, inRuns: number) => boolean
   ) => unknown
   readonly rxClose: (handle: unknown) => void
+  /**
+   * Sends datagrams where they lie: datagram i is `lengths[i]` bytes at `offsets[i]` of
+   * `bases[which[i]]`. Returns how many left; `status` = [errno of the next, GSO sends, their datagrams].
+   */
   readonly sendBatch: (
     fd: number,
-    stage: Uint8Array,
+    bases: ReadonlyArray<ArrayBufferLike>,
+    which: Uint32Array,
+    offsets: Uint32Array,
     lengths: Uint32Array,
     count: number,
     status: Int32Array,
@@ -61,9 +69,8 @@ export interface Addon {
 /** Messages per recvmmsg (RX_VLEN in udp.c), each up to 64 datagrams (a GRO run); 4 words of meta each. */
 const RX_VLEN = 64
 const RX_META = RX_VLEN * 64
-/** Bytes staged per sendBatch call: room for many datagrams, and always for the largest one. */
-const STAGE_BYTES = 256 * 1024
-const STAGE_DATAGRAMS = 1024
+/** Datagrams per sendBatch call at most (TX_MAX in udp.c). */
+const BATCH_DATAGRAMS = 1024
 const { EAGAIN, EWOULDBLOCK, EIO, EINVAL, EMSGSIZE } = os.constants.errno
 
 const ADDON = join("native", "udp", "build", "Release", "udp.node")
@@ -188,8 +195,11 @@ export const makeHotPath = (addon: Addon): HotPath => ({
     const handle = handleOf(socket)
     if (handle === undefined) return undefined
     const fd = handle.fd
-    const stage = new Uint8Array(STAGE_BYTES)
-    const lengths = new Uint32Array(STAGE_DATAGRAMS)
+    // Where each datagram of a batch lies: no copy, the addon sends from the datagrams' own memory.
+    const bases: Array<ArrayBufferLike> = []
+    const which = new Uint32Array(BATCH_DATAGRAMS)
+    const offsets = new Uint32Array(BATCH_DATAGRAMS)
+    const lengths = new Uint32Array(BATCH_DATAGRAMS)
     // [errno of the datagram that did not go, GSO messages sent, their datagrams]
     const errno = new Int32Array(3)
     const { segmentation } = context
@@ -227,17 +237,22 @@ export const makeHotPath = (addon: Addon): HotPath => ({
           while (i < q.length) nodeSend(q[i++])
           break
         }
-        let bytes = 0
         let n = 0
-        while (i + n < q.length && n < STAGE_DATAGRAMS && bytes + q[i + n].length <= STAGE_BYTES) {
+        let last: ArrayBufferLike | undefined
+        bases.length = 0
+        while (i + n < q.length && n < BATCH_DATAGRAMS) {
           const d = q[i + n]
-          stage.set(d, bytes)
+          if (d.buffer !== last) {
+            last = d.buffer
+            bases.push(last)
+          }
+          which[n] = bases.length - 1
+          offsets[n] = d.byteOffset
           lengths[n++] = d.length
-          bytes += d.length
         }
         let sent: number
         try {
-          sent = addon.sendBatch(fd, stage, lengths, n, errno, gso)
+          sent = addon.sendBatch(fd, bases, which, offsets, lengths, n, errno, gso)
           segmentation.gsoSends += errno[1]
           segmentation.gsoDatagrams += errno[2]
         } catch (err) {
