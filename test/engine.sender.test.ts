@@ -144,6 +144,9 @@ describe("engine sender", () => {
         advance(endpoint, i * 0.05)
       }
       advance(endpoint, 20)
+      // After a pause the first update leaves at once; the next, 0.5 ms later, is held.
+      endpoint.publish(s, "/h", payloadFor(98, 8), 20)
+      endpoint.endBatch(s, 20)
       const sentBefore = sink.sent.length
       endpoint.publish(s, "/h", payloadFor(99, 8), 20.5)
       endpoint.endBatch(s, 20.5)
@@ -153,6 +156,34 @@ describe("engine sender", () => {
       endpoint.onTimer(23.5)
       expect(sink.sent.length).toBe(sentBefore + 1)
       expect(endpoint.flush).toBeDefined()
+    })
+
+    it("bursts further apart than holdbackDelayMs leave whole with their call; closer ones share segments", () => {
+      const apart = make()
+      const s = apart.endpoint.openSender(0)
+      // publishAll-like bursts of 100 × 64 B every 5 ms (20 000 updates/s): packed within the
+      // burst, and its partly filled last segment leaves with it rather than alone 2 ms later.
+      for (let b = 0; b < 50; b++) {
+        const t = 10 + b * 5
+        for (let i = 0; i < 100; i++) apart.endpoint.publish(s, "/apart", payloadFor(i, 64), t)
+        apart.endpoint.endBatch(s, t)
+        expect(dataPackets(apart.sink).reduce((a, p) => a + updatesIn(p), 0)).toBe((b + 1) * 100)
+        advance(apart.endpoint, t + 4)
+      }
+      // Bursts of 5 every millisecond: the tail waits for the next burst and they share segments.
+      const close = make()
+      const c = close.endpoint.openSender(0)
+      for (let b = 0; b < 100; b++) {
+        const t = 10 + b
+        for (let i = 0; i < 5; i++) close.endpoint.publish(c, "/close", payloadFor(i, 64), t)
+        close.endpoint.endBatch(c, t)
+        advance(close.endpoint, t)
+      }
+      advance(close.endpoint, 200)
+      const data = dataPackets(close.sink)
+      expect(data.reduce((a, p) => a + updatesIn(p), 0)).toBe(500)
+      // A held segment leaves 2 ms after its first update: about two bursts per datagram.
+      expect(data.length).toBeLessThanOrEqual(60)
     })
 
     it("a publisher paced at 1 000/s on a millisecond clock is never held back, even with two calls in one ms", () => {

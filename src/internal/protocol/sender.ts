@@ -12,6 +12,9 @@
  *   publish calls is still recognised from its third call on;
  * - rate < `holdbackThreshold`, or `holdbackDelayMs` = 0 → the open segment leaves now (an idle
  *   publisher gets zero added delay);
+ * - the gap before this batch ≥ `holdbackDelayMs` → it leaves now too: bursts that far apart (a
+ *   `publishAll` every 5 ms) were packed within themselves, and their tail would leave alone after
+ *   the delay, a second datagram and a second wake-up of every receiver per burst;
  * - otherwise the partly filled segment stays open until `holdbackDelayMs` after its FIRST update
  *   was added (timer), or until it is full, whichever comes first. A full segment always leaves at once.
  * Several `publish` calls before one `endBatch` are packed regardless (natural batching).
@@ -307,6 +310,8 @@ export class LocalSender {
     if (
       config.holdbackDelayMs <= 0 ||
       now - this.openedAt >= config.holdbackDelayMs ||
+      // Batches further apart than the holdback: the next would not join this segment in time.
+      this.batchGap >= config.holdbackDelayMs ||
       this.rate(now) < config.holdbackThreshold
     ) {
       this.flushOpen(now)
