@@ -6,11 +6,11 @@
  * fixed byte rate, anything beyond the buffer dropped.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Endpoint, type LocalSender } from "../src/internal/protocol/endpoint.js"
+import type { Endpoint, LocalSender } from "../src/internal/protocol/endpoint.js"
 import type { EngineConfig } from "../src/internal/protocol/engine.js"
 import { encodeReceiverName, encodeStatus, makeSourcePrefix } from "../src/internal/protocol/wire.js"
 import { type SimEndpoint, SimNetwork } from "../src/internal/sim/index.js"
-import { checkInvariant, MiB, type Peer, payloadFor, type Recorder, recorder, testConfig } from "./engine.harness.js"
+import { checkInvariant, endpointOn, MiB, type Peer, payloadFor, testConfig } from "./engine.harness.js"
 
 /** A receiver socket with a `bufferBytes` kernel buffer drained at `bytesPerMs` into the endpoint. */
 class SlowSocket implements SimEndpoint {
@@ -57,14 +57,7 @@ const addRx = (
 ): Rx => {
   let rx: Rx | undefined
   const node = net.addNode(name, (node) => {
-    const sink: Recorder = recorder(node.send)
-    const endpoint = new Endpoint({
-      config,
-      sink,
-      random: () => node.prng.next(),
-      newSessionId: () => node.prng.bigint64(),
-      now: net.now
-    })
+    const { endpoint, sink } = endpointOn(net, node, config)
     const socket = slow === undefined ? undefined : new SlowSocket(endpoint, slow.bytesPerMs, slow.bufferBytes)
     rx = { node, endpoint, sink, socket } as Rx
     return socket ?? endpoint

@@ -90,17 +90,27 @@ export interface Peer {
   readonly sink: Recorder
 }
 
+/** An engine on a simulated node: its randomness from the node, its sink recording and sending through it. */
+export const endpointOn = (
+  net: SimNetwork,
+  node: SimNode,
+  config: EngineConfig
+): { readonly endpoint: Endpoint; readonly sink: Recorder } => {
+  const sink = recorder(node.send)
+  const endpoint = new Endpoint({
+    config,
+    sink,
+    random: () => node.prng.next(),
+    newSessionId: () => node.prng.bigint64(),
+    now: net.now
+  })
+  return { endpoint, sink }
+}
+
 export const addPeer = (net: SimNetwork, name: string, config: EngineConfig): Peer => {
   let peer: Peer | undefined
   const node = net.addNode(name, (node) => {
-    const sink = recorder(node.send)
-    const endpoint = new Endpoint({
-      config,
-      sink,
-      random: () => node.prng.next(),
-      newSessionId: () => node.prng.bigint64(),
-      now: net.now
-    })
+    const { endpoint, sink } = endpointOn(net, node, config)
     peer = { node, endpoint, sink } as Peer
     return endpoint
   })

@@ -5,12 +5,12 @@
  * released it, under loss, duplication and reordering.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Endpoint, REMEMBERED_BYTES } from "../src/internal/protocol/endpoint.js"
+import { REMEMBERED_BYTES } from "../src/internal/protocol/endpoint.js"
 import type { EngineConfig } from "../src/internal/protocol/engine.js"
 import { Fragment, type Packet, PacketKind, type Source } from "../src/internal/protocol/packets.js"
 import { decode, encodePacket } from "../src/internal/protocol/wire.js"
 import { type LinkConfig, SimNetwork } from "../src/internal/sim/index.js"
-import { addPeer, checkInvariant, type Peer, payloadFor, recorder, testConfig } from "./engine.harness.js"
+import { addPeer, checkInvariant, endpointOn, type Peer, payloadFor, testConfig } from "./engine.harness.js"
 
 interface ReusingPeer extends Peer {
   /** Datagrams the engine released (their memory was overwritten) / kept (a new scratch followed). */
@@ -23,14 +23,7 @@ const reusingPeer = (net: SimNetwork, name: string, config: EngineConfig): Reusi
   const counts = { released: 0, kept: 0 }
   let scratch = new Uint8Array(65_536)
   const node = net.addNode(name, (node) => {
-    const sink = recorder(node.send)
-    const endpoint = new Endpoint({
-      config,
-      sink,
-      random: () => node.prng.next(),
-      newSessionId: () => node.prng.bigint64(),
-      now: net.now
-    })
+    const { endpoint, sink } = endpointOn(net, node, config)
     peer = { node, endpoint, sink } as Peer
     return {
       onDatagram: (bytes: Uint8Array, address: string, now: number) => {

@@ -8,9 +8,10 @@
  * out of libuv's watcher table) before rx_open polls a duplicate of the fd (see rx_open for why).
  * On each wake-up we read up to RX_VLEN messages per recvmmsg, at most RX_ROUNDS times (a busy
  * socket must not starve the loop; epoll is level-triggered, so what is left wakes us again), and
- * hand each round to JS as ONE fresh ArrayBuffer holding the datagrams back to back (the engine
- * keeps views into them, so it cannot be a reused buffer) plus offsets/lengths/source ip/port in a
- * reused Uint32Array. With UDP_GRO a message can be a run of datagrams (see below): split here.
+ * hand each round to JS as ONE ArrayBuffer holding the datagrams back to back plus
+ * offsets/lengths/source ip/port in a reused Uint32Array: a fresh one, or the last round's when JS
+ * said it kept nothing of it (rx_deliver). With UDP_GRO a message can be a run of datagrams (see
+ * below): split here.
  *
  * Send: the caller passes the queued datagrams where they lie (the ArrayBuffers they are views of,
  * and each one's buffer, offset and length) to ONE send_batch call; we send them with sendmmsg
@@ -49,7 +50,7 @@
  * malloc'd (mmap'd, so only pages the kernel writes become resident). */
 #define RX_SLOT 65536
 #define TX_VLEN 64
-/* Datagrams (and distinct base buffers) per sendBatch call at most (STAGE_DATAGRAMS in native.ts). */
+/* Datagrams (and distinct base buffers) per sendBatch call at most (BATCH_DATAGRAMS in native.ts). */
 #define TX_MAX 1024
 /* Words of meta per datagram: offset, length, source ip (host order), source port. */
 #define META 4
@@ -373,13 +374,11 @@ static napi_value rx_close(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-/* sendBatch(fd, stage: Uint8Array, lengths: Uint32Array, count, status: Int32Array(3), gso) -> sent.
- * status[1], status[2]: GSO messages of more than one datagram sent, and their datagrams.
- * The datagrams lie back to back in `stage`. Returns how many left; when fewer than `count`,
- * status[0] is the errno of the first that did not (EAGAIN: the send buffer is full). */
 /* sendBatch(fd, bases: ArrayBuffer[], which, offsets, lengths: Uint32Array, count, status: Int32Array(3), gso)
- * -> datagrams sent. Datagram i is lengths[i] bytes at offsets[i] of bases[which[i]]: sent from
- * where it lies (one iovec each), no copy. */
+ * -> sent. Datagram i is lengths[i] bytes at offsets[i] of bases[which[i]]: sent from where it lies
+ * (one iovec each), no copy. status[1], status[2]: GSO messages of more than one datagram sent, and
+ * their datagrams. Returns how many left; when fewer than `count`, status[0] is the errno of the
+ * first that did not (EAGAIN: the send buffer is full). */
 static napi_value send_batch(napi_env env, napi_callback_info info) {
   napi_value argv[8], result;
   if (!get_args(env, info, 8, argv)) return NULL;

@@ -77,8 +77,10 @@ export interface HotPathContext {
   readonly group: string
   /** The sending socket's ip/port, when known (see `ownAddress` below): datagrams to skip. */
   readonly own: { readonly ip: string; readonly port: number } | undefined
-  /** One received datagram, in order; `address` is `ip:port`. */
-  /** `false` when nothing keeps `data` (DatagramHandler.onDatagram). */
+  /**
+   * One received datagram, in order; `address` is `ip:port`. Returns `false` when nothing keeps
+   * `data` (DatagramHandler.onDatagram).
+   */
   readonly deliver: (data: Uint8Array, address: string) => unknown
   /** The end of the datagrams read in one wake-up. */
   readonly endBatch: () => void
