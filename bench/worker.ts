@@ -19,6 +19,7 @@
  * is filled with a pattern after that header, which subscribers check.
  */
 import * as Dgram from "node:dgram"
+import { readFileSync } from "node:fs"
 import { createRequire } from "node:module"
 import { createInterface } from "node:readline"
 import * as NodeSocket from "@effect/platform-node/NodeSocket"
@@ -439,7 +440,7 @@ const oursSub = async (a: WorkerArgs, on: OnMessage, onLoss: () => void): Promis
       const s = Effect.runSync(connection.stats)
       if (process.env.BENCH_TRACE)
         process.stderr.write(
-          `sub sessions: ${JSON.stringify(s.remoteSessions, (_k, v) => (typeof v === "bigint" ? String(v) : v))}\n`
+          `sub sched ${schedstat().join(" ")}\nsub sessions: ${JSON.stringify(s.remoteSessions, (_k, v) => (typeof v === "bigint" ? String(v) : v))}\n`
         )
       return {
         datagramsIn: s.datagramsIn,
@@ -598,6 +599,15 @@ const lines = () => {
   return () => new Promise<string>((resolve) => (queued.length > 0 ? resolve(queued.shift()!) : waiting.push(resolve)))
 }
 
+/** Main thread's scheduler record (Linux): [on-CPU ns, runnable-but-waiting ns, time slices]. */
+const schedstat = (): Array<number> => {
+  try {
+    return readFileSync("/proc/thread-self/schedstat", "utf8").trim().split(" ").map(Number)
+  } catch {
+    return [0, 0, 0]
+  }
+}
+
 const tick = () => new Promise<void>((resolve) => setImmediate(resolve))
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 
@@ -611,6 +621,7 @@ const cpuSince = (cpu0: NodeJS.CpuUsage) => {
 const publish = async (a: WorkerArgs, p: Pub, once: Uint8Array | undefined) => {
   let seq = 0
   const cpu0 = process.cpuUsage()
+  const sched0 = schedstat()
   const t0 = nowUs()
   const end = t0 + a.durationMs * 1000
   if (once) {
@@ -667,7 +678,17 @@ const publish = async (a: WorkerArgs, p: Pub, once: Uint8Array | undefined) => {
     }
   }
   const elapsedUs = nowUs() - t0
-  return { sent: seq, elapsedUs, cpuUs: cpuSince(cpu0), sysUs: process.cpuUsage(cpu0).system, ...p.stats() }
+  const sched = schedstat().map((x, i) => x - sched0[i])
+  return {
+    sent: seq,
+    elapsedUs,
+    cpuUs: cpuSince(cpu0),
+    sysUs: process.cpuUsage(cpu0).system,
+    runUs: Math.round(sched[0] / 1000),
+    runDelayUs: Math.round(sched[1] / 1000),
+    slices: sched[2],
+    ...p.stats()
+  }
 }
 
 const runPub = async (a: WorkerArgs) => {

@@ -6,11 +6,12 @@
  * fixed byte rate, anything beyond the buffer dropped.
  */
 import { describe, expect, it } from "@effect/vitest"
-import type { Endpoint, LocalSender } from "../src/internal/protocol/endpoint.js"
-import type { EngineConfig } from "../src/internal/protocol/engine.js"
-import { encodeReceiverName, encodeStatus, makeSourcePrefix } from "../src/internal/protocol/wire.js"
-import { type SimEndpoint, SimNetwork } from "../src/internal/sim/index.js"
-import { checkInvariant, endpointOn, MiB, type Peer, payloadFor, testConfig } from "./engine.harness.js"
+import { Endpoint, type LocalSender } from "../src/internal/protocol/endpoint.js"
+import type { EngineConfig, EngineSink } from "../src/internal/protocol/engine.js"
+import { PacketKind } from "../src/internal/protocol/packets.js"
+import { decode, encodeReceiverName, encodeStatus, makeSourcePrefix } from "../src/internal/protocol/wire.js"
+import { Prng, type SimEndpoint, SimNetwork } from "../src/internal/sim/index.js"
+import { checkInvariant, endpointOn, MiB, type Peer, payloadFor, recorder, testConfig } from "./engine.harness.js"
 
 /** A receiver socket with a `bufferBytes` kernel buffer drained at `bytesPerMs` into the endpoint. */
 class SlowSocket implements SimEndpoint {
@@ -292,6 +293,42 @@ describe("flow control", () => {
       expect(rx.endpoint.stats.statusSent).toBeLessThan((4 * bytes) / MiB + 10 * seconds + 10)
     }
     expect(pub.endpoint.stats.statusReceived).toBeGreaterThan(100)
+  })
+
+  it("a report leaves in the middle of a long read, not at its end", () => {
+    // One socket wake-up can hand the engine a whole window (a slow receiver reads everything its
+    // buffer holds at once). The report that reopens the publisher's window must leave as soon as
+    // it is due: held until the read is processed, the publisher idles for that long.
+    const prng = new Prng("flow-report-mid-read")
+    const engine = (config: EngineConfig, sink: EngineSink) =>
+      new Endpoint({ config, sink, random: () => prng.next(), newSessionId: () => prng.bigint64(), now: 0 })
+    const out = recorder()
+    const pub = engine(testConfig(), out)
+    const sender = pub.openSender(0)
+    expect(pub.publish(sender, "/flow/big", payloadFor(1, 900 * 1024), 0)).toBe("ok")
+    pub.flush(sender, 0)
+    const isKind = (kind: number) => (d: Uint8Array) => {
+      const p = decode(d)
+      return "kind" in p && p.kind === kind
+    }
+    const datagrams = out.sent.filter(isKind(PacketKind.Data))
+    expect(datagrams.length).toBeGreaterThan(600)
+    // What the receiver's shell sees, in order: datagrams handed in, reports queued, flushes asked.
+    const timeline: Array<string> = []
+    const isStatus = isKind(PacketKind.Status)
+    const sink = recorder((d) => timeline.push(isStatus(d) ? "status" : "other"))
+    const rx = engine(listening(), { ...sink, flushControl: () => timeline.push("flush") })
+    // One drive: every datagram at the same instant, as from one read.
+    for (const d of datagrams) {
+      timeline.push("in")
+      rx.onDatagram(d, "127.0.0.1:1", 1)
+    }
+    const reports = timeline.flatMap((e, i) => (e === "status" ? [i] : []))
+    // Joining, then a report every quarter window (900 KiB ≈ 3.5 quarters of 1 MiB).
+    expect(reports.length).toBeGreaterThanOrEqual(4)
+    for (const i of reports) expect(timeline[i + 1]).toBe("flush")
+    // The reports went out while datagrams were still coming in.
+    expect(reports.filter((i) => timeline.indexOf("in", i) > i).length).toBeGreaterThanOrEqual(3)
   })
 
   it("a status claiming a position beyond what was sent opens nothing past it", () => {

@@ -120,6 +120,12 @@ export const make = (
     const sink: EngineSink = {
       send: socket.send,
       ...(control !== undefined ? { sendControl: control.send } : {}),
+      // A report leaves mid-drive (a long read must not hold back the window it reopens).
+      ...(control?.flush !== undefined
+        ? { flushControl: control.flush }
+        : control === undefined && socket.flush !== undefined
+          ? { flushControl: socket.flush }
+          : {}),
       deliver: (update) => fanout.route(update),
       hasLocalSubscribers: () => fanout.size > 0,
       loss: (report) => {

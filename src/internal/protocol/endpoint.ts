@@ -32,8 +32,9 @@
  * packets from its control session — at once when it joins a session, whenever a quarter of its
  * window has arrived since the last report, and periodically (every `statusIntervalMs` while data
  * flows, doubling while idle up to a quarter of `receiverTimeoutMs`), plus once `leaving` when it
- * stops. As a sender it keeps the remote receivers it hears (presence) and feeds their positions to
- * each local sender's `FlowWindow`; a receiver not heard for `receiverTimeoutMs` leaves.
+ * stops; each report is flushed at once (`EngineSink.flushControl`), not at the end of the drive.
+ * As a sender it keeps the remote receivers it hears (presence) and feeds their positions to each
+ * local sender's `FlowWindow`; a receiver not heard for `receiverTimeoutMs` leaves.
  *
  * Wire dialect (docs/PROTOCOL.md "pycast dialect"): datagrams are decoded and encoded by the
  * connection's `Dialect` (native, or pycast's when `config.pycast` is set); the engine itself only
@@ -750,6 +751,7 @@ export class Endpoint implements SenderHost, ReceiverHost {
       )
       i += max
     } while (i < entries.length)
+    this.sink.flushControl?.()
     // Data flowing: report at the base interval; idle: back off to a quarter of the receiver timeout.
     this.statusInterval = this.arrivedSinceStatus
       ? config.statusIntervalMs

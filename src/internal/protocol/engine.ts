@@ -205,6 +205,12 @@ export interface EngineSink {
    * (one channel, as in the simulator and the pycast dialect).
    */
   sendControl?(datagram: Uint8Array): void
+  /**
+   * Send what was queued so far now, not at the end of the shell's drive (absent: nothing to do,
+   * the sink sends at once). Asked after a Status: a receiver working through a long read must not
+   * hold back the report that reopens its senders' windows until the read is done.
+   */
+  flushControl?(): void
   /** Deliver an update in order (remote sessions, and local publishes for local subscribers). */
   deliver(update: ReceivedUpdate): void
   /**
