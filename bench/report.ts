@@ -30,6 +30,8 @@ export interface AllRounds {
   readonly rates: ReadonlyArray<number | null>
   /** Latency cases: each round's p50, µs. */
   readonly p50s?: ReadonlyArray<number | null>
+  /** Fan-out cases: each round's publisher CPU per update, µs. */
+  readonly cpus?: ReadonlyArray<number | null>
   readonly deliveredPct: number
   readonly lossNotices: number
   readonly failed: number
@@ -37,18 +39,23 @@ export interface AllRounds {
 const allRoundsOf = (c: CaseResult | undefined): AllRounds | undefined => c?.allRounds as AllRounds | undefined
 
 /**
- * One case per system and size (throughput) or per system and rate (latency) of the rounds: the
- * round with the median figure — rate per subscriber, or p50 latency — (the lower middle of an even
- * count), carrying every round's figures, worst delivery and loss notices as `allRounds`. Rounds
- * that failed or measured nothing do not count; with none left the first round stays.
+ * One case per system and size (throughput), per system and rate (latency) or per system and
+ * number of subscribers (fan-out) of the rounds: the round with the median figure — rate per
+ * subscriber, p50 latency, or publisher CPU per update — (the lower middle of an even count),
+ * carrying every round's figures, worst delivery and loss notices as `allRounds`. Rounds that
+ * failed or measured nothing do not count; with none left the first round stays.
  */
 export const medianOfRounds = (cases: ReadonlyArray<CaseResult>): Array<CaseResult> => {
   const keyOf = (c: CaseResult) =>
-    c.round === undefined || (c.scenario !== "throughput" && c.scenario !== "latency")
+    c.round === undefined || (c.scenario !== "throughput" && c.scenario !== "latency" && c.scenario !== "fanout")
       ? undefined
-      : `${c.scenario}|${c.system}|${c.size}|${c.rate}`
+      : `${c.scenario}|${c.system}|${c.size}|${c.rate}|${c.subscribers}`
   const figure = (c: CaseResult): number | undefined =>
-    c.scenario === "latency" ? c.latencyUs?.p50 : c.ratePerSubscriber
+    c.scenario === "latency"
+      ? c.latencyUs?.p50
+      : c.scenario === "fanout"
+        ? c.publisher?.cpuUsPerUpdate
+        : c.ratePerSubscriber
   const out: Array<CaseResult> = []
   const groups = new Map<string, Array<CaseResult>>()
   for (const c of cases) {
@@ -72,6 +79,7 @@ export const medianOfRounds = (cases: ReadonlyArray<CaseResult>): Array<CaseResu
     const allRounds: AllRounds = {
       rates: g.map((x) => x.ratePerSubscriber ?? null),
       ...(c.scenario === "latency" ? { p50s: g.map((x) => x.latencyUs?.p50 ?? null) } : {}),
+      ...(c.scenario === "fanout" ? { cpus: g.map((x) => (x.ok ? (x.publisher?.cpuUsPerUpdate ?? null) : null)) } : {}),
       deliveredPct: Math.min(...measured.map((x) => x.deliveredPct ?? 0)),
       lossNotices: g.reduce((n, x) => n + (x.perSubscriber ?? []).reduce((a, y) => a + (y.lossNotices ?? 0), 0), 0),
       failed: g.length - measured.length
@@ -460,6 +468,25 @@ export const renderMarkdown = (r: Results): string => {
         ns.join(" / ") +
         "."
     )
+    const n = Math.max(...fan.map((c) => allRoundsOf(c)?.cpus?.length ?? 1))
+    if (n > 1) {
+      L.push("")
+      L.push(
+        `Each publisher CPU figure is the median of ${n} rounds, measured like the throughput rounds (the row shows ` +
+          "that round's other figures); every round's publisher CPU per update:"
+      )
+      L.push("")
+      L.push(`| system | ${ns.map((k) => `N=${k}, each round`).join(" | ")} |`)
+      L.push(`| --- | ${ns.map(() => "---:").join(" | ")} |`)
+      for (const s of r.systems) {
+        const cells = ns.map((k) =>
+          (allRoundsOf(find(r, "fanout", s, (c) => c.subscribers === k))?.cpus ?? [])
+            .map((x) => (x === null ? "failed" : fmtCpu(x)))
+            .join(" / ")
+        )
+        if (cells.some((x) => x !== "")) L.push(`| ${NAMES[s]} | ${cells.map((x) => x || "—").join(" | ")} |`)
+      }
+    }
   }
 
   // Gateway fan-out

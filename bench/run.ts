@@ -8,7 +8,7 @@
  *   npm run bench -- --only ours,dgram   a subset of systems (ours, dgram, zeromq, nats, redis)
  *   npm run bench -- --scenario throughput,latency   a subset of scenarios (throughput, large, latency, recovery, fanout, gateway)
  *   npm run bench -- --out DIR           where to write results (default bench/results)
- *   npm run bench -- --rounds N          throughput and latency rounds (default 3, --quick 1): each
+ *   npm run bench -- --rounds N          throughput, latency and fan-out rounds (default 3, --quick 1): each
  *                                        round measures every system once, the median round is reported
  *
  * Peers are installed by `npm run bench:setup`; a missing peer is skipped with a note. Writes
@@ -79,11 +79,11 @@ for (const s of scenarios)
     throw new Error(`--scenario: unknown ${s}`)
 const LARGE = quick ? 4 * 2 ** 20 : 64 * 2 ** 20
 /**
- * Rounds of the throughput and latency scenarios. On a shared machine the speed drifts by tens of
+ * Rounds of the throughput, latency and fan-out scenarios. On a shared machine the speed drifts by tens of
  * percent within minutes, and the cases run grouped by system (a server runs only while its cases
  * do), so one system could be measured minutes after another. Each round measures every system
- * once; per case the round with the median rate (throughput) or p50 (latency) is the one reported
- * (every round's figures stay in results.json and in a table).
+ * once; per case the round with the median rate (throughput), p50 (latency) or publisher CPU per
+ * update (fan-out) is the one reported (every round's figures stay in results.json and in a table).
  */
 const rounds = Number(option("--rounds") ?? (quick ? "1" : "3"))
 if (!(Number.isInteger(rounds) && rounds >= 1 && rounds <= 9)) throw new Error("--rounds must be 1..9")
@@ -316,7 +316,7 @@ interface Case {
   readonly sendLoss: number
   /** Longest a subscriber waits for the tail once the publisher is done. */
   readonly waitMs: number
-  /** Throughput or latency round (0-based); every other case runs once, after the rounds. */
+  /** Throughput, latency or fan-out round (0-based); every other case runs once, after the rounds. */
   readonly round?: number
 }
 
@@ -580,18 +580,22 @@ if (systems.includes("ours")) {
     }
   }
 }
+// In rounds too: publisher CPU per update at 200 bursts/s moves by ±15 % from run to run.
 for (const system of systems) {
   for (const subscribers of quick ? [1, 2] : [1, 2, 4, 8]) {
-    add({
-      scenario: "fanout",
-      system,
-      subscribers,
-      size: 64,
-      mode: "paced",
-      rate: 20_000,
-      batch: 100,
-      durationMs: quick ? 800 : 4000
-    })
+    for (let round = 0; round < rounds; round++) {
+      add({
+        scenario: "fanout",
+        system,
+        subscribers,
+        size: 64,
+        mode: "paced",
+        rate: 20_000,
+        batch: 100,
+        durationMs: quick ? 800 : 4000,
+        round
+      })
+    }
   }
 }
 

@@ -156,4 +156,39 @@ describe("throughput rounds", () => {
     expect(merged.latencyUs).toEqual({ count: 10, p50: 200, p99: 2000, p999: 4000, max: 6000 })
     expect((merged.allRounds as { p50s: Array<number> }).p50s).toEqual([300, 120, 200])
   })
+
+  it("takes the median round of a fan-out case by its publisher CPU, per number of subscribers", () => {
+    const fan = (subscribers: number, round: number, cpu: number | undefined) =>
+      ({
+        scenario: "fanout",
+        system: "ours",
+        subscribers,
+        size: 64,
+        rate: 20_000,
+        sendLoss: 0,
+        ok: cpu !== undefined,
+        round,
+        minRatePerSubscriber: 20_000,
+        deliveredPct: 100,
+        perSubscriber: [],
+        publisher: cpu === undefined ? undefined : { cpuUsPerUpdate: cpu, round }
+      }) as unknown as CaseResult
+    const merged = medianOfRounds([
+      fan(1, 0, 4.1),
+      fan(8, 0, 6.0),
+      fan(1, 1, 3.5),
+      fan(8, 1, undefined),
+      fan(1, 2, 3.9),
+      fan(8, 2, 5.0)
+    ])
+    expect(merged.map((c) => c.subscribers)).toEqual([1, 8])
+    const [one, eight] = merged
+    expect(one.publisher?.cpuUsPerUpdate).toBe(3.9)
+    expect(one.round).toBe(2)
+    expect((one.allRounds as { cpus: Array<number | null> }).cpus).toEqual([4.1, 3.5, 3.9])
+    // A failed round does not count: of the two measured, the lower.
+    expect(eight.publisher?.cpuUsPerUpdate).toBe(5.0)
+    expect((eight.allRounds as { cpus: Array<number | null>; failed: number }).cpus).toEqual([6.0, null, 5.0])
+    expect((eight.allRounds as { failed: number }).failed).toBe(1)
+  })
 })
