@@ -117,15 +117,13 @@ export const make = (
     // routed before them, events are dispatched after the drive.
     let pendingEvents: Array<SessionEvent> = []
     const recentLosses: Array<Connection.LossRecord> = []
+    // A report leaves mid-drive on the socket that carries control (a long read must not hold back
+    // the window it reopens).
+    const controlFlush = (control ?? socket).flush
     const sink: EngineSink = {
       send: socket.send,
       ...(control !== undefined ? { sendControl: control.send } : {}),
-      // A report leaves mid-drive (a long read must not hold back the window it reopens).
-      ...(control?.flush !== undefined
-        ? { flushControl: control.flush }
-        : control === undefined && socket.flush !== undefined
-          ? { flushControl: socket.flush }
-          : {}),
+      ...(controlFlush !== undefined ? { flushControl: controlFlush } : {}),
       deliver: (update) => fanout.route(update),
       hasLocalSubscribers: () => fanout.size > 0,
       loss: (report) => {
