@@ -318,6 +318,8 @@ interface Case {
   readonly waitMs: number
   /** Throughput, latency or fan-out round (0-based); every other case runs once, after the rounds. */
   readonly round?: number
+  /** Paced cases: the same load first, for this long, outside the measurement (WorkerArgs.warmupMs). */
+  readonly warmupMs?: number
 }
 
 let caseIndex = 0
@@ -358,8 +360,9 @@ const caseResult = (
     publisher: {
       elapsedUs: pubResult.elapsedUs,
       cpuUs: pubResult.cpuUs,
-      cpuUsPerUpdate: pubResult.cpuUs / pubResult.sent,
-      offeredRate: (pubResult.sent / pubResult.elapsedUs) * 1e6,
+      // Over the measured part (after a warm-up, when the case has one).
+      cpuUsPerUpdate: pubResult.cpuUs / (pubResult.measured ?? pubResult.sent),
+      offeredRate: ((pubResult.measured ?? pubResult.sent) / pubResult.elapsedUs) * 1e6,
       serverCpuUsPerUpdate,
       ...final
     },
@@ -451,6 +454,7 @@ const runCase = async (c: Case): Promise<CaseResult> => {
     mode: c.mode,
     rate: c.rate,
     durationMs: c.durationMs,
+    warmupMs: c.warmupMs ?? 0,
     batch: c.batch,
     latency: c.latency,
     // ours: a lost tail is only noticed at the next heartbeat (1 s)
@@ -593,6 +597,7 @@ for (const system of systems) {
         rate: 20_000,
         batch: 100,
         durationMs: quick ? 800 : 4000,
+        warmupMs: quick ? 500 : 3000,
         round
       })
     }

@@ -171,6 +171,16 @@ export interface Publisher {
     updates: Iterable<readonly [topic: string, payload: Uint8Array | string]>
   ) => Effect.Effect<void, PublishError>
   /**
+   * `publishAll` without an Effect, for callers outside a fiber (as `unsafePublish`): publishes the
+   * updates in order, packed as `publishAll` packs them, and returns how many it took — all of
+   * them, or fewer where `publishAll` would have suspended before the next one (flow-control window
+   * closed, bandwidth pacing; run `publishAll` on the rest to wait) — or the error `publishAll`
+   * would have failed with (the updates before the failing one are published).
+   */
+  readonly unsafePublishAll: (
+    updates: ReadonlyArray<readonly [topic: string, payload: Uint8Array | string]>
+  ) => number | PublishError
+  /**
    * Send what is held back now, and wait until what the receivers' window held back has left.
    */
   readonly flush: Effect.Effect<void>

@@ -586,6 +586,37 @@ describe("Connection over Transport.layerMemory", () => {
       ])
     }).pipe(Effect.provide(Transport.layerMemory({ seed: 21 })))
   )
+
+  it.scoped("unsafePublishAll: takes what publishAll would not wait for, says how many, or the typed error", () =>
+    Effect.gen(function* () {
+      const { ca, cb } = yield* twoNodes({ connection: { maxBandwidth: 20_000, holdbackDelayMs: 0 } })
+      const received = yield* cb.subscribeScoped("/s/...")
+      const p = yield* ca.publisher
+      // Not an array at all, then a bad topic: the update before it is published, as with publishAll.
+      const notArray = p.unsafePublishAll(42 as unknown as ReadonlyArray<readonly [string, string]>)
+      expect(typeof notArray === "object" && notArray._tag).toBe("InvalidPayload")
+      const invalid = p.unsafePublishAll([
+        ["/s/first", "x"],
+        ["no-slash", "y"],
+        ["/s/never", "z"]
+      ])
+      expect(typeof invalid === "object" && invalid._tag).toBe("InvalidTopic")
+      // 200 × 500 B at 20 kB/s: the burst allowance takes some, then publishAll would sleep.
+      const batch = Array.from({ length: 200 }, (_, i) => [`/s/${i}`, new Uint8Array(500)] as const)
+      const taken = p.unsafePublishAll(batch)
+      expect(typeof taken).toBe("number")
+      const n = taken as number
+      expect(n).toBeGreaterThan(0)
+      expect(n).toBeLessThan(batch.length)
+      // Nothing more is taken while pacing holds (the clock has not moved).
+      expect(p.unsafePublishAll(batch.slice(n))).toBe(0)
+      const fiber = yield* Effect.fork(p.publishAll(batch.slice(n)))
+      yield* TestClock.adjust("30 seconds")
+      yield* Fiber.join(fiber)
+      const got = yield* Stream.runCollect(Stream.take(received, batch.length + 1))
+      expect(Chunk.toReadonlyArray(got).map((u) => u.topic)).toEqual(["/s/first", ...batch.map(([t]) => t)])
+    }).pipe(Effect.provide(Transport.layerMemory({ seed: 22 })))
+  )
 })
 
 describe("Connection.forEachChunk", () => {

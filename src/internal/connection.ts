@@ -71,6 +71,23 @@ export interface MakeOptions {
 /** `publishAll` reads the clock once per this many updates. */
 const CLOCK_EVERY = 64
 
+/** `publishFrom`'s answer when publishAll waits for the flow-control window (for pacing it is the delay, > 0 ms). */
+const WAIT_WINDOW = -1
+
+/** Where a `publishAll` stands in its updates: arrays are read by index (no iterator result object per update). */
+interface Cursor {
+  readonly array: ReadonlyArray<unknown> | undefined
+  readonly iterator: Iterator<unknown> | undefined
+  /** Updates taken so far. */
+  index: number
+}
+
+const makeCursor = (updates: Iterable<unknown>): Cursor | InvalidPayload => {
+  if (Array.isArray(updates)) return { array: updates, iterator: undefined, index: 0 }
+  const iterator = Inputs.iterate(updates)
+  return iterator instanceof InvalidPayload ? iterator : { array: undefined, iterator, index: 0 }
+}
+
 export const make = (
   options: MakeOptions
 ): Effect.Effect<Connection.ConnectionService, TransportError, Transport | Scope.Scope> =>
@@ -366,59 +383,76 @@ export const make = (
           return Effect.zipRight(wait, publish(topic, payload))
         })
 
+      /**
+       * Publishes `cursor`'s updates from where it stands until they end (undefined), until publishAll
+       * would wait (`WAIT_WINDOW`, or the pacing delay in ms; the next update is not taken), or
+       * until one fails (its error; the ones before it are published). Ends the batch either way.
+       */
+      const publishFrom = (cursor: Cursor): Connection.PublishError | number | undefined => {
+        let t = now()
+        // The clock is read once per CLOCK_EVERY updates (a burst of them takes microseconds;
+        // the engine's times are in ms), not per update: it showed as ~5 % of a 64 B burst.
+        let sinceClock = 0
+        let result: Connection.PublishError | number | undefined
+        for (;;) {
+          if (sender.backlog && open && !closed) {
+            result = WAIT_WINDOW
+            break
+          }
+          const delay = endpoint.publishDelay(sender, t)
+          if (delay > 0) {
+            result = delay
+            break
+          }
+          let entry: unknown
+          if (cursor.array !== undefined) {
+            if (cursor.index >= cursor.array.length) break
+            entry = cursor.array[cursor.index]
+          } else {
+            const next = cursor.iterator!.next()
+            if (next.done) break
+            entry = next.value
+          }
+          const error = Inputs.isEntry(entry) ? publishOne(entry[0], entry[1], t) : Inputs.notAnEntry(entry)
+          if (error !== undefined) {
+            result = error
+            break
+          }
+          cursor.index++
+          if (++sinceClock === CLOCK_EVERY) {
+            sinceClock = 0
+            t = now()
+          }
+        }
+        endpoint.endBatch(sender, t)
+        dispatch()
+        return result
+      }
+
       const publishAll = (
         updates: Iterable<readonly [string, Uint8Array | string]>
       ): Effect.Effect<void, Connection.PublishError> =>
         // Fresh state per run: running the same effect twice publishes the updates twice.
         Effect.suspend(() => {
-          // Arrays (the common case) are read by index: no iterator result object per update.
-          const array = Array.isArray(updates) ? (updates as ReadonlyArray<unknown>) : undefined
-          const iterator = array === undefined ? Inputs.iterate(updates) : undefined
-          if (iterator instanceof InvalidPayload) return Effect.fail(iterator)
-          let index = 0
+          const cursor = makeCursor(updates)
+          if (cursor instanceof InvalidPayload) return Effect.fail(cursor)
           const loop: Effect.Effect<void, Connection.PublishError> = Effect.suspend(() => {
-            let t = now()
-            // The clock is read once per CLOCK_EVERY updates (a burst of them takes microseconds;
-            // the engine's times are in ms), not per update: it showed as ~5 % of a 64 B burst.
-            let sinceClock = 0
-            for (;;) {
-              if (sender.backlog && open && !closed) {
-                endpoint.endBatch(sender, t)
-                dispatch()
-                return Effect.zipRight(awaitWindow, loop)
-              }
-              const delay = endpoint.publishDelay(sender, t)
-              if (delay > 0) {
-                endpoint.endBatch(sender, t)
-                dispatch()
-                return Effect.zipRight(Clock.sleep(delay), loop)
-              }
-              let entry: unknown
-              if (array !== undefined) {
-                if (index >= array.length) break
-                entry = array[index++]
-              } else {
-                const next = iterator!.next()
-                if (next.done) break
-                entry = next.value
-              }
-              const error = Inputs.isEntry(entry) ? publishOne(entry[0], entry[1], t) : Inputs.notAnEntry(entry)
-              if (error !== undefined) {
-                endpoint.endBatch(sender, t)
-                dispatch()
-                return Effect.fail(error)
-              }
-              if (++sinceClock === CLOCK_EVERY) {
-                sinceClock = 0
-                t = now()
-              }
-            }
-            endpoint.endBatch(sender, t)
-            dispatch()
-            return Effect.void
+            const result = publishFrom(cursor)
+            if (result === undefined) return Effect.void
+            if (typeof result !== "number") return Effect.fail(result)
+            return Effect.zipRight(result === WAIT_WINDOW ? awaitWindow : Clock.sleep(result), loop)
           })
           return loop
         })
+
+      const unsafePublishAll = (
+        updates: ReadonlyArray<readonly [string, Uint8Array | string]>
+      ): number | Connection.PublishError => {
+        const cursor = makeCursor(updates)
+        if (cursor instanceof InvalidPayload) return cursor
+        const result = publishFrom(cursor)
+        return result === undefined || typeof result === "number" ? cursor.index : result
+      }
 
       // Held-back updates leave now; what waits for the receivers' window has left when it returns.
       const flush = Effect.zipRight(
@@ -460,6 +494,7 @@ export const make = (
         publish,
         unsafePublish,
         publishAll,
+        unsafePublishAll,
         flush,
         awaitReceivers,
         receivers: Effect.sync(() => endpoint.receiverCount(sender)),
