@@ -464,7 +464,7 @@ export const renderMarkdown = (r: Results): string => {
     const warmupMs = typeof fan[0]?.warmupMs === "number" ? fan[0].warmupMs : 0
     L.push(
       "Publisher CPU is `process.cpuUsage()` (user + system) of the publisher process over the sending phase, per " +
-        `update sent${warmupMs > 0 ? `, after a ${warmupMs / 1000} s warm-up of the same load, uncounted (the JIT still compiles a path called 200 times/s for seconds)` : ""}; subscriber CPU is each subscriber's over its run, per update delivered (mean). The brokers do the fan-out in the server process; its CPU per update (from /proc) is listed ` +
+        `update sent${warmupMs > 0 ? `, after a ${warmupMs / 1000} s warm-up of the same load and a full collection, uncounted (the JIT still compiles a path called 200 times/s for seconds, and the first full collection after start-up came at random)` : ""}; subscriber CPU is each subscriber's over its run, per update delivered (mean). The brokers do the fan-out in the server process; its CPU per update (from /proc) is listed ` +
         "for N = " +
         ns.join(" / ") +
         "."

@@ -243,9 +243,11 @@ if (systems.some((s) => s === "oursSec" || s === "oursAuth")) {
 }
 
 const startWorker = (args: WorkerArgs): Worker => {
-  const prof = process.env.BENCH_CPU_PROF ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : []
-  if (process.env.BENCH_NODE_FLAGS) prof.push(...process.env.BENCH_NODE_FLAGS.split(" "))
-  const child = spawn(process.execPath, [...prof, ...workerEntry, JSON.stringify(args)], {
+  // --expose-gc: a warm-up ends with a full collection (worker.ts `publish`).
+  const flags = ["--expose-gc"]
+  if (process.env.BENCH_CPU_PROF) flags.push("--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`)
+  if (process.env.BENCH_NODE_FLAGS) flags.push(...process.env.BENCH_NODE_FLAGS.split(" "))
+  const child = spawn(process.execPath, [...flags, ...workerEntry, JSON.stringify(args)], {
     stdio: ["pipe", "pipe", "pipe"],
     cwd: resolve(here, ".."),
     env: { ...process.env, BENCH_PEERS_DIR: join(here, "peers") }
@@ -360,7 +362,8 @@ const caseResult = (
     publisher: {
       elapsedUs: pubResult.elapsedUs,
       cpuUs: pubResult.cpuUs,
-      // Over the measured part (after a warm-up, when the case has one).
+      // CPU and rate are over the measured updates: those after the warm-up, when the case has one.
+      measuredUpdates: pubResult.measured ?? pubResult.sent,
       cpuUsPerUpdate: pubResult.cpuUs / (pubResult.measured ?? pubResult.sent),
       offeredRate: ((pubResult.measured ?? pubResult.sent) / pubResult.elapsedUs) * 1e6,
       serverCpuUsPerUpdate,

@@ -673,10 +673,15 @@ const paced = async (a: WorkerArgs, p: Pub, seq: number, total: number, t0: numb
 /** The load; `once` is the single message of the "once" mode, built (pattern written) beforehand. */
 const publish = async (a: WorkerArgs, p: Pub, once: Uint8Array | undefined) => {
   let seq = 0
-  // Warm-up (paced only): the same load, sent and delivered but not in the CPU figures.
+  // Warm-up (paced only): the same load, sent and delivered but not in the CPU figures. Then a
+  // full collection (run.ts starts workers with --expose-gc): the first one after start-up
+  // otherwise lands in the measurement or not, at random (its startup garbage, not the load's).
   const warmupMs = a.mode === "paced" && !once ? (a.warmupMs ?? 0) : 0
   const warmup = Math.floor((a.rate * warmupMs) / 1000)
-  if (warmup > 0) seq = await paced(a, p, 0, warmup, nowUs())
+  if (warmup > 0) {
+    seq = await paced(a, p, 0, warmup, nowUs())
+    ;(globalThis as { gc?: () => void }).gc?.()
+  }
   const cpu0 = process.cpuUsage()
   const sched0 = schedstat()
   const t0 = nowUs()

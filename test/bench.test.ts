@@ -64,6 +64,11 @@ describe("benchmark suite", () => {
           for (const c of results.cases) {
             expect(c.ok, `${c.scenario} ${c.system}: ${c.error}`).toBe(true)
             expect(c.sent).toBeGreaterThan(0)
+            // Fan-out CPU leaves out the warm-up's updates (sent and delivered all the same).
+            const warmup = c.scenario === "fanout" ? (c.rate * c.warmupMs) / 1000 : 0
+            if (c.scenario === "fanout") expect(warmup).toBeGreaterThan(0)
+            expect(c.publisher.measuredUpdates).toBe(c.sent - warmup)
+            expect(c.publisher.cpuUsPerUpdate).toBeCloseTo(c.publisher.cpuUs / c.publisher.measuredUpdates, 6)
           }
 
           const md = readFileSync(join(dir, "results.md"), "utf8")
