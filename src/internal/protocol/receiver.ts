@@ -25,6 +25,7 @@
  */
 import type { Mutable } from "effect/Types"
 import type { LossReason } from "../../DistributorError.js"
+import { unzeroed } from "../slab.js"
 import {
   type ConflictReason,
   closeGraceMs,
@@ -660,8 +661,9 @@ export class RemoteSession {
         this.asmTopic = body.topic
         this.asmTotal = body.totalLength
         this.asmReceived = body.chunk.length
-        // Grown as fragments arrive: a First fragment's claim alone does not allocate 64 MiB.
-        this.asmBuf = new Uint8Array(Math.min(body.totalLength, ASM_INITIAL_BYTES))
+        // Grown as fragments arrive: a First fragment's claim alone does not allocate 64 MiB. Not
+        // zeroed: it is delivered only once every byte was written, and dropped otherwise.
+        this.asmBuf = unzeroed(Math.min(body.totalLength, ASM_INITIAL_BYTES))
         this.asmBuf.set(body.chunk)
         this.asmHeld = body.chunk.length
         this.addBuffered(body.chunk.length)
@@ -685,7 +687,7 @@ export class RemoteSession {
           return
         }
         if (this.asmReceived > this.asmBuf.length) {
-          const grown = new Uint8Array(Math.min(this.asmTotal, Math.max(this.asmReceived, 2 * this.asmBuf.length)))
+          const grown = unzeroed(Math.min(this.asmTotal, Math.max(this.asmReceived, 2 * this.asmBuf.length)))
           grown.set(this.asmBuf.subarray(0, at))
           this.asmBuf = grown
         }
