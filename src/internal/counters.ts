@@ -35,11 +35,8 @@ export type ShellStats = { [K in ShellCounter]: number }
 export type ConnectionCounters = { readonly [K in ConnectionCounter]: number }
 export type MetricSource = { readonly [K in MetricCounter]: number }
 
-export const zeroShellStats = (): ShellStats => {
-  const stats = {} as ShellStats
-  for (const [name] of SHELL_COUNTERS) stats[name] = 0
-  return stats
-}
+export const zeroShellStats = (): ShellStats =>
+  Object.fromEntries(SHELL_COUNTERS.map(([name]) => [name, 0])) as ShellStats
 
 /** Metric names kept from before the single definition (dashboards may use them). */
 const METRIC_NAME_OVERRIDES: Partial<Record<MetricCounter, string>> = {

@@ -54,8 +54,9 @@ export type EngineCounter = (typeof ENGINE_COUNTERS)[number][0]
 /** Plain counters the shell turns into metrics and console snapshots. */
 export type EngineStats = { [K in EngineCounter]: number }
 
-export const zeroEngineStats = (): EngineStats => {
-  const stats = {} as EngineStats
-  for (const [name] of ENGINE_COUNTERS) stats[name] = 0
-  return stats
-}
+/**
+ * All counters at zero. Built with `Object.fromEntries`, which gives the object fast properties:
+ * 33 keyed stores onto `{}` made it a dictionary, a hash lookup for every count.
+ */
+export const zeroEngineStats = (): EngineStats =>
+  Object.fromEntries(ENGINE_COUNTERS.map(([name]) => [name, 0])) as EngineStats

@@ -101,8 +101,12 @@ export class LocalSender {
   highestSeq = 0
   /** Highest sequence number assigned: sent, or queued behind the flow-control window. */
   private assignedSeq = 0
-  /** Data bytes sent so far (in-flight accounting against the receivers' window). */
-  private sentBytes = 0
+  /**
+   * Data bytes sent so far (in-flight accounting against the receivers' window), in `[0]`. A
+   * Float64Array, as are the cache's numbers: the total passes 2^31 within seconds at loopback
+   * rates, and a small-integer field or array that overflows deoptimizes every function using it.
+   */
+  private readonly sent = new Float64Array(1)
   /** Flow control of this sender; undefined when the connection's mode is "none". */
   readonly flow: SenderFlow | undefined
   /** Encoded segments waiting for the window, from `queue[queueHead]`, sequence numbers highestSeq + 1 … */
@@ -130,10 +134,10 @@ export class LocalSender {
 
   // --- retransmission cache: a ring of consecutive sequence numbers oldestSeq .. oldestSeq+count-1
   private cData: Array<Uint8Array | undefined> = new Array(INITIAL_CACHE_SLOTS).fill(undefined)
-  private cSentAt: Array<number> = new Array(INITIAL_CACHE_SLOTS).fill(0)
-  private cRetxAt: Array<number> = new Array(INITIAL_CACHE_SLOTS).fill(0)
+  private cSentAt = new Float64Array(INITIAL_CACHE_SLOTS)
+  private cRetxAt = new Float64Array(INITIAL_CACHE_SLOTS)
   /** Cumulative data bytes sent up to and including each cached sequence number. */
-  private cCum: Array<number> = new Array(INITIAL_CACHE_SLOTS).fill(0)
+  private cCum = new Float64Array(INITIAL_CACHE_SLOTS)
   private cHead = 0
   private cCount = 0
   private oldestSeq = 1
@@ -349,7 +353,7 @@ export class LocalSender {
     if (seq === 1) this.freshUntil = now + freshWindowMs(this.host.config)
     if (now < this.freshUntil) this.codec.markFresh(datagram)
     this.highestSeq = seq
-    this.sentBytes += datagram.length
+    this.sent[0] += datagram.length
     this.cachePush(datagram, now)
     this.host.emit(datagram, now)
     this.hbInterval = this.hbInitial
@@ -366,7 +370,7 @@ export class LocalSender {
     if (flow === undefined) return true
     const seqs = flow.seqs.limit()
     const bytes = flow.bytes.limit()
-    return (seqs === undefined || seq <= seqs) && (bytes === undefined || this.sentBytes < bytes)
+    return (seqs === undefined || seq <= seqs) && (bytes === undefined || this.sent[0] < bytes)
   }
 
   /** When `seq` was first sent: -Infinity once it left the cache, +Infinity while not sent yet. */
@@ -378,7 +382,7 @@ export class LocalSender {
 
   /** Data bytes sent up to and including `seq` (an evicted position counts from the oldest cached). */
   sentThrough(seq: number): number {
-    if (seq >= this.highestSeq || this.cCount === 0) return this.sentBytes
+    if (seq >= this.highestSeq || this.cCount === 0) return this.sent[0]
     if (seq < this.oldestSeq) return this.cCum[this.cHead] - this.cData[this.cHead]!.length
     return this.cCum[(this.cHead + (seq - this.oldestSeq)) & (this.cData.length - 1)]
   }
@@ -417,7 +421,7 @@ export class LocalSender {
     this.cData[i] = datagram
     this.cSentAt[i] = now
     this.cRetxAt[i] = Number.NEGATIVE_INFINITY
-    this.cCum[i] = this.sentBytes
+    this.cCum[i] = this.sent[0]
     this.cCount++
     this.cachedBytes += datagram.length
     // Evict oldest first until within the byte bound (a datagram larger than the bound evicts itself).
@@ -439,9 +443,9 @@ export class LocalSender {
   private cacheGrow(): void {
     const n = this.cData.length
     const data: Array<Uint8Array | undefined> = new Array(n * 2).fill(undefined)
-    const sentAt: Array<number> = new Array(n * 2).fill(0)
-    const retxAt: Array<number> = new Array(n * 2).fill(0)
-    const cum: Array<number> = new Array(n * 2).fill(0)
+    const sentAt = new Float64Array(n * 2)
+    const retxAt = new Float64Array(n * 2)
+    const cum = new Float64Array(n * 2)
     for (let k = 0; k < this.cCount; k++) {
       const j = (this.cHead + k) & (n - 1)
       data[k] = this.cData[j]
@@ -619,9 +623,9 @@ export class LocalSender {
   /** Drops the cache (endpoint close / end of linger). */
   release(): void {
     this.cData = new Array(INITIAL_CACHE_SLOTS).fill(undefined)
-    this.cSentAt = new Array(INITIAL_CACHE_SLOTS).fill(0)
-    this.cRetxAt = new Array(INITIAL_CACHE_SLOTS).fill(0)
-    this.cCum = new Array(INITIAL_CACHE_SLOTS).fill(0)
+    this.cSentAt = new Float64Array(INITIAL_CACHE_SLOTS)
+    this.cRetxAt = new Float64Array(INITIAL_CACHE_SLOTS)
+    this.cCum = new Float64Array(INITIAL_CACHE_SLOTS)
     this.cHead = 0
     this.cCount = 0
     this.cachedBytes = 0
