@@ -485,9 +485,11 @@ const connectionFields = {
   /**
    * Data bytes this connection accepts in flight as a receiver (64 KiB .. 1 GiB), shared by the
    * sessions it receives; at most half of `recvBufferSize` is used, so a full window fits the
-   * socket buffer. Default: 1 MiB.
+   * socket buffer. Default: 2 MiB, all that the default 4 MiB buffer allows: a receiver reports
+   * every quarter window, and at loopback rates half the reports (each one wakes its publisher and
+   * every other receiver) gave a 64 KiB publisher 12 % more throughput for 10 % less CPU.
    */
-  receiverWindowBytes: Schema.optionalWith(IntBetween(64 * KiB, GiB), { default: () => MiB, exact: true }),
+  receiverWindowBytes: Schema.optionalWith(IntBetween(64 * KiB, GiB), { default: () => 2 * MiB, exact: true }),
   /**
    * Interval of a receiver's status reports while data flows, ms (1..10000); while idle it doubles
    * up to a quarter of `receiverTimeoutMs`. Default: `100`.

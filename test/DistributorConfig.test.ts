@@ -75,7 +75,7 @@ describe("defaults", () => {
       subscriberBufferSize: 65_536,
       name: "",
       flowControl: "min",
-      receiverWindowBytes: MiB,
+      receiverWindowBytes: 2 * MiB,
       statusIntervalMs: 100,
       receiverTimeoutMs: 2000,
       maxRemoteSessions: 1024,
@@ -125,7 +125,7 @@ describe("defaults", () => {
     expect(toEngineConfig(d, new ConnectionConfig({ sessionBufferBytes: 4 * MiB })).sessionBufferBytes).toBe(4 * MiB)
     expect(e.receiverName).toBe(c.name)
     // A full receive window fits the socket buffer: at most half of it, in bytes and in 2 KiB segments.
-    expect(e.receiverWindowBytes).toBe(MiB)
+    expect(e.receiverWindowBytes).toBe(2 * MiB)
     expect(e.receiverWindowSegments).toBe(2048)
     const small = toEngineConfig(d, new ConnectionConfig({ recvBufferSize: 256 * 1024, receiverWindowBytes: MiB }))
     expect(small.receiverWindowBytes).toBe(128 * 1024)
