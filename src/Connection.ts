@@ -181,6 +181,14 @@ export interface Publisher {
     updates: ReadonlyArray<readonly [topic: string, payload: Uint8Array | string]>
   ) => number | PublishError
   /**
+   * For callers outside a fiber, what `publish` does when it suspends: calls `callback` once, when
+   * publishing would no longer wait (the receivers' window opened, the pacing delay passed) or the
+   * connection closed (the next publish says so); never synchronously. Returns a
+   * function that cancels the call. With `unsafePublish` / `unsafePublishAll` it makes a loop that
+   * waits without a fiber, as a writable stream's `'drain'` does.
+   */
+  readonly unsafeOnReady: (callback: () => void) => () => void
+  /**
    * Send what is held back now, and wait until what the receivers' window held back has left.
    */
   readonly flush: Effect.Effect<void>

@@ -617,6 +617,56 @@ describe("Connection over Transport.layerMemory", () => {
       expect(Chunk.toReadonlyArray(got).map((u) => u.topic)).toEqual(["/s/first", ...batch.map(([t]) => t)])
     }).pipe(Effect.provide(Transport.layerMemory({ seed: 22 })))
   )
+
+  it.scopedLive("unsafeOnReady: a loop outside a fiber waits for the window, then publishes the rest", () =>
+    Effect.gen(function* () {
+      // b accepts 64 KiB in flight: 300 × 1 KiB cannot leave in one go.
+      const { ca, cb } = yield* twoNodes({ connection: { receiverWindowBytes: 64 * 1024 } })
+      const received = yield* cb.subscribeScoped("/w/...")
+      const p = yield* ca.publisher
+      yield* p.awaitReceivers(1)
+      const batch = Array.from({ length: 300 }, (_, i) => [`/w/${i}`, new Uint8Array(1024)] as const)
+      let calls = 0
+      const first = p.unsafePublishAll(batch) as number
+      expect(first).toBeGreaterThan(0)
+      expect(first).toBeLessThan(batch.length)
+      // A cancelled call never comes, even once the window has opened.
+      let cancelledCalls = 0
+      p.unsafeOnReady(() => cancelledCalls++)()
+      const rounds = yield* Effect.promise(async () => {
+        let from = first
+        let waits = 0
+        while (from < batch.length) {
+          await new Promise<void>((resolve) =>
+            p.unsafeOnReady(() => {
+              calls++
+              resolve()
+            })
+          )
+          waits++
+          const taken = p.unsafePublishAll(batch.slice(from))
+          if (typeof taken !== "number") throw taken
+          from += taken
+        }
+        return waits
+      })
+      expect(rounds).toBeGreaterThan(0)
+      expect(calls).toBe(rounds)
+      const got = yield* Stream.runCollect(Stream.take(received, batch.length))
+      expect(Chunk.toReadonlyArray(got).map((u) => u.topic)).toEqual(batch.map(([t]) => t))
+      expect(cancelledCalls).toBe(0)
+      // Ready now: the call comes, but never synchronously.
+      let now = 0
+      const done = yield* Effect.promise(
+        () =>
+          new Promise<boolean>((resolve) => {
+            p.unsafeOnReady(() => resolve(now === 1))
+            now = 1
+          })
+      )
+      expect(done).toBe(true)
+    }).pipe(Effect.provide(Transport.layerMemory({ seed: 23 })))
+  )
 })
 
 describe("Connection.forEachChunk", () => {

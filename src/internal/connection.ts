@@ -168,12 +168,12 @@ export const make = (
     })
 
     // Publishers waiting for the flow-control window, or for receivers to be present.
-    const waiters = new Set<{ readonly ready: () => boolean; readonly latch: Effect.Latch }>()
+    const waiters = new Set<{ readonly ready: () => boolean; readonly wake: () => void }>()
     const releaseWaiters = () => {
       for (const w of waiters) {
         if (closed || w.ready()) {
           waiters.delete(w)
-          w.latch.unsafeOpen()
+          w.wake()
         }
       }
     }
@@ -182,7 +182,7 @@ export const make = (
       Effect.suspend(() => {
         if (closed || ready()) return Effect.void
         const latch = Effect.unsafeMakeLatch(false)
-        const waiter = { ready, latch }
+        const waiter = { ready, wake: () => latch.unsafeOpen() }
         waiters.add(waiter)
         return Effect.ensuring(
           latch.await,
@@ -454,6 +454,35 @@ export const make = (
         return result === undefined || typeof result === "number" ? cursor.index : result
       }
 
+      const unsafeOnReady = (callback: () => void): (() => void) => {
+        let cancelled = false
+        const call = () => {
+          if (!cancelled) callback()
+        }
+        if (open && !closed && sender.backlog) {
+          const waiter = { ready: windowOpen, wake: () => queueMicrotask(call) }
+          waiters.add(waiter)
+          return () => {
+            cancelled = true
+            waiters.delete(waiter)
+          }
+        }
+        // Pacing: the engine says when the next update may leave (the Effect path sleeps on the
+        // Clock; a caller outside a fiber has only the real timers).
+        const delay = open && !closed ? endpoint.publishDelay(sender, now()) : 0
+        if (delay > 0) {
+          const timer = setTimeout(call, delay)
+          return () => {
+            cancelled = true
+            clearTimeout(timer)
+          }
+        }
+        queueMicrotask(call)
+        return () => {
+          cancelled = true
+        }
+      }
+
       // Held-back updates leave now; what waits for the receivers' window has left when it returns.
       const flush = Effect.zipRight(
         Effect.sync(() => {
@@ -495,6 +524,7 @@ export const make = (
         unsafePublish,
         publishAll,
         unsafePublishAll,
+        unsafeOnReady,
         flush,
         awaitReceivers,
         receivers: Effect.sync(() => endpoint.receiverCount(sender)),
