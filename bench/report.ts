@@ -275,9 +275,14 @@ export const renderMarkdown = (r: Results): string => {
       L.push(`| ${NAMES[s]} | ${cells.join(" | ")} |`)
     }
     L.push("")
+    const warm = r.cases.find((c) => c.scenario === "throughput" && c.ok)?.warmupMs
+    const tWarm = typeof warm === "number" ? warm : 0
     L.push(
-      "CPU is `process.cpuUsage()` (user + system) of each process: the publisher's over its sending phase, a " +
-        "subscriber's from its subscription being ready to its report (the tail included). The brokers' own " +
+      (tWarm > 0
+        ? `Each case first runs the same load for ${tWarm / 1000} s, numbered apart and left out of every figure (the JIT's tiering of the path takes seconds), then a full collection. `
+        : "") +
+        "CPU is `process.cpuUsage()` (user + system) of each process: the publisher's over its sending phase, a " +
+        `subscriber's from ${tWarm > 0 ? "its first message after the warm-up" : "its subscription being ready"} to its report (the tail included). The brokers' own ` +
         "CPU (a third process) is not in these figures; see the fan-out table."
     )
     const rounded = systemsOf(r, "throughput").filter((sys) =>

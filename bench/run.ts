@@ -320,7 +320,7 @@ interface Case {
   readonly waitMs: number
   /** Throughput, latency or fan-out round (0-based); every other case runs once, after the rounds. */
   readonly round?: number
-  /** Paced cases: the same load first, for this long, outside the measurement (WorkerArgs.warmupMs). */
+  /** Fan-out and throughput: the same load first, for this long, outside the measurement (WorkerArgs.warmupMs). */
   readonly warmupMs?: number
 }
 
@@ -364,6 +364,7 @@ const caseResult = (
       cpuUs: pubResult.cpuUs,
       // CPU and rate are over the measured updates: those after the warm-up, when the case has one.
       measuredUpdates: pubResult.measured ?? pubResult.sent,
+      warmupUpdates: pubResult.warmupUpdates ?? 0,
       cpuUsPerUpdate: pubResult.cpuUs / (pubResult.measured ?? pubResult.sent),
       offeredRate: ((pubResult.measured ?? pubResult.sent) / pubResult.elapsedUs) * 1e6,
       serverCpuUsPerUpdate,
@@ -531,6 +532,7 @@ for (const system of withVariants("ours65k")) {
         rate: 0,
         batch,
         durationMs: tDur,
+        warmupMs: quick ? 300 : 2000,
         round
       })
     }

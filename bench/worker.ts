@@ -23,13 +23,10 @@ import { readFileSync } from "node:fs"
 import { createRequire } from "node:module"
 import { createInterface } from "node:readline"
 import * as NodeSocket from "@effect/platform-node/NodeSocket"
-import * as Cause from "effect/Cause"
 import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
-import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
-import * as Runtime from "effect/Runtime"
 import * as Scope from "effect/Scope"
 import type * as Stream from "effect/Stream"
 import * as Connection from "../src/Connection.js"
@@ -88,11 +85,18 @@ export interface WorkerArgs {
   /** Subscriber processes of the case (ours: the publisher waits until they report status). */
   readonly subscribers: number
   /**
-   * publisher, paced: the same load runs this long first, uncounted: CPU per update is measured
-   * from its end (the JIT's tiering of a burst path called 200 times/s takes seconds).
+   * The same load runs this long first, uncounted (the JIT's tiering of a hot path takes seconds).
+   * Paced: CPU per update is measured from its end. Burst: its messages are numbered from
+   * `WARMUP_SEQ`, and subscribers count rate and CPU from the first message after it.
    */
   readonly warmupMs?: number
 }
+
+/**
+ * Message numbers of a burst warm-up start here: a subscriber tells them apart from the measured
+ * messages (numbered from 0) by the number alone, whichever system carried them.
+ */
+const WARMUP_SEQ = 0x8000_0000
 
 /** The variants of effect-distributor run its code with another configuration. */
 const implementation = (s: System) =>
@@ -216,18 +220,6 @@ const oursConfig = (a: WorkerArgs) => ({
   ...(process.env.BENCH_OURS_CONFIG ? JSON.parse(process.env.BENCH_OURS_CONFIG) : {})
 })
 
-/**
- * Runs a publish synchronously when it completes at once (the usual case, no promise per burst);
- * one that waits (pacing, flow control) is awaited.
- */
-const runPublish = (publish: Effect.Effect<void, unknown>): void | Promise<void> => {
-  const exit = Effect.runSyncExit(publish)
-  if (Exit.isSuccess(exit)) return
-  const defect = Cause.squash(exit.cause)
-  if (Runtime.isAsyncFiberException(defect)) return Effect.runPromise(Fiber.join(defect.fiber)).then(() => {})
-  throw defect
-}
-
 const oursPub = async (a: WorkerArgs): Promise<Pub> => {
   const scope = Effect.runSync(Scope.make())
   const transport =
@@ -242,22 +234,31 @@ const oursPub = async (a: WorkerArgs): Promise<Pub> => {
       return { connection, publisher }
     }).pipe(Effect.provide(transport), Scope.extend(scope))
   )
+  // What publishing would wait for (the receivers' window, pacing), waited for without a fiber.
+  const ready = () => new Promise<void>((resolve) => publisher.unsafeOnReady(resolve))
+  const publishRest = async (updates: ReadonlyArray<readonly [string, Uint8Array]>, from: number) => {
+    while (from < updates.length) {
+      await ready()
+      const taken = publisher.unsafePublishAll(updates.slice(from))
+      if (typeof taken !== "number") throw taken
+      from += taken
+    }
+  }
   return {
-    // Published in place, without a fiber per burst (as sendOne); only what would wait (the
-    // receivers' window, pacing) runs `publishAll`, and waits.
+    // Published in place, without a fiber (as a caller outside Effect would): what would wait
+    // waits for `unsafeOnReady`, then goes on.
     sendBatch: (messages) => {
       const updates = messages.map((m) => [TOPIC, m] as const)
       const taken = publisher.unsafePublishAll(updates)
       if (taken === updates.length) return
       if (typeof taken !== "number") throw taken
-      return runPublish(publisher.publishAll(updates.slice(taken)))
+      return publishRest(updates, taken)
     },
-    // One update at a time (the latency cases): published in place, without a fiber per update;
-    // only when `publish` would wait does it run (and wait).
+    // One update at a time (the latency cases), the same way.
     sendOne: (message) => {
       const r = publisher.unsafePublish(TOPIC, message)
       if (r === "published") return
-      if (r === "blocked") return runPublish(publisher.publish(TOPIC, message))
+      if (r === "blocked") return publishRest([[TOPIC, message]], 0)
       throw r
     },
     stats: () => {
@@ -673,15 +674,24 @@ const paced = async (a: WorkerArgs, p: Pub, seq: number, total: number, t0: numb
 /** The load; `once` is the single message of the "once" mode, built (pattern written) beforehand. */
 const publish = async (a: WorkerArgs, p: Pub, once: Uint8Array | undefined) => {
   let seq = 0
-  // Warm-up (paced only): the same load, sent and delivered but not in the CPU figures. Then a
-  // full collection (run.ts starts workers with --expose-gc): the first one after start-up
-  // otherwise lands in the measurement or not, at random (its startup garbage, not the load's).
+  // Warm-up: the same load, sent and delivered but not in the figures (paced: numbered on, left
+  // out of the CPU; burst: numbered from WARMUP_SEQ, left out of everything). Then a full
+  // collection (run.ts starts workers with --expose-gc): the first one after start-up otherwise
+  // lands in the measurement or not, at random (its startup garbage, not the load's).
   const warmupMs = a.mode === "paced" && !once ? (a.warmupMs ?? 0) : 0
   const warmup = Math.floor((a.rate * warmupMs) / 1000)
-  if (warmup > 0) {
-    seq = await paced(a, p, 0, warmup, nowUs())
-    ;(globalThis as { gc?: () => void }).gc?.()
+  if (warmup > 0) seq = await paced(a, p, 0, warmup, nowUs())
+  let burstWarmup = 0
+  if (a.mode === "burst" && (a.warmupMs ?? 0) > 0) {
+    const end = nowUs() + a.warmupMs! * 1000
+    while (nowUs() < end) {
+      const batch: Array<Uint8Array> = []
+      for (let i = 0; i < a.batch; i++) batch.push(makeMessage(a.size, WARMUP_SEQ + burstWarmup++))
+      await p.sendBatch(batch)
+      await tick()
+    }
   }
+  if (warmup > 0 || burstWarmup > 0) (globalThis as { gc?: () => void }).gc?.()
   const cpu0 = process.cpuUsage()
   const sched0 = schedstat()
   const t0 = nowUs()
@@ -711,8 +721,10 @@ const publish = async (a: WorkerArgs, p: Pub, once: Uint8Array | undefined) => {
   const sched = schedstat().map((x, i) => x - sched0[i])
   return {
     sent: seq,
-    // What the CPU and elapsed time figures cover (`sent` less the warm-up).
+    // What the CPU and elapsed time figures cover (`sent` less a paced warm-up; a burst warm-up's
+    // messages are numbered apart and not in `sent`).
     measured: seq - warmup,
+    warmupUpdates: warmup + burstWarmup,
     elapsedUs,
     cpuUs: cpuSince(cpu0),
     sysUs: process.cpuUsage(cpu0).system,
@@ -759,6 +771,8 @@ const tracker = (a: WorkerArgs) => {
   let losses = 0
   let intactCount = 0
   let checkCpuUs = 0
+  let warm = 0
+  let cpuFrom: NodeJS.CpuUsage | undefined
   // Throughput cases need only the first and the last arrival: the clock is read at the first, then
   // once per run of messages handled together (a microtask after the run), not per message. The
   // end of the run is when its last message was handled, for every system alike.
@@ -768,6 +782,12 @@ const tracker = (a: WorkerArgs) => {
     last = nowUs()
   }
   const on: OnMessage = (seq, sentAt, payload) => {
+    if (seq >= WARMUP_SEQ) {
+      warm++
+      return
+    }
+    // The subscriber's CPU is counted from here when the case has a warm-up.
+    if (received === 0) cpuFrom = process.cpuUsage()
     let t = 0
     if (a.latency) {
       t = nowUs()
@@ -812,7 +832,9 @@ const tracker = (a: WorkerArgs) => {
       losses++
     },
     distinct: () => distinct,
-    activity: () => received + losses,
+    activity: () => warm + received + losses,
+    /** CPU usage when the first measured message arrived (undefined before). */
+    cpuFrom: () => cpuFrom,
     checkCpuUs: () => checkCpuUs,
     result: (cpuUs: number) => ({
       cpuUs,
@@ -853,8 +875,10 @@ const runSub = async (a: WorkerArgs) => {
     await sleep(a.idleMs)
     if (activity() === before && (a.mode !== "once" || before > 0)) break
   }
-  // The process's CPU, shared evenly by its subscribers.
-  const cpuUs = cpuSince(cpu0) - trackers.reduce((n, t) => n + t.checkCpuUs(), 0)
+  // The process's CPU, shared evenly by its subscribers; after a burst warm-up, from the first
+  // measured message on (one subscriber per process in those cases).
+  const from = a.mode === "burst" && (a.warmupMs ?? 0) > 0 ? (trackers[0].cpuFrom() ?? cpu0) : cpu0
+  const cpuUs = cpuSince(from) - trackers.reduce((n, t) => n + t.checkCpuUs(), 0)
   for (let i = 0; i < k; i++) await out({ result: { ...trackers[i].result(cpuUs / k), ...subs[i].stats() } })
   await Promise.all(subs.map((s) => s.close()))
 }
