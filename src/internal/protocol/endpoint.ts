@@ -103,6 +103,8 @@ const MAX_REQUESTER_BUCKETS = 4096
  */
 export const REMEMBERED_BYTES = 4 * 1024 * 1024
 export const REMEMBERED_DATAGRAMS = 4096
+/** Where the copy ring wraps while what is remembered is small (see `remember`). */
+const RING_SOFT_BYTES = 256 * 1024
 
 /** A closed session's id is ignored for a while; data beyond its Goodbye resumes it (a forged Goodbye). */
 interface Tombstone {
@@ -391,6 +393,11 @@ export class Endpoint implements SenderHost, ReceiverHost {
 
   remember(session: RemoteSession, seq: number, bytes: Uint8Array, copy: boolean): Uint8Array {
     const size = bytes.length
+    // Entries their session has replaced since (it keeps its last RECENT) cover nothing: leaving
+    // first, they keep the FIFO as short as what is really remembered.
+    while (this.memCount > 0 && !this.memSession[this.memHead]!.remembers(this.memSeq[this.memHead])) {
+      this.forgetOldest()
+    }
     while (
       this.memCount > 0 &&
       (this.memCount === REMEMBERED_DATAGRAMS || this.rememberedBytes + size > REMEMBERED_BYTES)
@@ -401,7 +408,11 @@ export class Endpoint implements SenderHost, ReceiverHost {
     let kept = bytes
     if (copy) {
       const ring = (this.memRing ??= new Uint8Array(REMEMBERED_BYTES))
-      if (this.memTail + size > ring.length) this.memTail = 0
+      // Wrapped early while little is remembered: the copies then cycle through a few hundred KiB
+      // that stay in the CPU's cache. Sweeping all 4 MiB for one session's last 16 fragments made
+      // every copy a cache miss (10 % of a 64 KiB subscriber's CPU).
+      const end = Math.min(ring.length, Math.max(RING_SOFT_BYTES, 2 * this.rememberedBytes + size))
+      if (this.memTail + size > end) this.memTail = 0
       offset = this.memTail
       this.memTail += size
       // The oldest copies lie right after the tail: forget them until the new one fits.

@@ -296,6 +296,12 @@ export class RemoteSession {
     if (this.recentSeq[r] === seq) this.recent[r] = undefined
   }
 
+  /** Whether datagram `seq` is still in the duplicate-content record (not replaced or forgotten). */
+  remembers(seq: number): boolean {
+    const r = seq & (RECENT - 1)
+    return this.recentSeq[r] === seq && this.recent[r] !== undefined
+  }
+
   /** Bytes of the datagrams this session remembers for the duplicate-content check (tests). */
   get rememberedBytes(): number {
     let n = 0
