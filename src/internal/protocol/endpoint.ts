@@ -391,7 +391,11 @@ export class Endpoint implements SenderHost, ReceiverHost {
     this.sink.event({ _tag: "Conflict", session: session.info, reason, detail })
   }
 
-  remember(session: RemoteSession, seq: number, bytes: Uint8Array, copy: boolean): Uint8Array {
+  get rememberRing(): Uint8Array | undefined {
+    return this.memRing
+  }
+
+  remember(session: RemoteSession, seq: number, bytes: Uint8Array, copy: boolean): number {
     const size = bytes.length
     // Entries their session has replaced since (it keeps its last RECENT) cover nothing: leaving
     // first, they keep the FIFO as short as what is really remembered.
@@ -405,7 +409,6 @@ export class Endpoint implements SenderHost, ReceiverHost {
       this.forgetOldest()
     }
     let offset = -1
-    let kept = bytes
     if (copy) {
       const ring = (this.memRing ??= new Uint8Array(REMEMBERED_BYTES))
       // Wrapped early while little is remembered: the copies then cycle through a few hundred KiB
@@ -417,8 +420,7 @@ export class Endpoint implements SenderHost, ReceiverHost {
       this.memTail += size
       // The oldest copies lie right after the tail: forget them until the new one fits.
       while (this.memCount > 0 && this.oldestCopyOverlaps(offset, size)) this.forgetOldest()
-      kept = new Uint8Array(ring.buffer, offset, size)
-      kept.set(bytes)
+      ring.set(bytes, offset)
     }
     const i = (this.memHead + this.memCount) & (REMEMBERED_DATAGRAMS - 1)
     this.memSession[i] = session
@@ -427,7 +429,7 @@ export class Endpoint implements SenderHost, ReceiverHost {
     this.memOffset[i] = offset
     this.memCount++
     this.rememberedBytes += size
-    return kept
+    return offset
   }
 
   private forgetOldest(): void {

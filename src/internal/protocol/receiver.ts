@@ -63,9 +63,12 @@ export interface ReceiverHost {
   /**
    * This session now remembers datagram `seq` for the duplicate-content check; the host bounds
    * what all sessions remember together and calls `forget` for the oldest. With `copy` the host
-   * keeps a copy (returned), so that `bytes` is not kept; otherwise `bytes` itself.
+   * keeps a copy in `rememberRing`, at the offset returned, so that `bytes` is not kept;
+   * otherwise -1, and the session keeps `bytes` itself.
    */
-  remember(session: RemoteSession, seq: number, bytes: Uint8Array, copy: boolean): Uint8Array
+  remember(session: RemoteSession, seq: number, bytes: Uint8Array, copy: boolean): number
+  /** Where the copies `remember` returns an offset into are (a view per copy was ~80 bytes to collect). */
+  readonly rememberRing: Uint8Array | undefined
   readonly stats: {
     updatesIn: number
     duplicates: number
@@ -136,6 +139,9 @@ export class RemoteSession {
   private slotBytes: Array<number> = new Array(INITIAL_SLOTS).fill(0)
   /** The last RECENT datagrams accepted, by sequence number (duplicate content check). */
   private readonly recent: Array<Uint8Array | undefined> = new Array(RECENT).fill(undefined)
+  /** Where in `recent[r]` datagram `recentSeq[r]` lies (the host's copy ring, or the datagram). */
+  private readonly recentAt = new Int32Array(RECENT)
+  private readonly recentLength = new Int32Array(RECENT)
   private readonly recentSeq: Array<number> = new Array(RECENT).fill(0)
   private mask = INITIAL_SLOTS - 1
   private gaps: Array<Gap> = []
@@ -270,7 +276,10 @@ export class RemoteSession {
     let kept = p.body.fragment === Fragment.None
     if (bytes !== undefined) {
       const r = s & (RECENT - 1)
-      this.recent[r] = this.host.remember(this, s, bytes, !kept)
+      const at = this.host.remember(this, s, bytes, !kept)
+      this.recent[r] = at < 0 ? bytes : this.host.rememberRing
+      this.recentAt[r] = at < 0 ? 0 : at
+      this.recentLength[r] = bytes.length
       this.recentSeq[r] = s
     }
     if (s === next) {
@@ -305,7 +314,7 @@ export class RemoteSession {
   /** Bytes of the datagrams this session remembers for the duplicate-content check (tests). */
   get rememberedBytes(): number {
     let n = 0
-    for (const b of this.recent) n += b?.length ?? 0
+    for (let r = 0; r < RECENT; r++) if (this.recent[r] !== undefined) n += this.recentLength[r]
     return n
   }
 
@@ -578,7 +587,12 @@ export class RemoteSession {
     if (bytes === undefined) return
     const r = s & (RECENT - 1)
     const seen = this.recent[r]
-    if (seen === undefined || this.recentSeq[r] !== s || sameFrom(seen, bytes, 5)) return
+    if (
+      seen === undefined ||
+      this.recentSeq[r] !== s ||
+      sameFrom(seen, this.recentAt[r], this.recentLength[r], bytes, 5)
+    )
+      return
     this.host.conflict(this, "ContentMismatch", `sequence ${s} arrived again with different bytes`, now)
   }
 
@@ -945,8 +959,9 @@ export class RemoteSession {
 }
 
 /** `a` and `b` have the same length and the same bytes from `offset` on. */
-const sameFrom = (a: Uint8Array, b: Uint8Array, offset: number): boolean => {
-  if (a.length !== b.length) return false
-  for (let i = offset; i < a.length; i++) if (a[i] !== b[i]) return false
+/** Whether `b` equals the `length` bytes of `a` at `at`, from byte `offset` on. */
+const sameFrom = (a: Uint8Array, at: number, length: number, b: Uint8Array, offset: number): boolean => {
+  if (length !== b.length) return false
+  for (let i = offset; i < length; i++) if (a[at + i] !== b[i]) return false
   return true
 }
