@@ -278,7 +278,7 @@ export class RemoteSession {
       const r = s & (RECENT - 1)
       const at = this.host.remember(this, s, bytes, !kept)
       this.recent[r] = at < 0 ? bytes : this.host.rememberRing
-      this.recentAt[r] = at < 0 ? 0 : at
+      this.recentAt[r] = Math.max(at, 0)
       this.recentLength[r] = bytes.length
       this.recentSeq[r] = s
     }
