@@ -671,6 +671,32 @@ const paced = async (a: WorkerArgs, p: Pub, seq: number, total: number, t0: numb
   return seq
 }
 
+/**
+ * Bursts of `a.batch` messages numbered from `first`, each sent as soon as the last one was taken,
+ * until `endUs`; the warm-up and the measured load are the same loop. Returns how many were sent.
+ */
+const bursts = async (a: WorkerArgs, p: Pub, first: number, endUs: number) => {
+  let seq = first
+  let inSend = 0
+  let iterations = 0
+  while (nowUs() < endUs) {
+    const batch: Array<Uint8Array> = []
+    for (let i = 0; i < a.batch; i++) batch.push(makeMessage(a.size, seq++))
+    const s0 = nowUs()
+    await p.sendBatch(batch)
+    inSend += nowUs() - s0
+    iterations++
+    // Let the event loop in: socket callbacks, timers, NAKs.
+    await tick()
+  }
+  if (process.env.BENCH_TRACE)
+    process.stderr.write(`pub: ${iterations} bursts, ${Math.round(inSend / 1000)} ms sending\n`)
+  return seq - first
+}
+
+/** Whether the case is bursts with a warm-up (its messages numbered from WARMUP_SEQ). */
+const burstWarmupMs = (a: WorkerArgs) => (a.mode === "burst" ? (a.warmupMs ?? 0) : 0)
+
 /** The load; `once` is the single message of the "once" mode, built (pattern written) beforehand. */
 const publish = async (a: WorkerArgs, p: Pub, once: Uint8Array | undefined) => {
   let seq = 0
@@ -681,16 +707,7 @@ const publish = async (a: WorkerArgs, p: Pub, once: Uint8Array | undefined) => {
   const warmupMs = a.mode === "paced" && !once ? (a.warmupMs ?? 0) : 0
   const warmup = Math.floor((a.rate * warmupMs) / 1000)
   if (warmup > 0) seq = await paced(a, p, 0, warmup, nowUs())
-  let burstWarmup = 0
-  if (a.mode === "burst" && (a.warmupMs ?? 0) > 0) {
-    const end = nowUs() + a.warmupMs! * 1000
-    while (nowUs() < end) {
-      const batch: Array<Uint8Array> = []
-      for (let i = 0; i < a.batch; i++) batch.push(makeMessage(a.size, WARMUP_SEQ + burstWarmup++))
-      await p.sendBatch(batch)
-      await tick()
-    }
-  }
+  const burstWarmup = burstWarmupMs(a) > 0 ? await bursts(a, p, WARMUP_SEQ, nowUs() + burstWarmupMs(a) * 1000) : 0
   if (warmup > 0 || burstWarmup > 0) (globalThis as { gc?: () => void }).gc?.()
   const cpu0 = process.cpuUsage()
   const sched0 = schedstat()
@@ -700,20 +717,7 @@ const publish = async (a: WorkerArgs, p: Pub, once: Uint8Array | undefined) => {
     seq++
     await p.sendOne(stamp(once))
   } else if (a.mode === "burst") {
-    let inSend = 0
-    let iterations = 0
-    while (nowUs() < end) {
-      const batch: Array<Uint8Array> = []
-      for (let i = 0; i < a.batch; i++) batch.push(makeMessage(a.size, seq++))
-      const s0 = nowUs()
-      await p.sendBatch(batch)
-      inSend += nowUs() - s0
-      iterations++
-      // Let the event loop in: socket callbacks, timers, NAKs.
-      await tick()
-    }
-    if (process.env.BENCH_TRACE)
-      process.stderr.write(`pub: ${iterations} bursts, ${Math.round(inSend / 1000)} ms sending\n`)
+    seq = await bursts(a, p, 0, end)
   } else {
     seq = await paced(a, p, seq, warmup + Math.floor((a.rate * a.durationMs) / 1000), t0)
   }
@@ -877,7 +881,7 @@ const runSub = async (a: WorkerArgs) => {
   }
   // The process's CPU, shared evenly by its subscribers; after a burst warm-up, from the first
   // measured message on (one subscriber per process in those cases).
-  const from = a.mode === "burst" && (a.warmupMs ?? 0) > 0 ? (trackers[0].cpuFrom() ?? cpu0) : cpu0
+  const from = burstWarmupMs(a) > 0 ? (trackers[0].cpuFrom() ?? cpu0) : cpu0
   const cpuUs = cpuSince(from) - trackers.reduce((n, t) => n + t.checkCpuUs(), 0)
   for (let i = 0; i < k; i++) await out({ result: { ...trackers[i].result(cpuUs / k), ...subs[i].stats() } })
   await Promise.all(subs.map((s) => s.close()))

@@ -456,30 +456,24 @@ export const make = (
 
       const unsafeOnReady = (callback: () => void): (() => void) => {
         let cancelled = false
+        let release = () => {}
         const call = () => {
           if (!cancelled) callback()
         }
+        // Pacing: the engine says when the next update may leave (the Effect path sleeps on the
+        // Clock; a caller outside a fiber has only the real timers).
+        const delay = open && !closed && !sender.backlog ? endpoint.publishDelay(sender, now()) : 0
         if (open && !closed && sender.backlog) {
           const waiter = { ready: windowOpen, wake: () => queueMicrotask(call) }
           waiters.add(waiter)
-          return () => {
-            cancelled = true
-            waiters.delete(waiter)
-          }
-        }
-        // Pacing: the engine says when the next update may leave (the Effect path sleeps on the
-        // Clock; a caller outside a fiber has only the real timers).
-        const delay = open && !closed ? endpoint.publishDelay(sender, now()) : 0
-        if (delay > 0) {
+          release = () => waiters.delete(waiter)
+        } else if (delay > 0) {
           const timer = setTimeout(call, delay)
-          return () => {
-            cancelled = true
-            clearTimeout(timer)
-          }
-        }
-        queueMicrotask(call)
+          release = () => clearTimeout(timer)
+        } else queueMicrotask(call)
         return () => {
           cancelled = true
+          release()
         }
       }
 
