@@ -3,12 +3,13 @@
  * `node:dgram`, A/B across source trees in one run (see "Profiles" in bench/README.md).
  *
  *   npx tsx bench/profile.ts [--tree label=DIR]... [--sizes 64,1024] [--reps 3] [--duration 3000]
- *                            [--systems ours,dgram] [--subs 1] [--prof DIR] [--gc] [--port 7680]
+ *                            [--systems ours,dgram] [--subs 1] [--batch 100] [--prof DIR] [--gc] [--port 7680]
  *   npx tsx bench/profile.ts --top FILE.cpuprofile [--n 15]
  *
  * Each `--tree` is a checkout of this repository (default: this one, labelled "this"); its
  * bench/worker.ts is bundled with esbuild and run as 1 publisher + `--subs` subscriber processes on
- * 239.255.68.x / 127.0.0.1, the publisher sending bursts of 100 as fast as it can. The cases of all
+ * 239.255.68.x / 127.0.0.1, the publisher sending bursts of `--batch` (100) as fast as it can
+ * (`bench/run.ts` sends 64 KiB updates in bursts of one). The cases of all
  * trees are interleaved (A B A B …), so they share the machine state. CPU is `process.cpuUsage`
  * (user + system) of each process over the load, which a busy shared machine disturbs far less
  * than wall-clock rates. `--prof DIR` adds `--cpu-prof` to every worker; `--gc` adds
@@ -31,6 +32,8 @@ const opt = (name: string, dflt: string) => {
   const i = argv.indexOf(`--${name}`)
   return i >= 0 ? argv[i + 1] : dflt
 }
+/** Updates per burst. */
+const burstSize = Number(opt("batch", "100"))
 const opts = (name: string) => argv.flatMap((a, i) => (a === `--${name}` ? [argv[i + 1]] : []))
 
 // ---- --top: self time of a .cpuprofile --------------------------------------------------------
@@ -187,7 +190,7 @@ const runCase = async (
     mode: "burst",
     rate: 0,
     durationMs,
-    batch: 100,
+    batch: burstSize,
     latency: false,
     idleMs: system === "dgram" ? 300 : 1200,
     sendLoss: 0
@@ -295,7 +298,7 @@ const main = async () => {
       .map((x) => x.toFixed(1))
       .join(" ")}, node ${process.version}`
   )
-  console.log(`medians of ${reps} runs of ${durationMs} ms, bursts of 100 as fast as the publisher can\n`)
+  console.log(`medians of ${reps} runs of ${durationMs} ms, bursts of ${burstSize} as fast as the publisher can\n`)
   const gcHeader = traceGc
     ? " pub B allocated / promoted per update | sub B allocated / promoted per update | pub / sub scavenge ms |"
     : ""

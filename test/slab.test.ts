@@ -19,12 +19,12 @@ describe("SlabPool", () => {
     const first = [pool.alloc(32), pool.alloc(32)]
     const slab = first[0].buffer
     pool.alloc(32) // a second slab: the first is retired
-    pool.release(first[0])
+    pool.release(first[0].buffer)
     pool.recycle()
     pool.alloc(32)
     pool.alloc(32) // a third slab: the first still has a view out
     expect(pool.reused).toBe(0)
-    pool.release(first[1])
+    pool.release(first[1].buffer)
     pool.alloc(32) // before recycle the socket may still read the first slab
     expect(pool.reused).toBe(0)
     pool.recycle()
@@ -38,19 +38,19 @@ describe("SlabPool", () => {
     const pool = new SlabPool(64)
     pool.enable()
     const old = [pool.alloc(32), pool.alloc(32)]
-    for (const v of old) pool.release(v)
+    for (const v of old) pool.release(v.buffer)
     pool.alloc(64) // retires the first slab, now free
     pool.recycle()
     const fresh = [pool.alloc(32), pool.alloc(32)]
     expect(fresh[0].buffer).toBe(old[0].buffer)
-    pool.release(fresh[0])
+    pool.release(fresh[0].buffer)
     pool.alloc(64) // retires the reused slab with one view still out
     pool.recycle()
     pool.alloc(64)
     pool.alloc(64)
     // Its remaining view was never released: it must not come back.
     expect(pool.reused).toBe(1)
-    pool.release(fresh[1])
+    pool.release(fresh[1].buffer)
     pool.recycle()
     pool.alloc(64)
     expect(pool.reused).toBe(2)
@@ -59,7 +59,7 @@ describe("SlabPool", () => {
   it("never enabled: nothing is counted or reused", () => {
     const pool = new SlabPool(64)
     const a = pool.alloc(64)
-    pool.release(a)
+    pool.release(a.buffer)
     pool.alloc(64)
     pool.recycle()
     pool.alloc(64)

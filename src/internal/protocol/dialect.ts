@@ -9,7 +9,7 @@
  * does not send (`undefined` from an encoder), and the engine's behaviour degrades as documented
  * in docs/PROTOCOL.md.
  */
-import { SlabPool } from "../slab.js"
+import { type LastSlab, SlabPool } from "../slab.js"
 import type { DecodeFailure, Packet, SeqRange, Source } from "./packets.js"
 import {
   asRetransmission,
@@ -61,10 +61,16 @@ export interface SessionCodec {
   /** A copy (or the same bytes) of a cached datagram marked as a retransmission. */
   retransmission(datagram: Uint8Array): Uint8Array
   /**
-   * With `reuseMemory` (dialects that can): the sender's cache no longer holds `datagram` (data it
-   * encoded); its memory may be reused after the next `recycle`.
+   * With `reuseMemory` (dialects that can): the sender's cache no longer holds a datagram (data it
+   * encoded) whose memory is `slab` (`lastSlab` when it was encoded); that memory may be reused
+   * after the next `recycle`.
    */
-  release?(datagram: Uint8Array): void
+  release?(slab: ArrayBufferLike): void
+  /**
+   * With `reuseMemory`: the memory of the datagram that `fragment` or `writer.finish` returned
+   * last, to give to `release` once the cache drops it (undefined: nothing to give back).
+   */
+  lastSlab?(): ArrayBufferLike | undefined
   /** The sockets are done with every datagram sent so far (the shell flushed them). */
   recycle?(): void
   /** Marks a datagram fresh, in place (no-op where the dialect has no such mark). */
@@ -109,10 +115,12 @@ export const nativeDialect: Dialect = {
   decode,
   session(source, segmentSize, reuseMemory = false) {
     const prefix = makeSourcePrefix(source)
-    const writer = new PackedSegmentWriter(prefix, segmentSize)
+    // Both pools note where they carved last in one place: the sender asks once per datagram.
+    const last: LastSlab = { slab: undefined }
+    const writer = new PackedSegmentWriter(prefix, segmentSize, last)
     // Reusing memory, fragments come from the session's own pool (a packed segment may stay open,
     // holdback, while they are cut); else from wire.ts's module-wide slabs.
-    const fragments = reuseMemory ? new SlabPool(FRAGMENT_SLAB_BYTES) : undefined
+    const fragments = reuseMemory ? new SlabPool(FRAGMENT_SLAB_BYTES, undefined, last) : undefined
     const allocFragment = fragments && ((size: number) => fragments.alloc(size))
     if (fragments !== undefined) {
       writer.pool.enable()
@@ -135,14 +143,15 @@ export const nativeDialect: Dialect = {
       markFresh,
       ...(fragments !== undefined
         ? {
-            release: (datagram: Uint8Array) => {
-              writer.pool.release(datagram)
-              fragments.release(datagram)
+            release: (slab: ArrayBufferLike) => {
+              writer.pool.release(slab)
+              fragments.release(slab)
             },
             recycle: () => {
               writer.pool.recycle()
               fragments.recycle()
-            }
+            },
+            lastSlab: () => last.slab
           }
         : {})
     }

@@ -111,6 +111,8 @@ export class LocalSender {
   readonly flow: SenderFlow | undefined
   /** Encoded segments waiting for the window, from `queue[queueHead]`, sequence numbers highestSeq + 1 … */
   private queue: Array<Uint8Array | undefined> = []
+  /** Each queued datagram's memory (`codec.lastSlab` when it was encoded), for the cache. */
+  private queueSlabs: Array<ArrayBufferLike | undefined> = []
   private queueHead = 0
   private cursor: FragmentCursor | undefined = undefined
   private goodbyeSent = false
@@ -134,6 +136,10 @@ export class LocalSender {
 
   // --- retransmission cache: a ring of consecutive sequence numbers oldestSeq .. oldestSeq+count-1
   private cData: Array<Uint8Array | undefined> = new Array(INITIAL_CACHE_SLOTS).fill(undefined)
+  /** Each cached datagram's memory, when the codec takes it back (`release`). */
+  private cSlab: Array<ArrayBufferLike | undefined> = new Array(INITIAL_CACHE_SLOTS).fill(undefined)
+  /** Each cached datagram's length: evicting reads no cached view (cold by then) at all. */
+  private cLen = new Int32Array(INITIAL_CACHE_SLOTS)
   private cSentAt = new Float64Array(INITIAL_CACHE_SLOTS)
   private cRetxAt = new Float64Array(INITIAL_CACHE_SLOTS)
   /** Cumulative data bytes sent up to and including each cached sequence number. */
@@ -264,7 +270,8 @@ export class LocalSender {
     const seq = this.assignedSeq + 1
     const last = seq + Math.ceil((length - offset) / cap.rest)
     this.assignedSeq = last
-    this.sendData(seq, this.codec.fragment(seq, 1, payload.subarray(0, offset), tb, length), now)
+    const first = this.codec.fragment(seq, 1, payload.subarray(0, offset), tb, length)
+    this.sendData(seq, first, this.codec.lastSlab?.(), now)
     // The rest is cut as it leaves: a 64 MiB update is not encoded twice into memory up front.
     this.cursor = { payload, offset, seq: seq + 1, last }
     this.pump(now)
@@ -283,6 +290,7 @@ export class LocalSender {
     if (c === undefined) return false
     const end = c.seq === c.last ? c.payload.length : c.offset + this.fragmentRest
     this.queue.push(this.codec.fragment(c.seq, c.seq === c.last ? 3 : 2, c.payload.subarray(c.offset, end)))
+    this.queueSlabs.push(this.codec.lastSlab?.())
     c.offset = end
     if (c.seq++ === c.last) this.cursor = undefined
     return true
@@ -326,7 +334,8 @@ export class LocalSender {
   flushOpen(now: number): void {
     if (!this.writer.isOpen) return
     this.assignedSeq = this.openSeq
-    this.sendData(this.openSeq, this.writer.finish(), now)
+    const datagram = this.writer.finish()
+    this.sendData(this.openSeq, datagram, this.codec.lastSlab?.(), now)
     this.openSeq = 0
   }
 
@@ -340,21 +349,22 @@ export class LocalSender {
     return this.assignedSeq - this.highestSeq
   }
 
-  private sendData(seq: number, datagram: Uint8Array, now: number): void {
+  private sendData(seq: number, datagram: Uint8Array, slab: ArrayBufferLike | undefined, now: number): void {
     if (!this.backlog && this.windowAllows(seq)) {
-      this.emitData(seq, datagram, now)
+      this.emitData(seq, datagram, slab, now)
       return
     }
     this.host.stats.flowControlWaits++
     this.queue.push(datagram)
+    this.queueSlabs.push(slab)
   }
 
-  private emitData(seq: number, datagram: Uint8Array, now: number): void {
+  private emitData(seq: number, datagram: Uint8Array, slab: ArrayBufferLike | undefined, now: number): void {
     if (seq === 1) this.freshUntil = now + freshWindowMs(this.host.config)
     if (now < this.freshUntil) this.codec.markFresh(datagram)
     this.highestSeq = seq
     this.sent[0] += datagram.length
-    this.cachePush(datagram, now)
+    this.cachePush(datagram, slab, now)
     this.host.emit(datagram, now)
     this.hbInterval = this.hbInitial
     this.hbDue = now + this.hbInitial
@@ -383,7 +393,7 @@ export class LocalSender {
   /** Data bytes sent up to and including `seq` (an evicted position counts from the oldest cached). */
   sentThrough(seq: number): number {
     if (seq >= this.highestSeq || this.cCount === 0) return this.sent[0]
-    if (seq < this.oldestSeq) return this.cCum[this.cHead] - this.cData[this.cHead]!.length
+    if (seq < this.oldestSeq) return this.cCum[this.cHead] - this.cLen[this.cHead]
     return this.cCum[(this.cHead + (seq - this.oldestSeq)) & (this.cData.length - 1)]
   }
 
@@ -398,11 +408,14 @@ export class LocalSender {
       const datagram = queue[this.queueHead]!
       const seq = this.highestSeq + 1
       if (!force && !this.windowAllows(seq)) return
+      const slab = this.queueSlabs[this.queueHead]
+      this.queueSlabs[this.queueHead] = undefined
       queue[this.queueHead++] = undefined
-      this.emitData(seq, datagram, now)
+      this.emitData(seq, datagram, slab, now)
     }
     if (this.queueHead > 0) {
       this.queue = []
+      this.queueSlabs = []
       this.queueHead = 0
     }
     if (this.closed && !this.goodbyeSent) this.sayGoodbye(now)
@@ -412,13 +425,15 @@ export class LocalSender {
   // Retransmission cache
   // ---------------------------------------------------------------------------------------------
 
-  private cachePush(datagram: Uint8Array, now: number): void {
+  private cachePush(datagram: Uint8Array, slab: ArrayBufferLike | undefined, now: number): void {
     const config = this.host.config
     if (this.cCount === this.cData.length) this.cacheGrow()
     if (this.cCount === 0) this.oldestSeq = this.highestSeq
     const mask = this.cData.length - 1
     const i = (this.cHead + this.cCount) & mask
     this.cData[i] = datagram
+    this.cSlab[i] = slab
+    this.cLen[i] = datagram.length
     this.cSentAt[i] = now
     this.cRetxAt[i] = Number.NEGATIVE_INFINITY
     this.cCum[i] = this.sent[0]
@@ -431,10 +446,13 @@ export class LocalSender {
 
   private cacheDropOldest(): void {
     const i = this.cHead
-    const datagram = this.cData[i]!
-    this.cachedBytes -= datagram.length
+    this.cachedBytes -= this.cLen[i]
     this.cData[i] = undefined
-    this.codec.release?.(datagram)
+    const slab = this.cSlab[i]
+    if (slab !== undefined) {
+      this.cSlab[i] = undefined
+      this.codec.release?.(slab)
+    }
     this.cHead = (i + 1) & (this.cData.length - 1)
     this.cCount--
     this.oldestSeq++
@@ -443,17 +461,23 @@ export class LocalSender {
   private cacheGrow(): void {
     const n = this.cData.length
     const data: Array<Uint8Array | undefined> = new Array(n * 2).fill(undefined)
+    const slabs: Array<ArrayBufferLike | undefined> = new Array(n * 2).fill(undefined)
+    const lengths = new Int32Array(n * 2)
     const sentAt = new Float64Array(n * 2)
     const retxAt = new Float64Array(n * 2)
     const cum = new Float64Array(n * 2)
     for (let k = 0; k < this.cCount; k++) {
       const j = (this.cHead + k) & (n - 1)
       data[k] = this.cData[j]
+      slabs[k] = this.cSlab[j]
+      lengths[k] = this.cLen[j]
       sentAt[k] = this.cSentAt[j]
       retxAt[k] = this.cRetxAt[j]
       cum[k] = this.cCum[j]
     }
     this.cData = data
+    this.cSlab = slabs
+    this.cLen = lengths
     this.cSentAt = sentAt
     this.cRetxAt = retxAt
     this.cCum = cum
@@ -623,6 +647,8 @@ export class LocalSender {
   /** Drops the cache (endpoint close / end of linger). */
   release(): void {
     this.cData = new Array(INITIAL_CACHE_SLOTS).fill(undefined)
+    this.cSlab = new Array(INITIAL_CACHE_SLOTS).fill(undefined)
+    this.cLen = new Int32Array(INITIAL_CACHE_SLOTS)
     this.cSentAt = new Float64Array(INITIAL_CACHE_SLOTS)
     this.cRetxAt = new Float64Array(INITIAL_CACHE_SLOTS)
     this.cCum = new Float64Array(INITIAL_CACHE_SLOTS)
@@ -630,6 +656,7 @@ export class LocalSender {
     this.cCount = 0
     this.cachedBytes = 0
     this.queue = []
+    this.queueSlabs = []
     this.queueHead = 0
     this.cursor = undefined
     this.oldestSeq = this.highestSeq + 1

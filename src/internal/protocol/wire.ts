@@ -14,7 +14,7 @@
  * Fields are read and written byte by byte rather than through DataView/Buffer methods: measured
  * faster here for these short headers and it avoids allocating a DataView per datagram.
  */
-import { SlabPool, slabAllocator } from "../slab.js"
+import { type LastSlab, SlabPool, slabAllocator } from "../slab.js"
 import {
   type DataBody,
   type DecodeFailure,
@@ -282,14 +282,14 @@ export class PackedSegmentWriter {
   private _size = 0
   private _open = false
 
-  constructor(prefix: SourcePrefix, segmentSize: number) {
+  constructor(prefix: SourcePrefix, segmentSize: number, last?: LastSlab) {
     const min = packedHeaderSize(prefix) + PACKED_UPDATE_OVERHEAD
     if (!Number.isInteger(segmentSize) || segmentSize < min) {
       throw new RangeError(`segmentSize must be an integer >= ${min} for this source, got ${segmentSize}`)
     }
     this.segmentSize = segmentSize
     this.prefix = prefix.bytes
-    this.pool = new SlabPool(Math.max(SLAB_BYTES, 4 * segmentSize))
+    this.pool = new SlabPool(Math.max(SLAB_BYTES, 4 * segmentSize), undefined, last)
   }
 
   /** Updates in the open datagram (0 when none is open). */
