@@ -9,6 +9,7 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
+import * as Schedule from "effect/Schedule"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as Distributor from "../src/Distributor.js"
@@ -85,6 +86,30 @@ describe.each(backends)("Connection over real UDP multicast on loopback ($name)"
         expect(sb.decodeErrors).toBe(0)
         expect((yield* ca.stats).statusReceived).toBe(0)
       }).pipe(Effect.provide(udpLayer))
+  )
+
+  it.scopedLive("a receiver's window is sized from the receive buffer the kernel granted", () =>
+    Effect.gen(function* () {
+      const config = { group: "239.255.20.3", port: 47_103, ...loopback }
+      const a = yield* Distributor.make({ application: "udp-a", console: { enabled: false } })
+      const b = yield* Distributor.make({ application: "udp-b", console: { enabled: false } })
+      // The publisher's cache does not cap the window here (it allows half of itself).
+      const ca = yield* a.connection({ ...config, cacheMaxBytes: 2 ** 30 })
+      // Far more than net.core.rmem_max grants on a stock machine (4 MiB here, 208 KiB by default).
+      const requested = 256 * 2 ** 20
+      const cb = yield* b.connection({ ...config, recvBufferSize: requested, receiverWindowBytes: 2 ** 30 })
+      yield* cb.subscribe("/w/...").pipe(Stream.runDrain, Effect.forkScoped)
+      yield* Effect.repeat(ca.stats, {
+        until: (s) => s.remoteReceivers.length > 0,
+        schedule: Schedule.spaced("10 millis")
+      })
+      const seen = yield* ca.stats
+      const granted = (yield* cb.stats).socket.recvBufferSize
+      expect(granted).toBeGreaterThan(0)
+      // Three quarters of what the kernel holds (Linux: of half its doubled reservation), never of
+      // what was asked for: a window beyond the buffer is datagrams the kernel drops.
+      expect(seen.remoteReceivers[0].windowBytes).toBe(Math.floor((Math.min(granted, requested) * 3) / 4))
+    }).pipe(Effect.provide(udpLayer))
   )
 
   it.scopedLive("closing the scope sends goodbye and releases the sockets", () =>

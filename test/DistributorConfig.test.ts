@@ -75,7 +75,7 @@ describe("defaults", () => {
       subscriberBufferSize: 65_536,
       name: "",
       flowControl: "min",
-      receiverWindowBytes: 2 * MiB,
+      receiverWindowBytes: 3 * MiB,
       statusIntervalMs: 100,
       receiverTimeoutMs: 2000,
       maxRemoteSessions: 1024,
@@ -124,12 +124,18 @@ describe("defaults", () => {
     expect(Object.keys(e)).toHaveLength(25)
     expect(toEngineConfig(d, new ConnectionConfig({ sessionBufferBytes: 4 * MiB })).sessionBufferBytes).toBe(4 * MiB)
     expect(e.receiverName).toBe(c.name)
-    // A full receive window fits the socket buffer: at most half of it, in bytes and in 2 KiB segments.
-    expect(e.receiverWindowBytes).toBe(2 * MiB)
+    // A full receive window fits the socket buffer: at most 3/4 of it in bytes, and 1/2048 in segments.
+    expect(e.receiverWindowBytes).toBe(3 * MiB)
     expect(e.receiverWindowSegments).toBe(2048)
     const small = toEngineConfig(d, new ConnectionConfig({ recvBufferSize: 256 * 1024, receiverWindowBytes: MiB }))
-    expect(small.receiverWindowBytes).toBe(128 * 1024)
+    expect(small.receiverWindowBytes).toBe(192 * 1024)
     expect(small.receiverWindowSegments).toBe(128)
+    // What the kernel granted bounds it when less than requested (net.core.rmem_max), never more.
+    const capped = toEngineConfig(d, c, 208 * 1024)
+    expect(capped.receiverWindowBytes).toBe(156 * 1024)
+    expect(capped.receiverWindowSegments).toBe(104)
+    expect(toEngineConfig(d, c, 64 * MiB).receiverWindowBytes).toBe(3 * MiB)
+    expect(toEngineConfig(d, c, 0).receiverWindowBytes).toBe(3 * MiB)
   })
 
   it("receiverTimeoutMs must leave room for 4 status intervals", () => {

@@ -158,7 +158,7 @@ export const make = (
       // A socket with `flush` is done with every datagram once flushed (Transport.ts), and
       // `dispatch` tells the engine after each flush: senders reuse their evicted memory.
       config: {
-        ...toEngineConfig(options.distributor, config),
+        ...toEngineConfig(options.distributor, config, socket.stats().recvBufferSize),
         listening: false,
         reuseSendMemory: socket.flush !== undefined
       },
