@@ -380,7 +380,10 @@ export const renderMarkdown = (r: Results): string => {
     L.push("")
     L.push(
       "Send and receive times come from `process.hrtime` (CLOCK_MONOTONIC, shared by every process on the " +
-        "machine). effect-distributor publishes each update with `publish`. From `holdbackThreshold` " +
+        "machine). Each case first runs the same load for 3 s, numbered apart and left out of every " +
+        "figure (the JIT's tiering of the path takes seconds at these rates). effect-distributor " +
+        "publishes each update with `unsafePublish` (what `publish` does, without a fiber per call: " +
+        "the harness is not an Effect program). From `holdbackThreshold` " +
         "(default 2 000 updates/s) up it packs updates for up to `holdbackDelayMs` (default 2 ms), by " +
         "design, so its latency at 10 000/s includes that holdback. The `holdbackDelayMs 0` row is the " +
         "same library with holdback off. " +

@@ -86,15 +86,17 @@ export interface WorkerArgs {
   readonly subscribers: number
   /**
    * The same load runs this long first, uncounted (the JIT's tiering of a hot path takes seconds).
-   * Paced: CPU per update is measured from its end. Burst: its messages are numbered from
-   * `WARMUP_SEQ`, and subscribers count rate and CPU from the first message after it.
+   * Paced: CPU per update is measured from its end. Burst, and paced with latency: its messages are
+   * numbered from `WARMUP_SEQ`, and subscribers count rate, latency and CPU from the first message
+   * after it.
    */
   readonly warmupMs?: number
 }
 
 /**
- * Message numbers of a burst warm-up start here: a subscriber tells them apart from the measured
- * messages (numbered from 0) by the number alone, whichever system carried them.
+ * Message numbers of a warm-up numbered apart (`warmupApart`) start here: a subscriber tells them
+ * apart from the measured messages (numbered from 0) by the number alone, whichever system carried
+ * them.
  */
 const WARMUP_SEQ = 0x8000_0000
 
@@ -694,21 +696,29 @@ const bursts = async (a: WorkerArgs, p: Pub, first: number, endUs: number) => {
   return seq - first
 }
 
-/** Whether the case is bursts with a warm-up (its messages numbered from WARMUP_SEQ). */
-const burstWarmupMs = (a: WorkerArgs) => (a.mode === "burst" ? (a.warmupMs ?? 0) : 0)
+/**
+ * Whether the case's warm-up is numbered from WARMUP_SEQ, and so left out of everything the
+ * subscribers count: bursts, and latency cases (whose samples would otherwise include it).
+ */
+const warmupApart = (a: WorkerArgs) =>
+  (a.mode === "burst" || (a.mode === "paced" && a.latency)) && (a.warmupMs ?? 0) > 0
 
 /** The load; `once` is the single message of the "once" mode, built (pattern written) beforehand. */
 const publish = async (a: WorkerArgs, p: Pub, once: Uint8Array | undefined) => {
   let seq = 0
   // Warm-up: the same load, sent and delivered but not in the figures (paced: numbered on, left
-  // out of the CPU; burst: numbered from WARMUP_SEQ, left out of everything). Then a full
+  // out of the CPU; burst and latency: numbered from WARMUP_SEQ, left out of everything). Then a full
   // collection (run.ts starts workers with --expose-gc): the first one after start-up otherwise
   // lands in the measurement or not, at random (its startup garbage, not the load's).
   const warmupMs = a.mode === "paced" && !once ? (a.warmupMs ?? 0) : 0
-  const warmup = Math.floor((a.rate * warmupMs) / 1000)
+  const pacedWarmup = Math.floor((a.rate * warmupMs) / 1000)
+  // Paced warm-up messages numbered on (in `seq`, so in `sent`); apart ones are not.
+  const warmup = warmupApart(a) ? 0 : pacedWarmup
   if (warmup > 0) seq = await paced(a, p, 0, warmup, nowUs())
-  const burstWarmup = burstWarmupMs(a) > 0 ? await bursts(a, p, WARMUP_SEQ, nowUs() + burstWarmupMs(a) * 1000) : 0
-  if (warmup > 0 || burstWarmup > 0) (globalThis as { gc?: () => void }).gc?.()
+  else if (pacedWarmup > 0) await paced(a, p, WARMUP_SEQ, WARMUP_SEQ + pacedWarmup, nowUs())
+  const burstWarmup =
+    a.mode === "burst" && warmupApart(a) ? await bursts(a, p, WARMUP_SEQ, nowUs() + (a.warmupMs ?? 0) * 1000) : 0
+  if (pacedWarmup > 0 || burstWarmup > 0) (globalThis as { gc?: () => void }).gc?.()
   const cpu0 = process.cpuUsage()
   const sched0 = schedstat()
   const t0 = nowUs()
@@ -725,10 +735,10 @@ const publish = async (a: WorkerArgs, p: Pub, once: Uint8Array | undefined) => {
   const sched = schedstat().map((x, i) => x - sched0[i])
   return {
     sent: seq,
-    // What the CPU and elapsed time figures cover (`sent` less a paced warm-up; a burst warm-up's
-    // messages are numbered apart and not in `sent`).
+    // What the CPU and elapsed time figures cover (`sent` less a paced warm-up; a warm-up numbered
+    // apart is not in `sent`).
     measured: seq - warmup,
-    warmupUpdates: warmup + burstWarmup,
+    warmupUpdates: pacedWarmup + burstWarmup,
     elapsedUs,
     cpuUs: cpuSince(cpu0),
     sysUs: process.cpuUsage(cpu0).system,
@@ -879,9 +889,9 @@ const runSub = async (a: WorkerArgs) => {
     await sleep(a.idleMs)
     if (activity() === before && (a.mode !== "once" || before > 0)) break
   }
-  // The process's CPU, shared evenly by its subscribers; after a burst warm-up, from the first
+  // The process's CPU, shared evenly by its subscribers; after a warm-up numbered apart, from the first
   // measured message on (one subscriber per process in those cases).
-  const from = burstWarmupMs(a) > 0 ? (trackers[0].cpuFrom() ?? cpu0) : cpu0
+  const from = warmupApart(a) ? (trackers[0].cpuFrom() ?? cpu0) : cpu0
   const cpuUs = cpuSince(from) - trackers.reduce((n, t) => n + t.checkCpuUs(), 0)
   for (let i = 0; i < k; i++) await out({ result: { ...trackers[i].result(cpuUs / k), ...subs[i].stats() } })
   await Promise.all(subs.map((s) => s.close()))
