@@ -710,12 +710,13 @@ const publish = async (a: WorkerArgs, p: Pub, once: Uint8Array | undefined) => {
   // out of the CPU; burst and latency: numbered from WARMUP_SEQ, left out of everything). Then a full
   // collection (run.ts starts workers with --expose-gc): the first one after start-up otherwise
   // lands in the measurement or not, at random (its startup garbage, not the load's).
-  const warmupMs = a.mode === "paced" && !once ? (a.warmupMs ?? 0) : 0
-  const pacedWarmup = Math.floor((a.rate * warmupMs) / 1000)
-  // Paced warm-up messages numbered on (in `seq`, so in `sent`); apart ones are not.
-  const warmup = warmupApart(a) ? 0 : pacedWarmup
-  if (warmup > 0) seq = await paced(a, p, 0, warmup, nowUs())
-  else if (pacedWarmup > 0) await paced(a, p, WARMUP_SEQ, WARMUP_SEQ + pacedWarmup, nowUs())
+  const pacedWarmup = a.mode === "paced" && !once ? Math.floor((a.rate * (a.warmupMs ?? 0)) / 1000) : 0
+  // Numbered apart, or on from 0 (then in `seq`, so in `sent`).
+  const first = warmupApart(a) ? WARMUP_SEQ : 0
+  if (pacedWarmup > 0) await paced(a, p, first, first + pacedWarmup, nowUs())
+  // Paced warm-up messages numbered on.
+  const warmup = first === 0 ? pacedWarmup : 0
+  seq = warmup
   const burstWarmup =
     a.mode === "burst" && warmupApart(a) ? await bursts(a, p, WARMUP_SEQ, nowUs() + (a.warmupMs ?? 0) * 1000) : 0
   if (pacedWarmup > 0 || burstWarmup > 0) (globalThis as { gc?: () => void }).gc?.()

@@ -958,7 +958,6 @@ export class RemoteSession {
   }
 }
 
-/** `a` and `b` have the same length and the same bytes from `offset` on. */
 /** Whether `b` equals the `length` bytes of `a` at `at`, from byte `offset` on. */
 const sameFrom = (a: Uint8Array, at: number, length: number, b: Uint8Array, offset: number): boolean => {
   if (length !== b.length) return false
