@@ -6,17 +6,23 @@
  */
 import type * as Dgram from "node:dgram"
 import { existsSync } from "node:fs"
+import { createRequire } from "node:module"
 import * as os from "node:os"
 import { resolve } from "node:path"
+import { setFlagsFromString } from "node:v8"
+import { runInNewContext } from "node:vm"
 import { Worker } from "node:worker_threads"
 import { describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
+import { unzeroed } from "../src/internal/slab.js"
 import { type Addon, makeHotPath } from "../src/internal/transport/native.js"
 import type { HotPathContext } from "../src/internal/transport/udp.js"
 import * as Transport from "../src/Transport.js"
 import { runScript } from "./fixtures/child.js"
 
 const built = existsSync("native/udp/build/Release/udp.node")
+// A collection on demand, for the pool's finalizers.
+setFlagsFromString("--expose-gc")
 
 describe("native UDP backend", () => {
   it.scopedLive.skipIf(!built || process.platform !== "linux" || process.env.DISTRIBUTOR_NATIVE === "0")(
@@ -85,6 +91,45 @@ describe("native UDP backend", () => {
           clearInterval(traffic)
           tx.close()
         }
+      })
+  )
+
+  it.live.skipIf(!built || process.platform !== "linux" || process.env.DISTRIBUTOR_NATIVE === "0")(
+    "reassembly memory: the pool hands out exact-size buffers and reuses a block once the collector freed its buffer",
+    () =>
+      Effect.promise(async () => {
+        const addon = createRequire(import.meta.url)(resolve("native/udp/build/Release/udp.node")) as Addon
+        const stats = new Float64Array(5)
+        const read = () => {
+          addon.poolStats!(stats)
+          return { made: stats[0], reused: stats[1], returned: stats[2] }
+        }
+        expect(() => addon.poolAlloc!(1024 * 1024 + 1)).toThrow(RangeError)
+        const before = read()
+        const take = (n: number) => {
+          const buffers = Array.from({ length: n }, (_, i) => new Uint8Array(addon.poolAlloc!(40_000 + i)).fill(i))
+          for (const [i, b] of buffers.entries()) {
+            expect(b.length).toBe(40_000 + i)
+            expect(b[0] + b[b.length - 1]).toBe(2 * i)
+          }
+          return buffers.length
+        }
+        expect(take(32)).toBe(32)
+        const gc = runInNewContext("gc") as () => void
+        // The finalizers run on the JS thread after a collection (node defers them to an immediate).
+        for (let k = 0; k < 200 && read().returned - before.returned < 32; k++) {
+          gc()
+          await new Promise((r) => setTimeout(r, 5))
+        }
+        expect(read().returned - before.returned).toBeGreaterThanOrEqual(32)
+        take(32)
+        expect(read().reused - before.reused).toBeGreaterThanOrEqual(32)
+        // Loading the backend sends the receivers' reassembly buffers there.
+        expect(Transport.udpBackend().backend).toBe("native")
+        const inUse = read()
+        expect(unzeroed(50_000).length).toBe(50_000)
+        const now = read()
+        expect(now.made + now.reused).toBe(inUse.made + inUse.reused + 1)
       })
   )
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { SlabPool } from "../src/internal/slab.js"
+import { RESIDENT_MAX_BYTES, RESIDENT_MIN_BYTES, SlabPool, unzeroed, useResidentMemory } from "../src/internal/slab.js"
 
 describe("SlabPool", () => {
   it("carves views back to back, 8-byte aligned, and starts a new slab when one is full", () => {
@@ -64,5 +64,36 @@ describe("SlabPool", () => {
     pool.recycle()
     pool.alloc(64)
     expect(pool.reused).toBe(0)
+  })
+})
+
+describe("unzeroed", () => {
+  it("takes resident memory for the sizes the pool has, plain buffers for the rest, and plain ones after a failure", () => {
+    const asked: Array<number> = []
+    let fail = false
+    useResidentMemory((bytes) => {
+      asked.push(bytes)
+      if (fail) throw new RangeError("no memory")
+      return new ArrayBuffer(bytes)
+    })
+    try {
+      for (const n of [
+        RESIDENT_MIN_BYTES - 1,
+        RESIDENT_MIN_BYTES,
+        65_536,
+        RESIDENT_MAX_BYTES,
+        RESIDENT_MAX_BYTES + 1
+      ]) {
+        expect(unzeroed(n).length).toBe(n)
+      }
+      expect(asked).toEqual([RESIDENT_MIN_BYTES, 65_536, RESIDENT_MAX_BYTES])
+      fail = true
+      expect(unzeroed(65_536).length).toBe(65_536)
+      expect(unzeroed(65_536).length).toBe(65_536)
+      // The failing pool was asked once, then left alone.
+      expect(asked).toEqual([RESIDENT_MIN_BYTES, 65_536, RESIDENT_MAX_BYTES, 65_536])
+    } finally {
+      useResidentMemory(undefined)
+    }
   })
 })

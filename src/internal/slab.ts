@@ -14,12 +14,39 @@ export const slabAllocator = (slabBytes: number): ((size: number) => Uint8Array)
 /** A fresh slab of `bytes`, not zero-filled: whoever carves it writes every byte it hands out. */
 export const newSlab = (bytes: number): ArrayBuffer => Buffer.allocUnsafeSlow(bytes).buffer as ArrayBuffer
 
+/** Sizes that `unzeroed` takes from resident memory when it can (POOL_MIN/MAX_SHIFT in native/udp/src/pool.c). */
+export const RESIDENT_MIN_BYTES = 16 * 1024
+export const RESIDENT_MAX_BYTES = 1024 * 1024
+
+/** The native addon's pool of resident memory (`useResidentMemory`), or undefined. */
+let resident: ((bytes: number) => ArrayBuffer) | undefined
+
+/**
+ * From now on, `unzeroed` buffers of RESIDENT_MIN_BYTES..RESIDENT_MAX_BYTES come from `alloc`
+ * (native/udp/src/pool.c: external ArrayBuffers whose memory goes back to a free list, not to the
+ * kernel, once the collector frees them). Set once per process by the native transport when its
+ * addon loads; a failing `alloc` switches it off again.
+ */
+export const useResidentMemory = (alloc: ((bytes: number) => ArrayBuffer) | undefined): void => {
+  resident = alloc
+}
+
 /**
  * `bytes` of memory that is not zero-filled, as a plain `Uint8Array` of its own: for a buffer the
  * caller fills completely before anyone else sees it (zeroing a 64 KiB reassembly buffer was 9 % of
- * a subscriber's CPU).
+ * a subscriber's CPU, and faulting its fresh pages in another 10 %, which resident memory saves).
  */
-export const unzeroed = (bytes: number): Uint8Array => new Uint8Array(newSlab(bytes))
+export const unzeroed = (bytes: number): Uint8Array => {
+  if (resident !== undefined && bytes >= RESIDENT_MIN_BYTES && bytes <= RESIDENT_MAX_BYTES) {
+    try {
+      return new Uint8Array(resident(bytes))
+    } catch {
+      // out of memory, or a runtime without external buffers: plain buffers from now on
+      resident = undefined
+    }
+  }
+  return new Uint8Array(newSlab(bytes))
+}
 
 /**
  * Where pools note the slab of the view they handed out last, when it is one that comes back

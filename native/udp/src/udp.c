@@ -37,6 +37,8 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "pool.h"
+
 #ifndef UDP_SEGMENT
 #define UDP_SEGMENT 103
 #endif
@@ -486,6 +488,8 @@ static napi_value init(napi_env env, napi_value exports) {
     {"rxOpen", NULL, rx_open, NULL, NULL, NULL, napi_default, NULL},
     {"rxClose", NULL, rx_close, NULL, NULL, NULL, napi_default, NULL},
     {"sendBatch", NULL, send_batch, NULL, NULL, NULL, napi_default, NULL},
+    {"poolAlloc", NULL, pool_alloc, NULL, NULL, NULL, napi_default, NULL},
+    {"poolStats", NULL, pool_stats, NULL, NULL, NULL, napi_default, NULL},
   };
   if (napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props) != napi_ok) return NULL;
   return exports;

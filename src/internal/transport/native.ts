@@ -37,6 +37,7 @@ import type * as Scope from "effect/Scope"
 import type { TransportError } from "../../DistributorError.js"
 import type { DatagramSocket, OpenOptions, UdpBackend } from "../../Transport.js"
 import { findAddon, nativeDisabled } from "../addon.js"
+import { useResidentMemory } from "../slab.js"
 import { type HotPath, openWith } from "./udp.js"
 
 /** The addon's functions (native/udp/src/udp.c). */
@@ -64,6 +65,10 @@ export interface Addon {
     status: Int32Array,
     gso: boolean
   ) => number
+  /** An ArrayBuffer of `size` (at most 1 MiB) bytes of resident memory, not zero-filled (pool.c). */
+  readonly poolAlloc?: (size: number) => ArrayBuffer
+  /** [blocks made, reused, put back, freed over the pool's cap, bytes cached now] (pool.c). */
+  readonly poolStats?: (out: Float64Array) => void
 }
 
 /** Messages per recvmmsg (RX_VLEN in udp.c), each up to 64 datagrams (a GRO run); 4 words of meta each. */
@@ -88,6 +93,8 @@ const load = (): NonNullable<typeof cached> => {
     if (typeof addon.rxOpen !== "function" || typeof addon.sendBatch !== "function") {
       return { backend: "dgram", reason: `${path}: not the UDP addon` }
     }
+    // Reassembled updates land in resident memory (slab.ts `unzeroed`), for every receiver.
+    if (typeof addon.poolAlloc === "function") useResidentMemory(addon.poolAlloc)
     return { backend: "native", reason: path, addon }
   } catch (err) {
     return { backend: "dgram", reason: `${path}: ${err instanceof Error ? err.message : String(err)}` }
