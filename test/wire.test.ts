@@ -365,6 +365,27 @@ describe("wire round trips", () => {
     expect(plain(decodeOk(encodeGoodbye(prefix0, 1)).source)).toEqual(plain(source0))
   })
 
+  it("a cached Source is reused only when every identity byte matches, at any position and length", () => {
+    // The cache compares 4 bytes at a time, then the tail: a difference in any byte, of identities
+    // of every length modulo 4, must decode to the datagram's own names.
+    for (const app of ["a", "ab", "abc", "abcd", "application-name"]) {
+      const base = { ...source0, host: "host-1", application: app }
+      expect(decodeOk(encodeGoodbye(makeSourcePrefix(base), 1)).source.application).toBe(app)
+      const names = [...`${base.host}\u0000${app}`]
+      for (let k = 0; k < names.length; k++) {
+        if (names[k] === "\u0000") continue
+        const changed = [...names]
+        changed[k] = changed[k] === "z" ? "y" : "z"
+        const [host, application] = changed.join("").split("\u0000")
+        const got = decodeOk(encodeGoodbye(makeSourcePrefix({ ...base, host, application }), 1)).source
+        expect([got.host, got.application]).toEqual([host, application])
+        expect(decodeOk(encodeGoodbye(makeSourcePrefix(base), 1)).source.application).toBe(app)
+      }
+      const index = decodeOk(encodeGoodbye(makeSourcePrefix({ ...base, senderIndex: base.senderIndex + 1 }), 1)).source
+      expect(index.senderIndex).toBe(base.senderIndex + 1)
+    }
+  })
+
   it("decodes many distinct topics correctly (intern cache collisions and evictions)", () => {
     const w = new PackedSegmentWriter(prefix0, 60_000)
     for (let round = 0; round < 2; round++) {

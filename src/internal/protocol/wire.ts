@@ -667,23 +667,38 @@ const SOURCE_SLOTS = 4096
 interface SourceEntry {
   /** Header bytes from the session id to the end of the application name. */
   readonly identity: Uint8Array
+  /** The same bytes as little-endian words (the last partial word left out): compared 4 at a time. */
+  readonly words: Int32Array
   readonly source: Source
 }
 const sourceCache: Array<SourceEntry | undefined> = new Array(SOURCE_SLOTS).fill(undefined)
 
+/** Whether `b` holds `entry`'s identity from OFF_SESSION on (its length already checked). */
+const sameIdentity = (entry: SourceEntry, b: Uint8Array): boolean => {
+  // A word at a time: one loop step and one compare per 4 bytes (a byte loop over a ~40-byte
+  // identity was ~110 ns of a ~180 ns decode).
+  const { identity, words } = entry
+  let diff = 0
+  let o = OFF_SESSION
+  for (let w = 0; w < words.length; w++, o += 4)
+    diff |= (b[o] | (b[o + 1] << 8) | (b[o + 2] << 16) | (b[o + 3] << 24)) ^ words[w]
+  for (let i = words.length * 4; i < identity.length; i++) diff |= identity[i] ^ b[OFF_SESSION + i]
+  return diff === 0
+}
+
+const sourceEntry = (identity: Uint8Array, source: Source): SourceEntry => {
+  const words = new Int32Array(identity.length >>> 2)
+  for (let w = 0, i = 0; w < words.length; w++, i += 4)
+    words[w] = identity[i] | (identity[i + 1] << 8) | (identity[i + 2] << 16) | (identity[i + 3] << 24)
+  return { identity, words, source }
+}
+
 /** The Source of a datagram whose header ends at `headerEnd`, or undefined when a name is not UTF-8. */
 const decodeSource = (b: Uint8Array, hostLength: number, headerEnd: number): Source | undefined => {
-  const idLength = headerEnd - OFF_SESSION
   const slot = (readU32(b, OFF_SESSION) ^ readU32(b, OFF_SESSION + 4)) & (SOURCE_SLOTS - 1)
   const entry = sourceCache[slot]
-  if (entry !== undefined) {
-    const id = entry.identity
-    if (id.length === idLength) {
-      let i = 0
-      while (i < idLength && id[i] === b[OFF_SESSION + i]) i++
-      if (i === idLength) return entry.source
-    }
-  }
+  if (entry !== undefined && entry.identity.length === headerEnd - OFF_SESSION && sameIdentity(entry, b))
+    return entry.source
   const hostAt = OFF_HOST_LEN + 1
   const host = decodeUtf8(b, hostAt, hostAt + hostLength)
   if (host === undefined) return undefined
@@ -695,7 +710,7 @@ const decodeSource = (b: Uint8Array, hostLength: number, headerEnd: number): Sou
     host,
     application
   }
-  sourceCache[slot] = { identity: new Uint8Array(b.subarray(OFF_SESSION, headerEnd)), source }
+  sourceCache[slot] = sourceEntry(new Uint8Array(b.subarray(OFF_SESSION, headerEnd)), source)
   return source
 }
 
