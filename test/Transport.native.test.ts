@@ -94,6 +94,101 @@ describe("native UDP backend", () => {
       })
   )
 
+  it.live.skipIf(!built || process.platform !== "linux")(
+    "receive: after 8 rounds kept by nobody, rounds come in the kernel's own slots; a round that is kept stays intact",
+    () =>
+      Effect.promise(async () => {
+        // Direct mode hands JS the memory recvmmsg wrote (native/udp/src/udp.c rx_deliver): the
+        // offsets of single datagrams and of GRO runs must be right there, and once JS keeps a view
+        // that memory must never be written again.
+        const addon = createRequire(import.meta.url)(resolve("native/udp/build/Release/udp.node")) as Addon
+        const dgram = await import("node:dgram")
+        const fdOf = (socket: Dgram.Socket) => {
+          const state = Object.getOwnPropertySymbols(socket).find((x) => x.description === "state symbol")!
+          return (socket as unknown as Record<symbol, { handle: { fd: number; recvStop(): void } }>)[state].handle
+        }
+        const rxSocket = dgram.createSocket("udp4")
+        const txSocket = dgram.createSocket("udp4")
+        await new Promise<void>((r) => rxSocket.bind(0, "127.0.0.1", () => r()))
+        await new Promise<void>((r) => txSocket.bind(0, "127.0.0.1", () => r()))
+        txSocket.connect(rxSocket.address().port, "127.0.0.1")
+        await new Promise<void>((r) => txSocket.once("connect", () => r()))
+        const rxHandle = fdOf(rxSocket)
+        rxHandle.recvStop()
+        const meta = new Uint32Array(64 * 64 * 4)
+        type Round = { buffer: ArrayBuffer; datagrams: Array<Uint8Array> }
+        const rounds: Array<Round> = []
+        let keep = false
+        let waiting: (() => void) | undefined
+        const rx = addon.rxOpen(rxHandle.fd, 0, -1, meta, (buffer, count) => {
+          const datagrams = Array.from(
+            { length: count },
+            (_, i) => new Uint8Array(buffer, meta[4 * i], meta[4 * i + 1])
+          )
+          rounds.push({ buffer, datagrams: datagrams.map((d) => (keep ? d : d.slice())) })
+          waiting?.()
+          return !keep
+        })
+        // One round per send: a run of `n` equal datagrams of `size` bytes (one GSO send), each filled with its own byte.
+        let fill = 0
+        const status = new Int32Array(3)
+        const round = async (n: number, size: number) => {
+          const base = new ArrayBuffer(n * size)
+          const bytes = new Uint8Array(base)
+          const sent: Array<number> = []
+          for (let i = 0; i < n; i++, fill = (fill + 1) & 0xff) {
+            bytes.fill(fill, i * size, (i + 1) * size)
+            sent.push(fill)
+          }
+          const arrived = new Promise<void>((r) => {
+            waiting = r
+          })
+          const range = Uint32Array.from({ length: n }, (_, i) => i)
+          const left = addon.sendBatch(
+            fdOf(txSocket).fd,
+            [base],
+            new Uint32Array(n),
+            range.map((i) => i * size),
+            new Uint32Array(n).fill(size),
+            n,
+            status,
+            true
+          )
+          expect(left).toBe(n)
+          await arrived
+          const r = rounds[rounds.length - 1]
+          expect(r.datagrams.map((d) => d.length)).toEqual(new Array(n).fill(size))
+          expect(r.datagrams.map((d) => (d.every((x) => x === d[0]) ? d[0] : -1))).toEqual(sent)
+          return r
+        }
+        try {
+          for (let k = 0; k < 8; k++) expect((await round(1, 1000)).buffer.byteLength).toBeLessThan(1 << 20)
+          const direct = await round(1, 1000)
+          expect(direct.buffer.byteLength).toBe(64 * 65536)
+          expect((await round(5, 1200)).buffer).toBe(direct.buffer)
+          expect((await round(1, 700)).buffer).toBe(direct.buffer)
+          keep = true
+          const kept = await round(3, 900)
+          expect(kept.buffer).toBe(direct.buffer)
+          const before = kept.datagrams.map((d) => d.slice())
+          keep = false
+          let later: Round | undefined
+          for (let k = 0; k < 12; k++) {
+            later = await round(k % 2 === 0 ? 1 : 4, 900)
+            expect(later.buffer).not.toBe(direct.buffer)
+          }
+          // Direct again, in fresh slots.
+          expect(later?.buffer.byteLength).toBe(64 * 65536)
+          // Nothing was written over the memory that JS kept.
+          expect(kept.datagrams).toEqual(before)
+        } finally {
+          addon.rxClose(rx)
+          rxSocket.close()
+          txSocket.close()
+        }
+      })
+  )
+
   it.live.skipIf(!built || process.platform !== "linux" || process.env.DISTRIBUTOR_NATIVE === "0")(
     "reassembly memory: the pool hands out exact-size buffers and reuses a block once the collector freed its buffer",
     () =>

@@ -8,9 +8,10 @@
  * out of libuv's watcher table) before rx_open polls a duplicate of the fd (see rx_open for why).
  * On each wake-up we read up to RX_VLEN messages per recvmmsg, at most RX_ROUNDS times (a busy
  * socket must not starve the loop; epoll is level-triggered, so what is left wakes us again), and
- * hand each round to JS as ONE ArrayBuffer holding the datagrams back to back plus
- * offsets/lengths/source ip/port in a reused Uint32Array: a fresh one, or the last round's when JS
- * said it kept nothing of it (rx_deliver). With UDP_GRO a message can be a run of datagrams (see
+ * hand each round to JS as ONE ArrayBuffer plus offsets/lengths/source ip/port in a reused
+ * Uint32Array: the datagrams copied back to back into a fresh buffer, or into the last round's
+ * when JS said it kept nothing of it, or, once rounds keep coming back, the slots the kernel wrote
+ * them into, with no copy (rx_deliver). With UDP_GRO a message can be a run of datagrams (see
  * below): split here.
  *
  * Send: the caller passes the queued datagrams where they lie (the ArrayBuffers they are views of,
@@ -65,6 +66,8 @@
 #define RX_META (RX_VLEN * GSO_SEGMENTS)
 /* Smallest buffer made while rounds come back (see rx_deliver). */
 #define RX_SPARE_MIN (256 * 1024)
+/* Rounds in a row that JS kept nothing of, after which rounds are handed over in the slots (rx_deliver). */
+#define RX_DIRECT_AFTER 8
 
 #define CHECK(call)                                                                                \
   do {                                                                                             \
@@ -97,6 +100,13 @@ typedef struct {
   napi_ref spare;
   void *spare_data;
   size_t spare_cap;
+  /* Direct mode: rounds go to JS in the slots themselves, as one external ArrayBuffer (slots_ref),
+   * with no copy, for as long as JS keeps nothing of them. */
+  int direct;
+  int free_streak;
+  napi_ref slots_ref;
+  /* The slots belong to that ArrayBuffer (its finalizer frees them), not to rx. */
+  int slots_js;
 } rx_t;
 
 typedef struct {
@@ -112,10 +122,11 @@ static void rx_free(rx_t *rx) {
     if (rx->callback) napi_delete_reference(env, rx->callback);
     if (rx->meta_ref) napi_delete_reference(env, rx->meta_ref);
     if (rx->spare) napi_delete_reference(env, rx->spare);
+    if (rx->slots_ref) napi_delete_reference(env, rx->slots_ref);
     if (rx->async) napi_async_destroy(env, rx->async);
   }
   if (rx->fd >= 0) close(rx->fd);
-  free(rx->slots);
+  if (!rx->slots_js) free(rx->slots);
   free(rx);
 }
 
@@ -142,8 +153,37 @@ static void rx_cleanup_hook(napi_async_cleanup_hook_handle handle, void *arg) {
   rx_stop(rx);
 }
 
-/* Hands one round's `count` datagrams (already described in meta) to JS. Never lets a JS exception
- * reach libuv: the JS side catches everything, and whatever still escapes is cleared here. */
+static void slots_finalize(napi_env env, void *data, void *hint) { free(data); }
+
+/* Points each message's iovec at its slot. */
+static void rx_aim(rx_t *rx) {
+  for (int i = 0; i < RX_VLEN; i++) {
+    rx->iov[i].iov_base = rx->slots + (size_t)i * RX_SLOT;
+    rx->iov[i].iov_len = RX_SLOT;
+  }
+}
+
+/* The slots as one external ArrayBuffer (made once per slots; they are its memory from then on). */
+static int rx_slots_buffer(rx_t *rx, napi_value *ab) {
+  napi_env env = rx->env;
+  if (rx->slots_ref && napi_get_reference_value(env, rx->slots_ref, ab) == napi_ok && *ab) return 1;
+  if (rx->slots_js) return 0; /* its reference is gone: never wrap the same memory twice */
+  if (napi_create_external_arraybuffer(env, rx->slots, (size_t)RX_VLEN * RX_SLOT, slots_finalize, NULL, ab) != napi_ok)
+    return 0;
+  rx->slots_js = 1;
+  if (napi_create_reference(env, *ab, 1, &rx->slots_ref) != napi_ok) rx->slots_ref = NULL;
+  return 1;
+}
+
+/* Hands one round's `count` datagrams (already described in meta, at their offsets in a compact
+ * copy) to JS. Never lets a JS exception reach libuv: the JS side catches everything, and whatever
+ * still escapes is cleared here.
+ *
+ * Copy mode: the datagrams are copied back to back into one ArrayBuffer, the last round's when JS
+ * kept nothing of it. Direct mode, once JS has kept nothing of RX_DIRECT_AFTER rounds in a row (the
+ * fragments of large updates, which the engine copies out): JS gets the slots the kernel wrote,
+ * with no copy, as long as it keeps nothing; the first round it keeps something of is its memory
+ * from then on (JS holds views of it), and reads go to fresh slots, in copy mode again. */
 static void rx_deliver(rx_t *rx, int n, uint32_t count, size_t total, uint32_t runs, uint32_t in_runs) {
   napi_env env = rx->env;
   napi_handle_scope scope;
@@ -151,7 +191,17 @@ static void rx_deliver(rx_t *rx, int n, uint32_t count, size_t total, uint32_t r
   napi_value ab, cb, recv, argv[4], result;
   void *data = NULL;
   napi_status made = napi_generic_failure;
-  if (rx->spare && total <= rx->spare_cap && napi_get_reference_value(env, rx->spare, &ab) == napi_ok && ab) {
+  int direct = rx->direct && rx_slots_buffer(rx, &ab);
+  if (rx->direct && !direct) rx->direct = 0;
+  if (direct) {
+    made = napi_ok;
+    /* Offsets into the slots: message i's datagrams lie from i * RX_SLOT on. */
+    for (int i = 0, k = 0; i < n && (uint32_t)k < count; i++) {
+      if (rx->parts[i] == 0) continue;
+      uint32_t at = rx->meta[k * META];
+      for (uint32_t j = 0; j < rx->parts[i]; j++, k++) rx->meta[k * META] += (uint32_t)i * RX_SLOT - at;
+    }
+  } else if (rx->spare && total <= rx->spare_cap && napi_get_reference_value(env, rx->spare, &ab) == napi_ok && ab) {
     data = rx->spare_data;
     made = napi_ok;
   } else {
@@ -168,7 +218,7 @@ static void rx_deliver(rx_t *rx, int n, uint32_t count, size_t total, uint32_t r
   if (made == napi_ok) {
     uint8_t *out = data;
     /* A GRO run's datagrams lie back to back in its slot and stay so in `out`: one copy each. */
-    for (int i = 0, k = 0; i < n && (uint32_t)k < count; i++) {
+    for (int i = 0, k = 0; !direct && i < n && (uint32_t)k < count; i++) {
       if (rx->parts[i] == 0) continue; /* filtered */
       uint32_t at = rx->meta[k * META];
       k += rx->parts[i];
@@ -190,14 +240,41 @@ static void rx_deliver(rx_t *rx, int n, uint32_t count, size_t total, uint32_t r
         free_again = false;
       }
       size_t cap = 0;
-      if (free_again && !rx->closing && napi_get_arraybuffer_info(env, ab, NULL, &cap) == napi_ok) {
-        if (!rx->spare && napi_create_reference(env, ab, 1, &rx->spare) != napi_ok) rx->spare = NULL;
-        rx->spare_data = data;
-        rx->spare_cap = cap;
-      } else if (rx->spare) {
-        /* JS keeps views of it: it is no longer ours to write. */
-        napi_delete_reference(env, rx->spare);
-        rx->spare = NULL;
+      if (direct) {
+        if (!free_again || rx->closing) {
+          /* JS keeps views of the slots: they are its memory now. */
+          if (rx->slots_ref) napi_delete_reference(env, rx->slots_ref);
+          rx->slots_ref = NULL;
+          rx->direct = 0;
+          rx->free_streak = 0;
+          uint8_t *fresh = malloc((size_t)RX_VLEN * RX_SLOT);
+          if (fresh) {
+            rx->slots = fresh;
+            rx->slots_js = 0;
+            rx_aim(rx);
+          } else if (!rx->closing) {
+            /* Nowhere to read to: stop, as on an unusable fd (the engine reports what goes missing). */
+            uv_poll_stop(&rx->poll);
+          }
+        }
+      } else if (free_again && !rx->closing && napi_get_arraybuffer_info(env, ab, NULL, &cap) == napi_ok) {
+        if (++rx->free_streak >= RX_DIRECT_AFTER && !rx->slots_js) {
+          /* Rounds keep coming back: hand over the next ones where they lie (the spare goes). */
+          rx->direct = 1;
+          if (rx->spare) napi_delete_reference(env, rx->spare);
+          rx->spare = NULL;
+        } else {
+          if (!rx->spare && napi_create_reference(env, ab, 1, &rx->spare) != napi_ok) rx->spare = NULL;
+          rx->spare_data = data;
+          rx->spare_cap = cap;
+        }
+      } else {
+        rx->free_streak = 0;
+        if (rx->spare) {
+          /* JS keeps views of it: it is no longer ours to write. */
+          napi_delete_reference(env, rx->spare);
+          rx->spare = NULL;
+        }
       }
     }
   }
@@ -302,9 +379,8 @@ static napi_value rx_open(napi_env env, napi_callback_info info) {
   rx->own_ip = htonl(own_ip);
   rx->own_port = own_port;
   rx->meta = meta;
+  rx_aim(rx);
   for (int i = 0; i < RX_VLEN; i++) {
-    rx->iov[i].iov_base = rx->slots + (size_t)i * RX_SLOT;
-    rx->iov[i].iov_len = RX_SLOT;
     rx->msgs[i].msg_hdr.msg_iov = &rx->iov[i];
     rx->msgs[i].msg_hdr.msg_iovlen = 1;
     rx->msgs[i].msg_hdr.msg_name = &rx->from[i];
