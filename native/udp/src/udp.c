@@ -67,7 +67,7 @@
 /* Smallest buffer made while rounds come back (see rx_deliver). */
 #define RX_SPARE_MIN (256 * 1024)
 /* Rounds in a row that JS kept nothing of, after which rounds are handed over in the slots (rx_deliver). */
-#define RX_DIRECT_AFTER 8
+#define RX_DIRECT_AFTER 64
 
 #define CHECK(call)                                                                                \
   do {                                                                                             \

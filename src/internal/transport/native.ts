@@ -16,7 +16,7 @@
  *   (datagrams back to back) and offsets / lengths / source in a reused Uint32Array. The batch
  *   ends with that call, which says whether the handler kept any of them: if not, the next read
  *   goes into the same buffer (the fragments of large updates; packed updates are views the
- *   engine hands on), and after 8 such reads in a row the buffer is the memory recvmmsg wrote,
+ *   engine hands on), and after 64 such reads in a row the buffer is the memory recvmmsg wrote,
  *   with no copy, until the handler keeps something of it.
  * - send: `send` only queues; `flush` (after each drive of the engine, see connection.ts, or at
  *   the latest in a microtask) passes the queue where it lies (no copy) to one `sendBatch` call
