@@ -241,7 +241,9 @@ static void rx_deliver(rx_t *rx, int n, uint32_t count, size_t total, uint32_t r
       }
       size_t cap = 0;
       if (direct) {
-        if (!free_again || rx->closing) {
+        /* Without a reference (it could not be made) the buffer may be collected, and the slots
+         * freed, at any time: as if JS kept them. */
+        if (!free_again || rx->closing || !rx->slots_ref) {
           /* JS keeps views of the slots: they are its memory now. */
           if (rx->slots_ref) napi_delete_reference(env, rx->slots_ref);
           rx->slots_ref = NULL;
