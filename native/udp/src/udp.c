@@ -175,6 +175,51 @@ static int rx_slots_buffer(rx_t *rx, napi_value *ab) {
   return 1;
 }
 
+/* After JS had a round: whether its buffer comes back for the next one (the spare), whether the
+ * slots stay with us (direct mode), or whether JS keeps views of it. */
+static void rx_settle(rx_t *rx, int direct, bool free_again, napi_value ab, void *data) {
+  napi_env env = rx->env;
+  size_t cap = 0;
+  if (direct) {
+    /* Without a reference (it could not be made) the buffer may be collected, and the slots
+     * freed, at any time: as if JS kept them. */
+    if (!free_again || rx->closing || !rx->slots_ref) {
+      /* JS keeps views of the slots: they are its memory now. */
+      if (rx->slots_ref) napi_delete_reference(env, rx->slots_ref);
+      rx->slots_ref = NULL;
+      rx->direct = 0;
+      rx->free_streak = 0;
+      uint8_t *fresh = malloc((size_t)RX_VLEN * RX_SLOT);
+      if (fresh) {
+        rx->slots = fresh;
+        rx->slots_js = 0;
+        rx_aim(rx);
+      } else if (!rx->closing) {
+        /* Nowhere to read to: stop, as on an unusable fd (the engine reports what goes missing). */
+        uv_poll_stop(&rx->poll);
+      }
+    }
+  } else if (free_again && !rx->closing && napi_get_arraybuffer_info(env, ab, NULL, &cap) == napi_ok) {
+    if (++rx->free_streak >= RX_DIRECT_AFTER && !rx->slots_js) {
+      /* Rounds keep coming back: hand over the next ones where they lie (the spare goes). */
+      rx->direct = 1;
+      if (rx->spare) napi_delete_reference(env, rx->spare);
+      rx->spare = NULL;
+    } else {
+      if (!rx->spare && napi_create_reference(env, ab, 1, &rx->spare) != napi_ok) rx->spare = NULL;
+      rx->spare_data = data;
+      rx->spare_cap = cap;
+    }
+  } else {
+    rx->free_streak = 0;
+    if (rx->spare) {
+      /* JS keeps views of it: it is no longer ours to write. */
+      napi_delete_reference(env, rx->spare);
+      rx->spare = NULL;
+    }
+  }
+}
+
 /* Hands one round's `count` datagrams (already described in meta, at their offsets in a compact
  * copy) to JS. Never lets a JS exception reach libuv: the JS side catches everything, and whatever
  * still escapes is cleared here.
@@ -239,45 +284,7 @@ static void rx_deliver(rx_t *rx, int n, uint32_t count, size_t total, uint32_t r
       } else if (napi_get_value_bool(env, result, &free_again) != napi_ok) {
         free_again = false;
       }
-      size_t cap = 0;
-      if (direct) {
-        /* Without a reference (it could not be made) the buffer may be collected, and the slots
-         * freed, at any time: as if JS kept them. */
-        if (!free_again || rx->closing || !rx->slots_ref) {
-          /* JS keeps views of the slots: they are its memory now. */
-          if (rx->slots_ref) napi_delete_reference(env, rx->slots_ref);
-          rx->slots_ref = NULL;
-          rx->direct = 0;
-          rx->free_streak = 0;
-          uint8_t *fresh = malloc((size_t)RX_VLEN * RX_SLOT);
-          if (fresh) {
-            rx->slots = fresh;
-            rx->slots_js = 0;
-            rx_aim(rx);
-          } else if (!rx->closing) {
-            /* Nowhere to read to: stop, as on an unusable fd (the engine reports what goes missing). */
-            uv_poll_stop(&rx->poll);
-          }
-        }
-      } else if (free_again && !rx->closing && napi_get_arraybuffer_info(env, ab, NULL, &cap) == napi_ok) {
-        if (++rx->free_streak >= RX_DIRECT_AFTER && !rx->slots_js) {
-          /* Rounds keep coming back: hand over the next ones where they lie (the spare goes). */
-          rx->direct = 1;
-          if (rx->spare) napi_delete_reference(env, rx->spare);
-          rx->spare = NULL;
-        } else {
-          if (!rx->spare && napi_create_reference(env, ab, 1, &rx->spare) != napi_ok) rx->spare = NULL;
-          rx->spare_data = data;
-          rx->spare_cap = cap;
-        }
-      } else {
-        rx->free_streak = 0;
-        if (rx->spare) {
-          /* JS keeps views of it: it is no longer ours to write. */
-          napi_delete_reference(env, rx->spare);
-          rx->spare = NULL;
-        }
-      }
+      rx_settle(rx, direct, free_again, ab, data);
     }
   }
   napi_close_handle_scope(env, scope);

@@ -667,8 +667,8 @@ const SOURCE_SLOTS = 4096
 interface SourceEntry {
   /** Header bytes from the session id to the end of the application name. */
   readonly identity: Uint8Array
-  /** The same bytes as little-endian words (the last partial word left out): compared 4 at a time. */
-  readonly words: Int32Array
+  /** The same bytes as 32-bit words (the last partial word left out): compared 4 at a time. */
+  readonly words: Uint32Array
   readonly source: Source
 }
 const sourceCache: Array<SourceEntry | undefined> = new Array(SOURCE_SLOTS).fill(undefined)
@@ -680,16 +680,14 @@ const sameIdentity = (entry: SourceEntry, b: Uint8Array): boolean => {
   const { identity, words } = entry
   let diff = 0
   let o = OFF_SESSION
-  for (let w = 0; w < words.length; w++, o += 4)
-    diff |= (b[o] | (b[o + 1] << 8) | (b[o + 2] << 16) | (b[o + 3] << 24)) ^ words[w]
+  for (let w = 0; w < words.length; w++, o += 4) diff |= readU32(b, o) ^ words[w]
   for (let i = words.length * 4; i < identity.length; i++) diff |= identity[i] ^ b[OFF_SESSION + i]
   return diff === 0
 }
 
 const sourceEntry = (identity: Uint8Array, source: Source): SourceEntry => {
-  const words = new Int32Array(identity.length >>> 2)
-  for (let w = 0, i = 0; w < words.length; w++, i += 4)
-    words[w] = identity[i] | (identity[i + 1] << 8) | (identity[i + 2] << 16) | (identity[i + 3] << 24)
+  const words = new Uint32Array(identity.length >>> 2)
+  for (let w = 0; w < words.length; w++) words[w] = readU32(identity, 4 * w)
   return { identity, words, source }
 }
 
