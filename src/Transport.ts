@@ -95,9 +95,9 @@ export type UdpBackend = "native" | "dgram"
  * of the socket (one event-loop poll phase for UDP), so the receiver can hand on what the whole
  * batch produced at once. `data` is the receiver's own, to keep and to overwrite (no other receiver
  * shares its bytes: the engine decrypts secured datagrams in place). `onDatagram` returns `false`
- * when it kept no reference to `data`'s memory past the call: a socket may then read later
- * datagrams into that memory (the native backend does, for the fragments of large updates, which
- * the engine copies out). Any other result, or none, counts as kept.
+ * when it keeps no reference to `data`'s memory past the batch: once `onBatchEnd` has returned, a
+ * socket may read later datagrams into that memory (the native backend does, for the fragments of
+ * large updates, which the engine copies out). Any other result, or none, counts as kept.
  *
  * @since 0.1.0
  */

@@ -278,7 +278,10 @@ export const make = (
       },
       onBatchEnd: () => {
         batchNow = -1
-        if (!closed) dispatch()
+        if (closed) return
+        // Before the socket reuses the batch's memory: the engine copies what it still remembers.
+        endpoint.endReceiveBatch()
+        dispatch()
       }
     })
     socket.listen(handlerFor(control === undefined ? undefined : "data"))

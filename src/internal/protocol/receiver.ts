@@ -61,14 +61,12 @@ export interface ReceiverHost {
   /** Reorder + reassembly bytes held by this session changed by `delta` (per-connection budget). */
   buffered(session: RemoteSession, delta: number): void
   /**
-   * This session now remembers datagram `seq` for the duplicate-content check; the host bounds
-   * what all sessions remember together and calls `forget` for the oldest. With `copy` the host
-   * keeps a copy in `rememberRing`, at the offset returned, so that `bytes` is not kept;
-   * otherwise -1, and the session keeps `bytes` itself.
+   * This session now remembers datagram `seq` (`bytes`) for the duplicate-content check; the host
+   * bounds what all sessions remember together and calls `forget` for the oldest. With `copy`
+   * (`bytes` goes back to the socket) the host copies it at the end of the receive batch, if the
+   * session still remembers it then, and moves the record there with `rememberedCopy`.
    */
-  remember(session: RemoteSession, seq: number, bytes: Uint8Array, copy: boolean): number
-  /** Where the copies `remember` returns an offset into are (a view per copy was ~80 bytes to collect). */
-  readonly rememberRing: Uint8Array | undefined
+  remember(session: RemoteSession, seq: number, bytes: Uint8Array, copy: boolean): void
   readonly stats: {
     updatesIn: number
     duplicates: number
@@ -276,11 +274,11 @@ export class RemoteSession {
     let kept = p.body.fragment === Fragment.None
     if (bytes !== undefined) {
       const r = s & (RECENT - 1)
-      const at = this.host.remember(this, s, bytes, !kept)
-      this.recent[r] = at < 0 ? bytes : this.host.rememberRing
-      this.recentAt[r] = Math.max(at, 0)
+      this.recent[r] = bytes
+      this.recentAt[r] = 0
       this.recentLength[r] = bytes.length
       this.recentSeq[r] = s
+      this.host.remember(this, s, bytes, !kept)
     }
     if (s === next) {
       this.process(p)
@@ -309,6 +307,20 @@ export class RemoteSession {
   remembers(seq: number): boolean {
     const r = seq & (RECENT - 1)
     return this.recentSeq[r] === seq && this.recent[r] !== undefined
+  }
+
+  /** Datagram `seq` as remembered, before the host copied it: its own memory; undefined once forgotten. */
+  uncopied(seq: number): Uint8Array | undefined {
+    const r = seq & (RECENT - 1)
+    return this.recentSeq[r] === seq ? this.recent[r] : undefined
+  }
+
+  /** The host copied datagram `seq` to `ring` at `at` (its memory goes back to the socket). */
+  rememberedCopy(seq: number, ring: Uint8Array, at: number): void {
+    const r = seq & (RECENT - 1)
+    if (this.recentSeq[r] !== seq) return
+    this.recent[r] = ring
+    this.recentAt[r] = at
   }
 
   /** Bytes of the datagrams this session remembers for the duplicate-content check (tests). */

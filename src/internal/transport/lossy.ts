@@ -67,8 +67,9 @@ export const wrap = (inner: LossyOpen, options: LossyOptions): LossyOpen => {
             ? (handler: DatagramHandler) =>
                 socket.listen({
                   onDatagram: (data, address) => {
-                    if (receivePrng.next() < receiveLoss) simulatedReceiveDrops++
-                    else handler.onDatagram(data, address)
+                    if (receivePrng.next() >= receiveLoss) return handler.onDatagram(data, address)
+                    simulatedReceiveDrops++
+                    return false
                   },
                   onBatchEnd: handler.onBatchEnd
                 })

@@ -165,11 +165,20 @@ export const makeHotPath = (addon: Addon): HotPath => ({
       // The buffer comes back to the addon only if the handler kept none of its datagrams.
       let free = true
       try {
+        // A round is mostly one sender's run: its address is looked up once, not per datagram (a
+        // Map lookup by a non-Smi key was 2.6 % of a 64 KiB subscriber).
+        let ip = -1
+        let port = -1
+        let address = ""
         // Plain Uint8Array views (as the handler's type says): a Buffer view costs a FastBuffer
         // construction here and in every subarray the decoders take of it.
         for (let i = 0, j = 0; i < count; i++, j += 4) {
-          if (deliver(new Uint8Array(buffer, meta[j], meta[j + 1]), addressOf(meta[j + 2], meta[j + 3])) !== false)
-            free = false
+          if (meta[j + 2] !== ip || meta[j + 3] !== port) {
+            ip = meta[j + 2]
+            port = meta[j + 3]
+            address = addressOf(ip, port)
+          }
+          if (deliver(new Uint8Array(buffer, meta[j], meta[j + 1]), address) !== false) free = false
         }
       } catch {
         // deliver does not throw (the handler's contract); a broken one must not take the loop down
