@@ -14,6 +14,7 @@ import {
   type PackedUpdate,
   type Packet,
   PacketKind,
+  retainPacket,
   type SeqRange,
   type Source
 } from "../src/internal/protocol/packets.js"
@@ -22,6 +23,7 @@ import {
   clearDecodeCaches,
   dataHeaderSize,
   decode,
+  decodeTransient,
   encodeAnnounce,
   encodeFragment,
   encodeGoodbye,
@@ -214,6 +216,33 @@ describe("wire round trips", () => {
               expect(p.body.chunk.buffer).toBe(d.buffer)
             }
           }
+        }
+      )
+    ))
+
+  it("decodeTransient answers as decode; its Middle/Last object is reused, a retainPacket copy is not", () =>
+    run(
+      fc.property(
+        sourceArb,
+        fc.array(fc.tuple(seqArb, fc.constantFrom(1, 2, 3), fc.uint8Array({ minLength: 1, maxLength: 64 })), {
+          minLength: 2,
+          maxLength: 6
+        }),
+        (source, fragments) => {
+          const prefix = makeSourcePrefix(source)
+          const datagrams = fragments.map(([seq, fragment, chunk]) =>
+            fragment === 1
+              ? encodeFragment(prefix, seq, 1, chunk, topicBytes("/t"), chunk.length + 1)
+              : encodeFragment(prefix, seq, fragment, chunk)
+          )
+          const kept: Array<Packet> = []
+          for (const d of datagrams) {
+            const p = decodeTransient(d)
+            expect(p).toEqual(decode(d))
+            if (!isDecodeFailure(p) && p.kind === PacketKind.Data) kept.push(retainPacket(p))
+          }
+          // Every copy still describes its own datagram after the later decodes reused the object.
+          expect(kept).toEqual(datagrams.map((d) => decode(d)))
         }
       )
     ))

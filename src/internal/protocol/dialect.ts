@@ -13,7 +13,7 @@ import { type LastSlab, SlabPool } from "../slab.js"
 import type { DecodeFailure, Packet, SeqRange, Source } from "./packets.js"
 import {
   asRetransmission,
-  decode,
+  decodeTransient,
   encodeAnnounce,
   encodeFragment,
   encodeGoodbye,
@@ -84,7 +84,9 @@ export interface Dialect {
   /**
    * A datagram → a packet of the engine's model, a failure (counted, dropped), or undefined for a
    * well-formed datagram that carries nothing for the engine (pycast's CONFIGURATION, empty NAK).
-   * `now` is the engine's clock (the native codec ignores it).
+   * `now` is the engine's clock (the native codec ignores it). A data packet is the caller's only
+   * until the next call (the native codec reuses one object for Middle and Last fragments): what is
+   * kept longer is a `retainPacket` copy.
    */
   decode(bytes: Uint8Array, now: number): Packet | DecodeFailure | undefined
   /** A new session id; undefined: the endpoint draws a random 64-bit id. */
@@ -112,7 +114,7 @@ const FRAGMENT_SLAB_BYTES = 256 * 1024
 export const nativeDialect: Dialect = {
   name: "native",
   status: true,
-  decode,
+  decode: decodeTransient,
   session(source, segmentSize, reuseMemory = false) {
     const prefix = makeSourcePrefix(source)
     // Both pools note where they carved last in one place: the sender asks once per datagram.

@@ -94,6 +94,25 @@ export interface DataPacket {
   readonly body: DataBody
 }
 
+/**
+ * A copy of `p` that outlives the next decode: `Dialect.decode` may answer a Middle or Last fragment
+ * in an object it reuses (`decodeTransient`). The chunk stays a view of the datagram.
+ */
+export const retainPacket = (p: DataPacket): DataPacket => {
+  const body = p.body
+  return {
+    kind: p.kind,
+    source: p.source,
+    retransmission: p.retransmission,
+    fresh: p.fresh,
+    seq: p.seq,
+    body:
+      body.fragment === Fragment.Middle || body.fragment === Fragment.Last
+        ? { fragment: body.fragment, chunk: body.chunk }
+        : body
+  }
+}
+
 export interface HeartbeatPacket {
   readonly kind: typeof PacketKind.Heartbeat
   readonly source: Source

@@ -37,7 +37,7 @@ import {
   type SessionInfo,
   sessionBufferBytes
 } from "./engine.js"
-import { type DataPacket, Fragment, type SeqRange } from "./packets.js"
+import { type DataPacket, Fragment, retainPacket, type SeqRange } from "./packets.js"
 
 /** How many reorder windows beyond the known highest a heartbeat or Goodbye may claim. */
 const PLAUSIBLE_WINDOWS = 64
@@ -288,7 +288,7 @@ export class RemoteSession {
       if (s - next > this.mask) this.growSlots(s - next + 1)
       const i = s & this.mask
       const size = bytes?.length ?? 0
-      this.slots[i] = p
+      this.slots[i] = retainPacket(p)
       this.slotBytes[i] = size
       this.addBuffered(size)
       kept = true

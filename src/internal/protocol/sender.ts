@@ -69,6 +69,9 @@ export interface SenderHost {
 /** The rest of a large update, cut into fragments as the window lets them leave. */
 interface FragmentCursor {
   readonly payload: Uint8Array
+  /** `payload.buffer` and `.byteOffset`, read once: in Node 20 the getter is a call into C++. */
+  readonly buffer: ArrayBufferLike
+  readonly base: number
   offset: number
   /** Sequence number of the next fragment. */
   seq: number
@@ -270,10 +273,12 @@ export class LocalSender {
     const seq = this.assignedSeq + 1
     const last = seq + Math.ceil((length - offset) / cap.rest)
     this.assignedSeq = last
-    const first = this.codec.fragment(seq, 1, payload.subarray(0, offset), tb, length)
+    const buffer = payload.buffer
+    const base = payload.byteOffset
+    const first = this.codec.fragment(seq, 1, new Uint8Array(buffer, base, offset), tb, length)
     this.sendData(seq, first, this.codec.lastSlab?.(), now)
     // The rest is cut as it leaves: a 64 MiB update is not encoded twice into memory up front.
-    this.cursor = { payload, offset, seq: seq + 1, last }
+    this.cursor = { payload, buffer, base, offset, seq: seq + 1, last }
     this.pump(now)
     // This update's segments still pending waited for the window too; sendData counted only the
     // First, if it was queued (pending segments leave in order, so they are the last ones).
@@ -289,7 +294,9 @@ export class LocalSender {
     const c = this.cursor
     if (c === undefined) return false
     const end = c.seq === c.last ? c.payload.length : c.offset + this.fragmentRest
-    this.queue.push(this.codec.fragment(c.seq, c.seq === c.last ? 3 : 2, c.payload.subarray(c.offset, end)))
+    // A plain view: `subarray` goes through the species constructor (a Buffer when it is one).
+    const chunk = new Uint8Array(c.buffer, c.base + c.offset, end - c.offset)
+    this.queue.push(this.codec.fragment(c.seq, c.seq === c.last ? 3 : 2, chunk))
     this.queueSlabs.push(this.codec.lastSlab?.())
     c.offset = end
     if (c.seq++ === c.last) this.cursor = undefined
