@@ -295,7 +295,8 @@ export const renderMarkdown = (r: Results): string => {
       L.push("")
       L.push(
         `Each throughput figure above is the median of ${n} rounds; every round measured every system once, one ` +
-          "round after the other, so that a drift of the machine's speed hits all systems alike. Every round's rate " +
+          "round after the other, the systems of each case back to back, so that a drift of the machine's speed hits " +
+          "all systems alike. Every round's rate " +
           "per subscriber:"
       )
       L.push("")

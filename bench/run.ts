@@ -74,15 +74,15 @@ for (const s of only) if (!ALL.includes(s)) throw new Error(`--only: unknown sys
 const scenarios = (
   option("--scenario") ?? `throughput,${quick ? "" : "large,"}latency,recovery,fanout${quick ? "" : ",gateway"}`
 ).split(",")
+/** Every scenario, in the order a round runs those it has. */
+const SCENARIOS = ["throughput", "large", "latency", "recovery", "fanout", "gateway"] as const
 for (const s of scenarios)
-  if (!["throughput", "large", "latency", "recovery", "fanout", "gateway"].includes(s))
-    throw new Error(`--scenario: unknown ${s}`)
+  if (!(SCENARIOS as ReadonlyArray<string>).includes(s)) throw new Error(`--scenario: unknown ${s}`)
 const LARGE = quick ? 4 * 2 ** 20 : 64 * 2 ** 20
 /**
  * Rounds of the throughput, latency and fan-out scenarios. On a shared machine the speed drifts by tens of
- * percent within minutes, and the cases run grouped by system (a server runs only while its cases
- * do), so one system could be measured minutes after another. Each round measures every system
- * once; per case the round with the median rate (throughput), p50 (latency) or publisher CPU per
+ * percent within minutes. Each round measures every system once, the systems of one case back to
+ * back; per case the round with the median rate (throughput), p50 (latency) or publisher CPU per
  * update (fan-out) is the one reported (every round's figures stay in results.json and in a table).
  */
 const rounds = Number(option("--rounds") ?? (quick ? "1" : "3"))
@@ -653,10 +653,20 @@ const main = async () => {
   progress(`bench: ${plan.length} cases, systems: ${systems.join(", ")}${quick ? " (quick)" : ""}`)
   for (const n of notes) process.stderr.write(`${process.stderr.isTTY ? "\n" : ""}note: ${n}\n`)
   const results: Array<CaseResult> = []
-  // Cases are grouped by system so that each server runs only while its cases do; the rounds
-  // (throughput, latency) come first, one after the other, each with every system.
+  // The rounds (throughput, latency, fan-out) come first, one after the other. Within a round the
+  // systems of one case (scenario and size, rate or N) run back to back, so that the figures a ratio
+  // compares are measured seconds apart rather than minutes (a server is started for each case it is
+  // in). The cases outside the rounds follow, grouped by system so that each server starts once.
   const order = [...plan].sort(
-    (a, b) => (a.round ?? rounds) - (b.round ?? rounds) || ALL.indexOf(a.system) - ALL.indexOf(b.system)
+    (a, b) =>
+      (a.round ?? rounds) - (b.round ?? rounds) ||
+      (a.round === undefined
+        ? 0
+        : SCENARIOS.indexOf(a.scenario) - SCENARIOS.indexOf(b.scenario) ||
+          a.size - b.size ||
+          a.rate - b.rate ||
+          a.subscribers - b.subscribers) ||
+      ALL.indexOf(a.system) - ALL.indexOf(b.system)
   )
   let server: ChildProcess | undefined
   let serverFor: System | undefined
