@@ -68,10 +68,13 @@ export interface SenderHost {
 
 /** The rest of a large update, cut into fragments as the window lets them leave. */
 interface FragmentCursor {
-  readonly payload: Uint8Array
-  /** `payload.buffer` and `.byteOffset`, read once: in Node 20 the getter is a call into C++. */
+  /**
+   * The update's bytes: `length` of them in `buffer` from `base` (its `buffer` and `byteOffset` are
+   * read once: in Node 20 those getters are calls into C++).
+   */
   readonly buffer: ArrayBufferLike
   readonly base: number
+  readonly length: number
   offset: number
   /** Sequence number of the next fragment. */
   seq: number
@@ -278,7 +281,7 @@ export class LocalSender {
     const first = this.codec.fragment(seq, 1, new Uint8Array(buffer, base, offset), tb, length)
     this.sendData(seq, first, this.codec.lastSlab?.(), now)
     // The rest is cut as it leaves: a 64 MiB update is not encoded twice into memory up front.
-    this.cursor = { payload, buffer, base, offset, seq: seq + 1, last }
+    this.cursor = { buffer, base, length, offset, seq: seq + 1, last }
     this.pump(now)
     // This update's segments still pending waited for the window too; sendData counted only the
     // First, if it was queued (pending segments leave in order, so they are the last ones).
@@ -293,7 +296,7 @@ export class LocalSender {
   private cutFragment(): boolean {
     const c = this.cursor
     if (c === undefined) return false
-    const end = c.seq === c.last ? c.payload.length : c.offset + this.fragmentRest
+    const end = c.seq === c.last ? c.length : c.offset + this.fragmentRest
     // A plain view: `subarray` goes through the species constructor (a Buffer when it is one).
     const chunk = new Uint8Array(c.buffer, c.base + c.offset, end - c.offset)
     this.queue.push(this.codec.fragment(c.seq, c.seq === c.last ? 3 : 2, chunk))

@@ -821,7 +821,28 @@ const decodePacked = (b: Uint8Array, o: number, len: number): ReadonlyArray<Pack
   return updates
 }
 
-const decodeDataBody = (b: Uint8Array, o: number, len: number, fragment: number): DataBody | DecodeFailure => {
+/** The object `decodeTransient` answers every Middle and Last fragment in (shaped as `decode`'s). */
+const transientBody: { fragment: typeof FRAG_MIDDLE | typeof FRAG_LAST; chunk: Uint8Array } = {
+  fragment: FRAG_MIDDLE,
+  chunk: new Uint8Array(0)
+}
+const transientPacket: { -readonly [K in keyof DataPacket]: DataPacket[K] } = {
+  kind: KIND_DATA,
+  source: undefined as unknown as Source,
+  retransmission: false,
+  fresh: false,
+  seq: 0,
+  body: transientBody
+}
+
+/** `transient`: a Middle or Last fragment's body is `transientBody`, refilled (see `decodeTransient`). */
+const decodeDataBody = (
+  b: Uint8Array,
+  o: number,
+  len: number,
+  fragment: number,
+  transient: boolean
+): DataBody | DecodeFailure => {
   switch (fragment) {
     case FRAG_NONE: {
       const updates = decodePacked(b, o, len)
@@ -844,7 +865,10 @@ const decodeDataBody = (b: Uint8Array, o: number, len: number, fragment: number)
     case FRAG_MIDDLE:
     case FRAG_LAST:
       if (o === len) return failure("InvalidField", "fragment: empty chunk")
-      return { fragment, chunk: view(b, o, len) }
+      if (!transient) return { fragment, chunk: view(b, o, len) }
+      transientBody.fragment = fragment
+      transientBody.chunk = view(b, o, len)
+      return transientBody
     default:
       return failure("InvalidField", `unknown fragment ${fragment}`)
   }
@@ -894,20 +918,6 @@ export const decode = (bytes: Uint8Array): Packet | DecodeFailure => decodePacke
  */
 export const decodeTransient = (bytes: Uint8Array): Packet | DecodeFailure => decodePacket(bytes, true)
 
-/** The object `decodeTransient` answers every Middle and Last fragment in (shaped as `decode`'s). */
-const transientBody: { fragment: typeof FRAG_MIDDLE | typeof FRAG_LAST; chunk: Uint8Array } = {
-  fragment: FRAG_MIDDLE,
-  chunk: new Uint8Array(0)
-}
-const transientPacket: { -readonly [K in keyof DataPacket]: DataPacket[K] } = {
-  kind: KIND_DATA,
-  source: undefined as unknown as Source,
-  retransmission: false,
-  fresh: false,
-  seq: 0,
-  body: transientBody
-}
-
 const decodePacket = (bytes: Uint8Array, transient: boolean): Packet | DecodeFailure => {
   const len = bytes.length
   if (len < 3) return failure("TooShort", `${len} bytes`)
@@ -933,18 +943,15 @@ const decodePacket = (bytes: Uint8Array, transient: boolean): Packet | DecodeFai
       if (o + DATA_FIELDS > len) return truncated("data header", o + DATA_FIELDS, len)
       const seq = readSafeU64(bytes, o)
       if (seq < 1) return failure("InvalidField", "seq is not within 1..2^53-1")
-      const fragment = bytes[o + 8]
-      if (transient && (fragment === FRAG_MIDDLE || fragment === FRAG_LAST) && o + DATA_FIELDS < len) {
-        transientBody.fragment = fragment
-        transientBody.chunk = view(bytes, o + DATA_FIELDS, len)
+      const body = decodeDataBody(bytes, o + DATA_FIELDS, len, bytes[o + 8], transient)
+      if ("_tag" in body) return body
+      if (body === transientBody) {
         transientPacket.source = source
         transientPacket.retransmission = (flags & RETRANSMISSION) !== 0
         transientPacket.fresh = (flags & FRESH) !== 0
         transientPacket.seq = seq
         return transientPacket
       }
-      const body = decodeDataBody(bytes, o + DATA_FIELDS, len, fragment)
-      if ("_tag" in body) return body
       return {
         kind: KIND_DATA,
         source,
