@@ -244,7 +244,6 @@ export const makeHotPath = (addon: Addon): HotPath => ({
       }
     }
     const flush = () => {
-      scheduled = false
       if (queue.length === 0) return
       const q = queue
       queue = []
@@ -298,13 +297,21 @@ export const makeHotPath = (addon: Addon): HotPath => ({
         }
       }
     }
+    // The owner flushes after each drive; the microtask only covers a send outside one. It stays
+    // scheduled until it runs, so the drives of one macrotask share it, and it is a plain promise
+    // reaction: `queueMicrotask` builds an AsyncResource and a bound function per call (~13 % of
+    // a publisher's allocation at one 64 B update per datagram).
+    const checkpoint = () => {
+      scheduled = false
+      flush()
+    }
     const send = (d: Uint8Array) => {
       if (closed) return context.sendError(`send after close ${group}`)
       if (viaNode > 0 && queue.length === 0) return nodeSend(d)
       queue.push(d)
       if (!scheduled) {
         scheduled = true
-        queueMicrotask(flush)
+        resolved.then(checkpoint)
       }
     }
     const close = () => {
@@ -314,6 +321,8 @@ export const makeHotPath = (addon: Addon): HotPath => ({
     return { send, flush, close }
   }
 })
+
+const resolved = Promise.resolve()
 
 let path: HotPath | undefined
 
