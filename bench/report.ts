@@ -390,10 +390,19 @@ export const renderMarkdown = (r: Results): string => {
         "same library with holdback off. " +
         "Lower ratios are better."
     )
-    const n = Math.max(...r.cases.filter((c) => c.scenario === "latency").map((c) => allRoundsOf(c)?.rates.length ?? 1))
-    if (n > 1) {
+    const roundsAt = rates.map((rate) =>
+      Math.max(
+        ...r.cases
+          .filter((c) => c.scenario === "latency" && c.rate === rate)
+          .map((c) => allRoundsOf(c)?.rates.length ?? 1)
+      )
+    )
+    if (Math.max(...roundsAt) > 1) {
+      const counts = rates.map((rate, i) => `${roundsAt[i]} at ${rate}/s`).join(", ")
       L.push("")
-      L.push(`Each row is the median (by p50) of ${n} rounds, measured like the throughput rounds; every round's p50:`)
+      L.push(
+        `Each row is the median (by p50) of its rounds (${counts}), measured like the throughput rounds; every round's p50:`
+      )
       L.push("")
       L.push(`| system | ${rates.map((rate) => `${rate}/s p50, each round`).join(" | ")} |`)
       L.push(`| --- | ${rates.map(() => "---:").join(" | ")} |`)
