@@ -3,7 +3,7 @@
  * user would pick instead (ZeroMQ PUB/SUB over TCP, NATS, Redis pub/sub), in one run on this
  * machine, loopback only, 1 publisher and N subscriber processes.
  *
- *   npm run bench                        full suite (≤ 20 min)
+ *   npm run bench                        full suite (~30 min on a 2-core guest)
  *   npm run bench -- --quick             smoke run (≤ 2 min)
  *   npm run bench -- --only ours,dgram   a subset of systems (ours, dgram, zeromq, nats, redis)
  *   npm run bench -- --scenario throughput,latency   a subset of scenarios (throughput, large, latency, recovery, fanout, gateway)
