@@ -237,6 +237,9 @@ describe("native UDP backend", () => {
     const harness = (accept: Array<number>, errnos: Array<number>) => {
       const wire: Array<string> = []
       const gsoFlags: Array<boolean> = []
+      // Each call's bases (a copy) and the array itself, to look at after the call.
+      const basesSeen: Array<Array<ArrayBufferLike>> = []
+      const basesArrays: Array<ReadonlyArray<ArrayBufferLike | undefined>> = []
       let call = 0
       const addon: Addon = {
         rxOpen: () => undefined,
@@ -244,6 +247,8 @@ describe("native UDP backend", () => {
         sendBatch: (_fd, bases, which, offsets, _lengths, count, status, gso) => {
           const k = call++
           gsoFlags.push(gso)
+          basesSeen.push([...bases])
+          basesArrays.push(bases)
           const n = Math.min(count, accept[k] ?? count)
           for (let i = 0; i < n; i++) wire.push(`native:${new Uint8Array(bases[which[i]])[offsets[i]]}`)
           status[0] = n < count ? (errnos[k] ?? EAGAIN) : 0
@@ -271,7 +276,7 @@ describe("native UDP backend", () => {
       const complete = () => {
         for (const f of pending.splice(0)) f()
       }
-      return { wire, sender, errors, complete, gsoFlags }
+      return { wire, sender, errors, complete, gsoFlags, basesSeen, basesArrays }
     }
     const d = (i: number) => new Uint8Array([i, 0, 0])
 
@@ -330,6 +335,25 @@ describe("native UDP backend", () => {
       expect(wire.at(-1)).toBe("native:5")
       expect(gsoFlags).toEqual([true, false, false])
       expect(errors).toEqual([])
+    })
+
+    it("each call gets exactly the distinct buffers of its datagrams, and none stays referenced after it", () => {
+      const { wire, sender, basesSeen, basesArrays } = harness([], [])
+      const slab = new Uint8Array(64)
+      const at = (i: number, offset: number) => {
+        slab[offset] = i
+        return slab.subarray(offset, offset + 8)
+      }
+      // Three datagrams in one buffer, one in another, two more in the first again.
+      for (const dg of [at(1, 0), at(2, 8), at(3, 16), d(4), at(5, 24), at(6, 32)]) sender.send(dg)
+      sender.flush()
+      sender.send(d(7))
+      sender.flush()
+      expect(wire).toEqual(["native:1", "native:2", "native:3", "native:4", "native:5", "native:6", "native:7"])
+      expect(basesSeen.map((b) => b.length)).toEqual([3, 1])
+      expect(basesSeen[0][0]).toBe(slab.buffer)
+      expect(basesSeen[0][2]).toBe(slab.buffer)
+      for (const b of basesArrays) expect(b.every((x) => x === undefined)).toBe(true)
     })
 
     it("a queue bigger than the stage goes in several batches, in order", () => {

@@ -213,7 +213,10 @@ export const makeHotPath = (addon: Addon): HotPath => ({
     if (handle === undefined) return undefined
     const fd = handle.fd
     // Where each datagram of a batch lies: no copy, the addon sends from the datagrams' own memory.
-    const bases: Array<ArrayBufferLike> = []
+    // Written by index and cut to length, never emptied: `length = 0` drops the backing store in V8
+    // and the next write allocates another, once per flush. Entries are cleared after each call so
+    // that no datagram's memory (a whole large update's, say) stays reachable from here.
+    const bases: Array<ArrayBufferLike | undefined> = []
     const which = new Uint32Array(BATCH_DATAGRAMS)
     const offsets = new Uint32Array(BATCH_DATAGRAMS)
     const lengths = new Uint32Array(BATCH_DATAGRAMS)
@@ -254,21 +257,22 @@ export const makeHotPath = (addon: Addon): HotPath => ({
           break
         }
         let n = 0
+        let nb = 0
         let last: ArrayBufferLike | undefined
-        bases.length = 0
         while (i + n < q.length && n < BATCH_DATAGRAMS) {
           const d = q[i + n]
           if (d.buffer !== last) {
             last = d.buffer
-            bases.push(last)
+            bases[nb++] = last
           }
-          which[n] = bases.length - 1
+          which[n] = nb - 1
           offsets[n] = d.byteOffset
           lengths[n++] = d.length
         }
+        if (bases.length !== nb) bases.length = nb
         let sent: number
         try {
-          sent = addon.sendBatch(fd, bases, which, offsets, lengths, n, errno, gso)
+          sent = addon.sendBatch(fd, bases as Array<ArrayBufferLike>, which, offsets, lengths, n, errno, gso)
           segmentation.gsoSends += errno[1]
           segmentation.gsoDatagrams += errno[2]
         } catch (err) {
@@ -276,6 +280,8 @@ export const makeHotPath = (addon: Addon): HotPath => ({
           context.sendError(err instanceof Error ? err.message : String(err))
           while (i < q.length) nodeSend(q[i++])
           break
+        } finally {
+          bases.fill(undefined)
         }
         i += sent
         if (sent < n) {
