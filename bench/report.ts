@@ -296,8 +296,7 @@ export const renderMarkdown = (r: Results): string => {
       L.push(
         `Each throughput figure above is the median of ${n} rounds; every round measured every system once, one ` +
           "round after the other, the systems of each case back to back, so that a drift of the machine's speed hits " +
-          "all systems alike. Every round's rate " +
-          "per subscriber:"
+          "all systems alike. Every round's rate per subscriber:"
       )
       L.push("")
       L.push(`| system | ${sizes.map((size) => `${sizeLabel(size)}, each round`).join(" | ")} |`)

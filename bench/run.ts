@@ -98,6 +98,8 @@ if (!(Number.isInteger(rounds) && rounds >= 1 && rounds <= 9)) throw new Error("
 const latencyRounds = Number(option("--latency-rounds") ?? (quick ? String(rounds) : String(Math.max(rounds, 7))))
 if (!(Number.isInteger(latencyRounds) && latencyRounds >= rounds && latencyRounds <= 15))
   throw new Error("--latency-rounds must be --rounds..15")
+/** How many rounds a case of `scenario` at `rate` runs (when it runs in rounds at all). */
+const roundsOf = (scenario: string, rate: number) => (scenario === "latency" && rate === 1000 ? latencyRounds : rounds)
 const outDir = resolve(option("--out") ?? join(here, "results"))
 /** Ports: `base` .. `base + 19` for multicast (rotating per case), `base + 20..22` for the servers. */
 const base = Number(option("--port-base") ?? "7600")
@@ -586,7 +588,7 @@ for (const system of withVariants("ours0")) {
       // update at 1 000/s over the first 6 s (TurboFan compiling on its helper threads all along).
       warmupMs: quick ? 300 : 3000
     }
-    for (let round = 0; round < (rate === 1000 ? latencyRounds : rounds); round++) add({ ...latencyCase, round })
+    for (let round = 0; round < roundsOf("latency", rate); round++) add({ ...latencyCase, round })
   }
 }
 if (systems.includes("ours")) {
@@ -711,7 +713,7 @@ const main = async () => {
                 ? `${c.subscribers} clients`
                 : `N=${c.subscribers}`
       const elapsed = Math.round((Date.now() - t0) / 1000)
-      const of = c.scenario === "latency" && c.rate === 1000 ? latencyRounds : rounds
+      const of = roundsOf(c.scenario, c.rate)
       const round = c.round !== undefined && of > 1 ? ` (round ${c.round + 1}/${of})` : ""
       progress(`bench [${k + 1}/${order.length}] ${elapsed}s  ${c.scenario}${round} ${label}  ${c.system}`)
       const r = await runCase(c)

@@ -147,6 +147,9 @@ const errnoName = (errno: number): string => {
   }
 }
 
+/** What the send queue's safety-net flush is chained on (a promise reaction, see `send`). */
+const resolved = Promise.resolve()
+
 /** The hot path over `addon` (exported for tests, which give it a fake one). */
 export const makeHotPath = (addon: Addon): HotPath => ({
   backend: "native",
@@ -327,8 +330,6 @@ export const makeHotPath = (addon: Addon): HotPath => ({
     return { send, flush, close }
   }
 })
-
-const resolved = Promise.resolve()
 
 let path: HotPath | undefined
 
